@@ -1,0 +1,97 @@
+//! The sluice guest SDK: write a transform as one Rust function per record,
+//! build it with `cargo build --release --target wasm32-wasip2`, and get a
+//! WebAssembly component the sluice engine can load.
+//!
+//! ```ignore
+//! use sluice_guest::{Config, Error, Output, Record, Transform};
+//!
+//! struct Upper;
+//!
+//! impl Transform for Upper {
+//!     fn init(_config: &Config) -> Result<Self, String> {
+//!         Ok(Upper)
+//!     }
+//!
+//!     fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+//!         let text = record.value_str()?;
+//!         out.push(text.to_uppercase());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! sluice_guest::export_transform!(Upper);
+//! ```
+//!
+//! The host calls the component once per *batch*, not once per record (see
+//! `wit/transform.wit`); [`Record`] borrows from that batch and [`Output`]
+//! appends to one output buffer, so a transform that does not allocate itself
+//! costs a handful of allocations per batch. [`testing`] runs a transform
+//! natively, through the same batch code, in plain `cargo test`.
+
+mod config;
+mod error;
+mod output;
+mod record;
+mod runner;
+pub mod testing;
+
+pub use config::Config;
+pub use error::Error;
+pub use output::{Emitted, Output, ValueWriter};
+pub use record::Record;
+
+/// Bindings generated from `wit/transform.wit`. Public so that
+/// [`export_transform!`] can name them from the transform's crate.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "transform",
+        pub_export_macro: true,
+        export_macro_name: "__export_transform_world",
+        default_bindings_module: "::sluice_guest::bindings",
+    });
+    pub use self::sluice::transform::types::*;
+}
+
+/// A transform: built once per instance from the stage config, then called
+/// for each record in order.
+pub trait Transform: Sized + 'static {
+    /// Builds the transform from the stage's `config` table. An error here
+    /// fails the pipeline deploy with this message, so say what is wrong and
+    /// what was expected.
+    fn init(config: &Config) -> Result<Self, String>;
+
+    /// Turns one record into zero or more records pushed to `out`, or an
+    /// error that sends the record to the dead-letter destination. Outputs
+    /// pushed before an error is returned are discarded.
+    fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error>;
+}
+
+/// Exports a [`Transform`] implementation as the component's `transform` world.
+#[macro_export]
+macro_rules! export_transform {
+    ($transform:ty) => {
+        #[doc(hidden)]
+        struct __SluiceTransformExport;
+
+        impl $crate::bindings::Guest for __SluiceTransformExport {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__private::init::<$transform>(&config)
+            }
+
+            fn process(input: $crate::bindings::Batch) -> $crate::bindings::BatchOutput {
+                $crate::__private::process::<$transform>(input)
+            }
+        }
+
+        $crate::bindings::__export_transform_world!(
+            __SluiceTransformExport with_types_in $crate::bindings
+        );
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runner::{init, process};
+}

@@ -1,0 +1,199 @@
+//! The output buffer a transform appends records to.
+
+use std::io;
+
+use crate::Record;
+use crate::bindings::{Batch, HeaderRef, RecordRef, Span};
+
+/// Where [`Transform::process`](crate::Transform::process) puts its results.
+///
+/// All output records of a batch share one byte buffer; pushing a record
+/// appends its bytes and a small index entry, so it does not allocate once
+/// the buffer has grown to the batch's size.
+pub struct Output {
+    batch: Batch,
+    /// The input record being processed: new records inherit its position,
+    /// key and timestamp.
+    input: u32,
+    input_key: Option<(usize, usize)>,
+    input_timestamp: Option<i64>,
+}
+
+/// Marks the output length before a record is processed, to undo its
+/// outputs when it fails.
+#[derive(Clone, Copy)]
+pub(crate) struct Mark {
+    data: usize,
+    records: usize,
+    headers: usize,
+}
+
+impl Output {
+    pub(crate) fn with_capacity(bytes: usize, records: usize) -> Self {
+        Output {
+            batch: Batch {
+                data: Vec::with_capacity(bytes),
+                records: Vec::with_capacity(records),
+                headers: Vec::new(),
+            },
+            input: 0,
+            input_key: None,
+            input_timestamp: None,
+        }
+    }
+
+    pub(crate) fn begin(&mut self, record: &Record<'_>) -> Mark {
+        self.input = record.index();
+        self.input_timestamp = record.timestamp();
+        let mark = self.mark();
+        // Copy the input key once; every output of this record can point at it.
+        self.input_key = record.key().map(|key| {
+            let offset = self.batch.data.len();
+            self.batch.data.extend_from_slice(key);
+            (offset, key.len())
+        });
+        mark
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            data: self.batch.data.len(),
+            records: self.batch.records.len(),
+            headers: self.batch.headers.len(),
+        }
+    }
+
+    pub(crate) fn rollback(&mut self, mark: Mark) {
+        self.batch.data.truncate(mark.data);
+        self.batch.records.truncate(mark.records);
+        self.batch.headers.truncate(mark.headers);
+    }
+
+    pub(crate) fn finish(self) -> Batch {
+        self.batch
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Span {
+        let offset = self.batch.data.len();
+        self.batch.data.extend_from_slice(bytes);
+        span(offset, bytes.len())
+    }
+
+    fn start_record(&mut self, value: Span) -> Emitted<'_> {
+        let key = self.input_key.map(|(offset, len)| span(offset, len));
+        self.batch.records.push(RecordRef {
+            key,
+            value,
+            headers_start: self.batch.headers.len() as u32,
+            headers_len: 0,
+            timestamp: self.input_timestamp,
+            input: self.input,
+        });
+        Emitted { output: self }
+    }
+
+    /// Emits a record with this value. It keeps the input's key and
+    /// timestamp and has no headers; change that on the returned [`Emitted`].
+    pub fn push(&mut self, value: impl AsRef<[u8]>) -> Emitted<'_> {
+        let value = self.append(value.as_ref());
+        self.start_record(value)
+    }
+
+    /// Emits a record whose value `write` writes straight into the output
+    /// buffer, which saves building it in a `Vec` first.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut ValueWriter<'_>)) -> Emitted<'_> {
+        let offset = self.batch.data.len();
+        write(&mut ValueWriter { data: &mut self.batch.data, start: offset });
+        let value = span(offset, self.batch.data.len() - offset);
+        self.start_record(value)
+    }
+
+    /// Emits an exact copy of `record`: key, value, headers and timestamp.
+    pub fn forward(&mut self, record: &Record<'_>) {
+        let mut emitted = self.push(record.value());
+        for (name, value) in record.headers() {
+            emitted = emitted.header(name, value);
+        }
+    }
+}
+
+/// The record just pushed; its methods set what differs from the defaults.
+pub struct Emitted<'o> {
+    output: &'o mut Output,
+}
+
+impl Emitted<'_> {
+    fn meta(&mut self) -> &mut RecordRef {
+        // `Emitted` only exists right after a record was pushed.
+        self.output.batch.records.last_mut().expect("an emitted record")
+    }
+
+    /// Replaces the key (`None` removes it).
+    pub fn key(mut self, key: Option<&[u8]>) -> Self {
+        let key = key.map(|k| self.output.append(k));
+        self.meta().key = key;
+        self
+    }
+
+    pub fn timestamp(mut self, timestamp: Option<i64>) -> Self {
+        self.meta().timestamp = timestamp;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        let name = self.output.append(name.as_bytes());
+        let value = self.output.append(value.as_ref());
+        self.output.batch.headers.push(HeaderRef { name, value });
+        self.meta().headers_len += 1;
+        self
+    }
+
+    /// Copies every header of `record`.
+    pub fn headers_from(mut self, record: &Record<'_>) -> Self {
+        for (name, value) in record.headers() {
+            self = self.header(name, value);
+        }
+        self
+    }
+}
+
+/// Appends a record value in place; see [`Output::push_with`].
+pub struct ValueWriter<'a> {
+    data: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl ValueWriter<'_> {
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+    }
+
+    pub fn push(&mut self, byte: u8) {
+        self.data.push(byte);
+    }
+
+    /// Bytes written to this value so far.
+    pub fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl io::Write for ValueWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn span(offset: usize, len: usize) -> Span {
+    Span { offset: offset as u32, len: len as u32 }
+}

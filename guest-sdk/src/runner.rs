@@ -1,0 +1,60 @@
+//! Drives a [`Transform`] over a batch; shared by the wasm exports and by
+//! [`testing`](crate::testing), so native tests exercise the same code.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::bindings::{Batch, BatchOutput, RecordError};
+use crate::{Config, Output, Record, Transform};
+
+thread_local! {
+    // A component instance is single-threaded and holds one transform.
+    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+pub fn init<T: Transform>(config: &str) -> Result<(), String> {
+    let config = Config::from_json(config)?;
+    let transform = T::init(&config)?;
+    INSTANCE.with(|cell| *cell.borrow_mut() = Some(Box::new(transform)));
+    Ok(())
+}
+
+pub fn process<T: Transform>(input: Batch) -> BatchOutput {
+    INSTANCE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut().and_then(|t| t.downcast_mut::<T>()) {
+            Some(transform) => run_batch(transform, &input),
+            None => fail_all(&input, "not-initialized", "process was called before init"),
+        }
+    })
+}
+
+pub(crate) fn run_batch<T: Transform>(transform: &mut T, input: &Batch) -> BatchOutput {
+    let mut out = Output::with_capacity(input.data.len(), input.records.len());
+    let mut errors = Vec::new();
+    for meta in &input.records {
+        let record = Record::new(input, meta);
+        let mark = out.begin(&record);
+        if let Err(error) = transform.process(&record, &mut out) {
+            out.rollback(mark);
+            errors.push(RecordError {
+                input: meta.input,
+                kind: error.kind().to_string(),
+                message: error.message().to_string(),
+            });
+        }
+    }
+    BatchOutput { records: out.finish(), errors }
+}
+
+fn fail_all(input: &Batch, kind: &str, message: &str) -> BatchOutput {
+    let errors = input
+        .records
+        .iter()
+        .map(|r| RecordError { input: r.input, kind: kind.into(), message: message.into() })
+        .collect();
+    BatchOutput {
+        records: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() },
+        errors,
+    }
+}

@@ -1,0 +1,172 @@
+//! Run a transform natively in `cargo test`, through the same batch code the
+//! component uses.
+//!
+//! ```ignore
+//! let mut t = sluice_guest::testing::init::<MyTransform>(r#"{"format": "json"}"#).unwrap();
+//! let results = sluice_guest::testing::run(&mut t, &[TestRecord::new("a line")]);
+//! assert_eq!(results[0].as_ref().unwrap()[0].value_str(), "...");
+//! ```
+
+use crate::bindings::{Batch, HeaderRef, RecordRef, Span};
+use crate::{Config, Error, Transform};
+
+/// An owned record, for test inputs and outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl TestRecord {
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        TestRecord { value: value.into(), ..Default::default() }
+    }
+
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn with_timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// The value as UTF-8; panics otherwise (this is for tests).
+    pub fn value_str(&self) -> &str {
+        std::str::from_utf8(&self.value).expect("value is UTF-8")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Builds a transform from a JSON config, as the host does at deploy.
+pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
+    T::init(&Config::from_json(config_json)?)
+}
+
+/// Runs `inputs` through `transform` as one batch. Each input gets either
+/// its outputs or the error it was refused with.
+pub fn run<T: Transform>(transform: &mut T, inputs: &[TestRecord]) -> Vec<Result<Vec<TestRecord>, Error>> {
+    let batch = pack(inputs);
+    let output = crate::runner::run_batch(transform, &batch);
+    let mut results: Vec<Result<Vec<TestRecord>, Error>> = inputs.iter().map(|_| Ok(Vec::new())).collect();
+    for record in unpack(&output.records) {
+        let (input, record) = record;
+        if let Some(Ok(outputs)) = results.get_mut(input as usize) {
+            outputs.push(record);
+        }
+    }
+    for error in output.errors {
+        results[error.input as usize] = Err(Error::new(error.kind, error.message));
+    }
+    results
+}
+
+/// Runs one record and returns its outputs or error.
+pub fn run_one<T: Transform>(transform: &mut T, input: TestRecord) -> Result<Vec<TestRecord>, Error> {
+    run(transform, &[input]).pop().expect("one result per input")
+}
+
+fn pack(inputs: &[TestRecord]) -> Batch {
+    let mut batch = Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() };
+    let append = |data: &mut Vec<u8>, bytes: &[u8]| {
+        let offset = data.len() as u32;
+        data.extend_from_slice(bytes);
+        Span { offset, len: bytes.len() as u32 }
+    };
+    for (index, input) in inputs.iter().enumerate() {
+        let key = input.key.as_deref().map(|k| append(&mut batch.data, k));
+        let value = append(&mut batch.data, &input.value);
+        let headers_start = batch.headers.len() as u32;
+        for (name, value) in &input.headers {
+            let name = append(&mut batch.data, name.as_bytes());
+            let value = append(&mut batch.data, value);
+            batch.headers.push(HeaderRef { name, value });
+        }
+        batch.records.push(RecordRef {
+            key,
+            value,
+            headers_start,
+            headers_len: input.headers.len() as u32,
+            timestamp: input.timestamp,
+            input: index as u32,
+        });
+    }
+    batch
+}
+
+fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
+    let slice = move |s: Span| batch.data[s.offset as usize..(s.offset + s.len) as usize].to_vec();
+    batch.records.iter().map(move |r| {
+        let headers = batch.headers[r.headers_start as usize..(r.headers_start + r.headers_len) as usize]
+            .iter()
+            .map(|h| (String::from_utf8_lossy(&slice(h.name)).into_owned(), slice(h.value)))
+            .collect();
+        let record = TestRecord { key: r.key.map(slice), value: slice(r.value), headers, timestamp: r.timestamp };
+        (r.input, record)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Output, Record};
+
+    /// Splits a value on commas; refuses values containing `!`.
+    struct Split;
+
+    impl Transform for Split {
+        fn init(config: &Config) -> Result<Self, String> {
+            config.expect_keys(&[])?;
+            Ok(Split)
+        }
+
+        fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+            let text = record.value_str()?;
+            for part in text.split(',') {
+                out.push(part).header("part", "yes");
+            }
+            if text.contains('!') {
+                return Err(Error::invalid_input("bang"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn outputs_keep_input_key_and_timestamp_and_errors_roll_back() {
+        let mut t = init::<Split>("").unwrap();
+        let inputs = [
+            TestRecord::new("a,b").with_key("k").with_timestamp(7),
+            TestRecord::new("x,!"),
+            TestRecord::new(vec![0xff, 0xfe]),
+            TestRecord::new(""),
+        ];
+        let results = run(&mut t, &inputs);
+        let first = results[0].as_ref().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[1].value_str(), "b");
+        assert_eq!(first[1].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(first[1].timestamp, Some(7));
+        assert_eq!(first[1].header("part"), Some(&b"yes"[..]));
+        assert_eq!(results[1].as_ref().unwrap_err().message(), "bang");
+        assert_eq!(results[2].as_ref().unwrap_err().kind(), "invalid-utf8");
+        assert_eq!(results[3].as_ref().unwrap()[0].value_str(), "");
+    }
+
+    #[test]
+    fn init_rejects_unknown_keys() {
+        let err = init::<Split>(r#"{"colour": 1}"#).err().unwrap();
+        assert!(err.contains("unknown config key `colour`"), "{err}");
+    }
+}
