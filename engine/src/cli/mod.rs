@@ -1,0 +1,82 @@
+//! The `sluice` command line.
+
+mod run;
+mod transform;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A stream processor whose transforms are WebAssembly components"
+)]
+struct Cli {
+    /// Log filter, e.g. `info`, `sluice=debug` (overrides RUST_LOG).
+    #[arg(long, global = true, env = "SLUICE_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines until their inputs end or the process is stopped
+    /// (SIGINT/SIGTERM: in-flight batches are drained first).
+    Run(run::RunArgs),
+    /// Check pipeline files: syntax, keys, types, and that every stage's
+    /// module loads and accepts its config.
+    Validate(validate::ValidateArgs),
+    /// Run one transform over records and print what it makes of each.
+    Transform(transform::TransformArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log.as_deref());
+    // Only `run` needs the async runtime. The others call wasm directly on
+    // this thread, and WASI's blocking host calls must not run inside it.
+    let result = match cli.command {
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run::run(args)),
+            Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+        },
+        Command::Validate(args) => validate::validate(args),
+        Command::Transform(args) => transform::transform(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(filter) => EnvFilter::new(filter),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Pipeline files named on the command line.
+#[derive(clap::Args)]
+struct PipelineFiles {
+    /// Pipeline definition files (TOML).
+    #[arg(required = true, value_name = "PIPELINE.toml")]
+    files: Vec<PathBuf>,
+}

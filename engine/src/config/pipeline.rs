@@ -1,0 +1,447 @@
+//! The shape of a pipeline file.
+//!
+//! A file holds one pipeline at the top level:
+//!
+//! ```toml
+//! name = "weblogs"
+//! [source]
+//! type = "file"
+//! path = "access.log"
+//! [[stage]]
+//! name = "parse"
+//! module = "transforms/log_parse.wasm"
+//! [sink]
+//! type = "file"
+//! path = "out/weblogs.ndjson"
+//! ```
+//!
+//! or several, as `[[pipeline]]` tables with the same keys.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::document::{Document, Value, join};
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+
+/// A validated pipeline definition.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub name: String,
+    /// Where the pipeline's table is in its file: empty for a top-level
+    /// pipeline, `pipeline[N]` otherwise. Prefixes keys in diagnostics.
+    pub key: String,
+    /// The file it was read from; relative paths inside it are resolved
+    /// against this file's directory.
+    pub file: PathBuf,
+    pub source: SourceConfig,
+    pub batch: BatchConfig,
+    pub stages: Vec<StageConfig>,
+    pub sink: SinkConfig,
+    /// Where failed records go. Defaults to `<name>.dead-letter.ndjson`
+    /// beside the pipeline file.
+    pub dead_letter: SinkConfig,
+}
+
+impl PipelineConfig {
+    /// `path` resolved against the pipeline file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        resolve(&self.file, path)
+    }
+}
+
+pub fn resolve(file: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    file.parent().unwrap_or(Path::new(".")).join(path)
+}
+
+/// The keys of a pipeline table (top level or `[[pipeline]]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read only for its field list and type checks.
+struct PipelineKeys {
+    name: String,
+    description: Option<String>,
+    source: toml::Table,
+    batch: Option<toml::Table>,
+    stage: Option<Vec<toml::Table>>,
+    sink: toml::Table,
+    dead_letter: Option<toml::Table>,
+}
+
+/// How records are grouped into the batches a transform is called with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch is cut at this many records…
+    pub max_records: usize,
+    /// …or this many bytes of keys, values and headers…
+    pub max_bytes: usize,
+    /// …or this long after its first record arrived, whichever comes first.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: 1024,
+            max_bytes: 4 << 20,
+            linger_ms: 50,
+        }
+    }
+}
+
+/// What a stage does with a record its transform failed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Send it to the dead-letter destination with the reason.
+    #[default]
+    Dlq,
+    /// Count it and drop it.
+    Drop,
+    /// Stop the pipeline; nothing after the failed record is committed.
+    Stop,
+}
+
+/// One transform stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Unique within the pipeline; names the stage in metrics and in
+    /// dead-letter envelopes.
+    pub name: String,
+    /// Path of the transform component (`.wasm`), relative to the pipeline file.
+    pub module: Spanned<String>,
+    /// Handed to the transform's `init` as JSON. A transform that rejects it
+    /// fails validation.
+    #[serde(default = "defaults::config")]
+    pub config: Spanned<toml::Table>,
+    /// Time budget of one call (one batch), in milliseconds.
+    #[serde(default = "defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// Cap on the instance's memory, in MiB.
+    #[serde(default = "defaults::max_memory_mb")]
+    pub max_memory_mb: u64,
+    /// Fuel (about one unit per wasm instruction) per call; unset disables
+    /// metering, which is faster.
+    pub max_fuel: Option<u64>,
+    /// Cap on the bytes produced from one input record.
+    #[serde(default = "defaults::max_output_bytes")]
+    pub max_output_bytes: u64,
+    #[serde(default)]
+    pub on_error: OnError,
+    /// After this many failed calls in a row (traps, timeouts…) the stage is
+    /// quarantined: it stops calling the module and fails every record with
+    /// `quarantined`, handled per `on_error`.
+    #[serde(default = "defaults::quarantine_after")]
+    pub quarantine_after: u32,
+    /// Capabilities granted to the module: `clock`, `random`. Nothing else
+    /// (files, network, environment) is reachable from a transform.
+    #[serde(default = "defaults::capabilities")]
+    pub capabilities: Spanned<Vec<String>>,
+}
+
+/// Capabilities a stage may grant.
+pub const CAPABILITIES: &[&str] = &["clock", "random"];
+
+mod defaults {
+    use toml::Spanned;
+
+    pub fn config() -> Spanned<toml::Table> {
+        Spanned::new(0..0, toml::Table::new())
+    }
+    pub fn capabilities() -> Spanned<Vec<String>> {
+        Spanned::new(0..0, Vec::new())
+    }
+    pub fn timeout_ms() -> u64 {
+        1000
+    }
+    pub fn max_memory_mb() -> u64 {
+        64
+    }
+    pub fn max_output_bytes() -> u64 {
+        16 << 20
+    }
+    pub fn quarantine_after() -> u32 {
+        10
+    }
+}
+
+/// Reads and validates pipeline files; all problems of all files are reported.
+pub fn load_files(paths: &[PathBuf]) -> Result<Vec<PipelineConfig>, Diagnostics> {
+    let mut pipelines = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in paths {
+        match load_file(path) {
+            Ok(mut found) => pipelines.append(&mut found),
+            Err(mut errors) => diagnostics.append(&mut errors.0),
+        }
+    }
+    let mut seen = HashSet::new();
+    for pipeline in &pipelines {
+        if !seen.insert(pipeline.name.clone()) {
+            diagnostics.push(Diagnostic {
+                file: pipeline.file.clone(),
+                line: 1,
+                column: 1,
+                key: Some("name".into()),
+                message: format!("another pipeline is already named `{}`", pipeline.name),
+            });
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<Vec<PipelineConfig>, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    parse_str(path, &text)
+}
+
+/// Parses pipeline definitions from `text`, as if read from `path`.
+pub fn parse_str(path: &Path, text: &str) -> Result<Vec<PipelineConfig>, Diagnostics> {
+    let (mut doc, root) = Document::parse(path, text).map_err(|d| Diagnostics(vec![d]))?;
+    let mut pipelines = Vec::new();
+    match root.get_ref().get("pipeline") {
+        Some(list) => {
+            if let Some(key) = root.get_ref().keys().find(|k| k.get_ref() != "pipeline") {
+                doc.error(key.span(), key.get_ref(), "a file with [[pipeline]] tables cannot also define a pipeline at the top level");
+            }
+            match list.get_ref().as_array() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        pipelines.extend(parse_pipeline(&mut doc, item, &format!("pipeline[{i}]")));
+                    }
+                }
+                None => doc.error(list.span(), "pipeline", "expected [[pipeline]] tables"),
+            }
+        }
+        None => {
+            let whole = Spanned::new(
+                root.span(),
+                toml::de::DeValue::Table(root.get_ref().clone()),
+            );
+            pipelines.extend(parse_pipeline(&mut doc, &whole, ""));
+        }
+    }
+    if doc.diagnostics.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(Diagnostics(doc.diagnostics))
+    }
+}
+
+fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Option<PipelineConfig> {
+    let Some(table) = value.get_ref().as_table() else {
+        doc.error(value.span(), key, "expected a table");
+        return None;
+    };
+    // Check the pipeline's own keys and types (not its sections: those are
+    // parsed below, each with its own diagnostics).
+    let shell: Option<PipelineKeys> = doc.section(value, key, &[]);
+    let name = table
+        .get("name")
+        .and_then(|v| v.get_ref().as_str())
+        .map(str::to_string);
+    if let Some(name) = &name {
+        check_name(doc, table, key, name);
+    }
+
+    let source = table
+        .get("source")
+        .and_then(|v| parse_source(doc, v, &join(key, "source")));
+    let batch = match table.get("batch") {
+        Some(v) => doc.section(v, &join(key, "batch"), &[]),
+        None => Some(BatchConfig::default()),
+    };
+    if let (Some(batch), Some(v)) = (&batch, table.get("batch")) {
+        if batch.max_records == 0 || batch.max_bytes == 0 {
+            doc.error(
+                v.span(),
+                &join(key, "batch"),
+                "max_records and max_bytes must be at least 1",
+            );
+        }
+    }
+    let stages = parse_stages(doc, table, key);
+    let sink = table
+        .get("sink")
+        .and_then(|v| parse_sink(doc, v, &join(key, "sink")));
+    let dead_letter = match table.get("dead_letter") {
+        Some(v) => parse_sink(doc, v, &join(key, "dead_letter")),
+        None => name
+            .as_ref()
+            .map(|name| SinkConfig::default_dead_letter(name)),
+    };
+
+    Some(PipelineConfig {
+        name: name?,
+        key: key.to_string(),
+        file: doc.path().to_path_buf(),
+        source: source?,
+        batch: batch?,
+        stages: stages?,
+        sink: sink?,
+        dead_letter: dead_letter?,
+    })
+    .filter(|_| shell.is_some())
+}
+
+fn check_name(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str, name: &str) {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        let span = table.get("name").map(|v| v.span()).unwrap_or(0..0);
+        doc.error(
+            span,
+            &join(key, "name"),
+            "expected 1-64 characters of a-z, A-Z, 0-9, `-` and `_`",
+        );
+    }
+}
+
+fn parse_stages(
+    doc: &mut Document<'_>,
+    table: &DeTable<'_>,
+    key: &str,
+) -> Option<Vec<StageConfig>> {
+    let Some(list) = table.get("stage") else {
+        return Some(Vec::new());
+    };
+    let items = list.get_ref().as_array()?;
+    let mut stages = Vec::new();
+    let mut names = HashSet::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let stage_key = join(key, &format!("stage[{i}]"));
+        let Some(stage) = doc.section::<StageConfig>(item, &stage_key, &[]) else {
+            ok = false;
+            continue;
+        };
+        if !names.insert(stage.name.clone()) {
+            doc.error(
+                item.span(),
+                &join(&stage_key, "name"),
+                format!("another stage is already named `{}`", stage.name),
+            );
+            ok = false;
+        }
+        ok &= validate_stage(doc, &stage, item, &stage_key);
+        stages.push(stage);
+    }
+    ok.then_some(stages)
+}
+
+/// Checks a stage without loading its module (see `check_modules` for that).
+fn validate_stage(
+    doc: &mut Document<'_>,
+    stage: &StageConfig,
+    table: &Value<'_>,
+    key: &str,
+) -> bool {
+    let before = doc.diagnostics.len();
+    let span_of = |field: &str| {
+        table
+            .get_ref()
+            .get(field)
+            .map_or(table.span(), |v| v.span())
+    };
+    for capability in stage.capabilities.get_ref() {
+        if !CAPABILITIES.contains(&capability.as_str()) {
+            let hint = match did_you_mean(capability, CAPABILITIES.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("expected one of: {}", CAPABILITIES.join(", ")),
+            };
+            doc.error(
+                stage.capabilities.span(),
+                &join(key, "capabilities"),
+                format!("unknown capability `{capability}`; {hint}"),
+            );
+        }
+    }
+    if stage.timeout_ms == 0 {
+        doc.error(
+            span_of("timeout_ms"),
+            &join(key, "timeout_ms"),
+            "must be at least 1",
+        );
+    }
+    if stage.max_memory_mb == 0 || stage.max_memory_mb > 4096 {
+        doc.error(
+            span_of("max_memory_mb"),
+            &join(key, "max_memory_mb"),
+            "expected 1 to 4096 (a wasm32 memory is at most 4 GiB)",
+        );
+    }
+    doc.diagnostics.len() == before
+}
+
+fn parse_source(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Option<SourceConfig> {
+    let kind = component_type(doc, value, key, crate::sources::TYPES)?;
+    SourceConfig::parse(doc, &kind, value, key)
+}
+
+fn parse_sink(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Option<SinkConfig> {
+    let kind = component_type(doc, value, key, crate::sinks::TYPES)?;
+    SinkConfig::parse(doc, &kind, value, key)
+}
+
+/// Reads the `type` key of a source or sink table and checks it is known.
+fn component_type(
+    doc: &mut Document<'_>,
+    value: &Value<'_>,
+    key: &str,
+    known: &[&str],
+) -> Option<String> {
+    let Some(table) = value.get_ref().as_table() else {
+        doc.error(value.span(), key, "expected a table");
+        return None;
+    };
+    let Some(kind) = table.get("type") else {
+        doc.error(
+            value.span(),
+            key,
+            format!("missing key `type` (one of: {})", known.join(", ")),
+        );
+        return None;
+    };
+    let Some(name) = kind.get_ref().as_str() else {
+        doc.error(kind.span(), &join(key, "type"), "expected a string");
+        return None;
+    };
+    if !known.contains(&name) {
+        let hint = match did_you_mean(name, known.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("expected one of: {}", known.join(", ")),
+        };
+        doc.error(
+            kind.span(),
+            &join(key, "type"),
+            format!("unknown type `{name}`; {hint}"),
+        );
+        return None;
+    }
+    Some(name.to_string())
+}

@@ -1,0 +1,27 @@
+//! sluice: a stream processor whose per-record logic is user-supplied
+//! WebAssembly.
+//!
+//! A record's way through the engine, and the module that owns each step:
+//!
+//! - [`config`] reads pipeline TOML files and reports every mistake with
+//!   file:line:column before anything runs.
+//! - [`sources`] read records (files today; Kafka next) and attach an
+//!   [`ack::Ack`] so they learn when their records are durable.
+//! - [`pipeline`] batches records ([`pipeline::batcher`]), runs each batch
+//!   through the transform stages ([`pipeline::stage`]) and hands the result
+//!   to the sink; failed records go to the dead-letter destination
+//!   ([`pipeline::dead_letter`]) with the reason.
+//! - [`wasm`] hosts the transform components: validation, the compiled-module
+//!   cache, limits (time, memory, fuel) and classifying guest failures.
+//! - [`sinks`] write records out (NDJSON files today) and drop their acks
+//!   once the records are durable.
+//! - [`cli`] is the `sluice` command line.
+
+pub mod ack;
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod record;
+pub mod sinks;
+pub mod sources;
+pub mod wasm;

@@ -1,0 +1,157 @@
+//! Groups what a source emits into batches for the transform stages.
+//!
+//! Sources send whatever they have (a chunk of lines, one file); the batcher
+//! cuts batches at `max_records` or `max_bytes`, or `linger_ms` after the
+//! first record of a batch arrived, so a slow trickle still moves. Records
+//! keep their order, and the acks of a chunk go with every batch holding
+//! some of its records.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::BatchConfig;
+use crate::record::Batch;
+
+pub(crate) async fn run(
+    config: BatchConfig,
+    mut input: mpsc::Receiver<Batch>,
+    output: mpsc::Sender<Batch>,
+) {
+    let linger = Duration::from_millis(config.linger_ms);
+    let mut pending = Batch::default();
+    let mut pending_bytes = 0usize;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let chunk = tokio::select! {
+            chunk = input.recv() => chunk,
+            _ = sleep_until(deadline) => {
+                if send(&output, &mut pending, &mut pending_bytes).await.is_err() {
+                    return;
+                }
+                deadline = None;
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        let Batch { records, acks } = chunk;
+        // Whether the pending batch already holds clones of this chunk's acks.
+        let mut holds_acks = false;
+        for record in records {
+            if pending.records.is_empty() {
+                deadline = Some(Instant::now() + linger);
+            }
+            if !holds_acks {
+                pending.acks.extend(acks.iter().cloned());
+                holds_acks = true;
+            }
+            pending_bytes += record.size();
+            pending.records.push(record);
+            if pending.records.len() >= config.max_records || pending_bytes >= config.max_bytes {
+                if send(&output, &mut pending, &mut pending_bytes)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                holds_acks = false;
+                deadline = None;
+            }
+        }
+        // `acks` drops here: the batches holding the chunk's records own
+        // clones; a chunk without records is done already.
+    }
+    let _ = send(&output, &mut pending, &mut pending_bytes).await;
+}
+
+async fn send(
+    output: &mpsc::Sender<Batch>,
+    pending: &mut Batch,
+    pending_bytes: &mut usize,
+) -> Result<(), ()> {
+    *pending_bytes = 0;
+    if pending.records.is_empty() {
+        pending.acks.clear();
+        return Ok(());
+    }
+    output.send(std::mem::take(pending)).await.map_err(|_| ())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{Ack, AckStatus};
+    use crate::record::{Origin, Record};
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                Record::new(
+                    format!("{i}"),
+                    Origin {
+                        source: "t".into(),
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cuts_at_max_records_and_lingers_the_rest() {
+        let config = BatchConfig {
+            max_records: 4,
+            max_bytes: 1 << 20,
+            linger_ms: 50,
+        };
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        tokio::spawn(run(config, in_rx, out_tx));
+        let (ack, done) = Ack::new();
+        in_tx.send(Batch::new(records(6), vec![ack])).await.unwrap();
+        let first = out_rx.recv().await.unwrap();
+        assert_eq!(first.len(), 4);
+        // The remaining two leave after linger_ms without more input.
+        let second = out_rx.recv().await.unwrap();
+        assert_eq!(
+            second
+                .records
+                .iter()
+                .map(|r| r.origin.offset)
+                .collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        // Both batches hold the chunk's ack: it resolves when both are gone.
+        drop(first);
+        drop(second);
+        assert_eq!(done.wait().await, AckStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn cuts_at_max_bytes_and_flushes_on_close() {
+        let config = BatchConfig {
+            max_records: 100,
+            max_bytes: 3,
+            linger_ms: 10_000,
+        };
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(config, in_rx, out_tx));
+        in_tx.send(Batch::new(records(4), vec![])).await.unwrap();
+        drop(in_tx);
+        task.await.unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| out_rx.try_recv().ok())
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, vec![3, 1]);
+    }
+}

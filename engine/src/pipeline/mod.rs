@@ -1,0 +1,11 @@
+//! The pipeline runtime: source → batcher → stages → sink, with dead
+//! letters on the side.
+
+pub mod batcher;
+pub mod dead_letter;
+mod runtime;
+pub mod stage;
+pub mod stats;
+
+pub use crate::config::BatchConfig;
+pub use runtime::{Pipeline, PipelineReport, StageReport};

@@ -1,0 +1,312 @@
+//! Wiring a pipeline together and running it to the end.
+//!
+//! Every step is a task (stages are threads: wasm calls are CPU-bound and
+//! synchronous) joined by bounded queues, so a slow sink slows the source
+//! instead of filling memory. Each stage processes one batch at a time,
+//! which keeps records in order. Shutdown flows downstream: the source stops,
+//! its queue closes, every step drains what it holds and closes its own
+//! output, and the sink makes the last batch durable before the run ends.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::{DeadLetterBatch, DeadLetterSender};
+use super::stage::{Stage, StageOutput};
+use super::stats::{PipelineStats, StageStats, add, get};
+use crate::config::{OnError, PipelineConfig};
+use crate::record::Batch;
+use crate::sinks::{Sink, SinkContext};
+use crate::sources::{Source, SourceContext};
+use crate::wasm::WasmHost;
+
+/// Batches in flight between two steps.
+const QUEUE: usize = 4;
+
+/// A pipeline, built and ready to run.
+pub struct Pipeline {
+    pub name: Arc<str>,
+    config: PipelineConfig,
+    source: Box<dyn Source>,
+    stages: Vec<Stage>,
+    pub stats: Arc<PipelineStats>,
+}
+
+/// How a run went, for the summary `sluice run` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineReport {
+    pub pipeline: String,
+    pub read: u64,
+    pub written: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub stages: Vec<StageReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub module: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_failed: u64,
+    pub calls: u64,
+    pub failed_calls: u64,
+    pub recycles: u64,
+    pub quarantined: bool,
+    /// Time inside the transform per input record.
+    pub nanos_per_record: u64,
+}
+
+impl Pipeline {
+    /// Builds the source and loads every stage's module (calling `init`), so
+    /// configuration problems surface before any record moves.
+    pub fn build(config: PipelineConfig, host: &WasmHost) -> anyhow::Result<Pipeline> {
+        let name: Arc<str> = config.name.as_str().into();
+        let source = config
+            .source
+            .build(&config)
+            .with_context(|| format!("pipeline `{name}`: source"))?;
+        let stages = config
+            .stages
+            .iter()
+            .map(|stage| Stage::build(stage, &config, host))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("pipeline `{name}`"))?;
+        Ok(Pipeline {
+            name,
+            config,
+            source,
+            stages,
+            stats: Arc::new(PipelineStats::default()),
+        })
+    }
+
+    pub fn stage_stats(&self) -> Vec<(String, Arc<StageStats>)> {
+        self.stages
+            .iter()
+            .map(|s| (s.name.clone(), s.stats.clone()))
+            .collect()
+    }
+
+    /// Runs until the source ends or `shutdown` is cancelled, then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<PipelineReport> {
+        let Pipeline {
+            name,
+            config,
+            source,
+            stages,
+            stats,
+        } = self;
+        let modules: Vec<(String, Arc<StageStats>, String)> = stages
+            .iter()
+            .map(|s| (s.name.clone(), s.stats.clone(), s.module().name.clone()))
+            .collect();
+        // A stage with `on_error = "stop"` cancels this to stop the source.
+        let stop = shutdown.child_token();
+
+        let (dead_tx, dead_rx) = mpsc::channel::<DeadLetterBatch>(QUEUE);
+        let dead_sink = config
+            .dead_letter
+            .build(
+                &config,
+                SinkContext {
+                    pipeline: name.clone(),
+                    dead_letters: None,
+                    stats: Arc::new(PipelineStats::default()),
+                },
+            )
+            .context("dead-letter destination")?;
+        let sink = config
+            .sink
+            .build(
+                &config,
+                SinkContext {
+                    pipeline: name.clone(),
+                    dead_letters: Some(dead_tx.clone()),
+                    stats: stats.clone(),
+                },
+            )
+            .context("sink")?;
+
+        let (source_tx, source_rx) = mpsc::channel::<Batch>(QUEUE);
+        let (batch_tx, mut next_rx) = mpsc::channel::<Batch>(QUEUE);
+        let source_ctx = SourceContext {
+            pipeline: name.clone(),
+            shutdown: stop.clone(),
+            output: source_tx,
+            dead_letters: dead_tx.clone(),
+            stats: stats.clone(),
+        };
+        let source_task = tokio::spawn(source.run(source_ctx));
+        let batcher_task = tokio::spawn(super::batcher::run(
+            config.batch.clone(),
+            source_rx,
+            batch_tx,
+        ));
+
+        let mut stage_threads = Vec::new();
+        for stage in stages {
+            let (tx, rx) = mpsc::channel::<Batch>(QUEUE);
+            let input = std::mem::replace(&mut next_rx, rx);
+            let worker = StageWorker {
+                stage,
+                input,
+                output: tx,
+                dead_letters: dead_tx.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("stage-{}", worker.stage.name))
+                // Room for the guest's wasm stack (max_wasm_stack) on top of ours.
+                .stack_size(8 << 20)
+                .spawn(move || worker.run())
+                .context("cannot start a stage thread")?;
+            stage_threads.push(thread);
+        }
+        drop(dead_tx);
+
+        let sink_task = tokio::spawn(run_sink(sink, next_rx));
+        let dead_task = tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone()));
+
+        let mut errors = Vec::new();
+        match source_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e.context("source")),
+            Err(e) => errors.push(anyhow::anyhow!("source task panicked: {e}")),
+        }
+        let _ = batcher_task.await;
+        for thread in stage_threads {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => errors.push(e),
+                _ => errors.push(anyhow::anyhow!("a stage thread panicked")),
+            }
+        }
+        for (step, task) in [("sink", sink_task), ("dead-letter destination", dead_task)] {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.context(step)),
+                Err(e) => errors.push(anyhow::anyhow!("{step} task panicked: {e}")),
+            }
+        }
+
+        let report = PipelineReport {
+            pipeline: name.to_string(),
+            read: get(&stats.read),
+            written: get(&stats.written),
+            dead_lettered: get(&stats.dead_lettered),
+            dropped: get(&stats.dropped),
+            stages: modules
+                .into_iter()
+                .map(|(stage, s, module)| {
+                    let records_in = get(&s.records_in);
+                    StageReport {
+                        stage,
+                        module,
+                        records_in,
+                        records_out: get(&s.records_out),
+                        records_failed: get(&s.records_failed),
+                        calls: get(&s.calls),
+                        failed_calls: get(&s.failed_calls),
+                        recycles: get(&s.recycles),
+                        quarantined: s.quarantined.load(std::sync::atomic::Ordering::Relaxed),
+                        nanos_per_record: get(&s.busy_nanos).checked_div(records_in).unwrap_or(0),
+                    }
+                })
+                .collect(),
+        };
+        match errors.into_iter().next() {
+            None => Ok(report),
+            Some(error) => Err(error.context(format!("pipeline `{name}` failed"))),
+        }
+    }
+}
+
+struct StageWorker {
+    stage: Stage,
+    input: mpsc::Receiver<Batch>,
+    output: mpsc::Sender<Batch>,
+    dead_letters: DeadLetterSender,
+    stats: Arc<PipelineStats>,
+    stop: CancellationToken,
+}
+
+impl StageWorker {
+    fn run(mut self) -> anyhow::Result<()> {
+        while let Some(Batch { records, acks }) = self.input.blocking_recv() {
+            let StageOutput { records, failed } = self.stage.process(records);
+            if !failed.is_empty() {
+                match self.stage.on_error {
+                    OnError::Dlq => {
+                        add(&self.stats.dead_lettered, failed.len());
+                        let letters = DeadLetterBatch {
+                            letters: failed,
+                            acks: acks.clone(),
+                        };
+                        self.dead_letters
+                            .blocking_send(letters)
+                            .context("dead-letter queue closed")?;
+                    }
+                    OnError::Drop => add(&self.stats.dropped, failed.len()),
+                    OnError::Stop => {
+                        // Nothing of this batch may count as done.
+                        acks.iter().for_each(crate::ack::Ack::fail);
+                        self.stop.cancel();
+                        let first = &failed[0];
+                        anyhow::bail!(
+                            "stage `{}` stopped the pipeline (on_error = \"stop\"): record {}:{} failed with {}: {}",
+                            self.stage.name,
+                            first.record.origin.source,
+                            first.record.origin.offset,
+                            first.kind,
+                            first.message
+                        );
+                    }
+                }
+            }
+            if records.is_empty() {
+                continue;
+            }
+            if self
+                .output
+                .blocking_send(Batch::new(records, acks))
+                .is_err()
+            {
+                anyhow::bail!("stage `{}`: the next step stopped", self.stage.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_sink(mut sink: Box<dyn Sink>, mut input: mpsc::Receiver<Batch>) -> anyhow::Result<()> {
+    let mut ticker = sink.tick_interval().map(tokio::time::interval);
+    loop {
+        tokio::select! {
+            batch = input.recv() => match batch {
+                Some(batch) => sink.write(batch).await?,
+                None => break,
+            },
+            _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => sink.tick().await?,
+        }
+    }
+    sink.close().await
+}
+
+async fn run_dead_letters(
+    mut sink: Box<dyn Sink>,
+    mut input: mpsc::Receiver<DeadLetterBatch>,
+    pipeline: Arc<str>,
+) -> anyhow::Result<()> {
+    while let Some(letters) = input.recv().await {
+        for letter in &letters.letters {
+            tracing::debug!(pipeline = %pipeline, stage = %letter.stage, kind = %letter.kind, source = %letter.record.origin.source, offset = letter.record.origin.offset, "dead letter: {}", letter.message);
+        }
+        sink.write(letters.into_batch(&pipeline)).await?;
+    }
+    sink.close().await
+}

@@ -1,0 +1,223 @@
+//! A transform stage: runs batches through a wasm module, isolates the
+//! records that make it fail, recycles broken instances and quarantines a
+//! module that keeps failing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::dead_letter::{DeadLetter, ModuleRef};
+use super::stats::{StageStats, add};
+use crate::config::{OnError, PipelineConfig, StageConfig};
+use crate::record::Record;
+use crate::wasm::instance_grants;
+use crate::wasm::{
+    CallFailure, FailureKind, Limits, LoadError, Module, TransformInstance, WasmHost,
+};
+
+/// A stage that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("stage `{stage}` (module {module}): {source}")]
+pub struct StageError {
+    pub stage: String,
+    pub module: String,
+    #[source]
+    pub source: LoadError,
+}
+
+pub struct Stage {
+    pub name: String,
+    pub on_error: OnError,
+    module: Arc<Module>,
+    limits: Limits,
+    grants: crate::wasm::Grants,
+    config_json: String,
+    quarantine_after: u32,
+    /// Kept across batches; `None` after a failed call until the next one.
+    instance: Option<TransformInstance>,
+    consecutive_failures: u32,
+    pub stats: Arc<StageStats>,
+}
+
+/// What a stage made of one batch.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    pub records: Vec<Record>,
+    pub failed: Vec<DeadLetter>,
+}
+
+impl Stage {
+    /// Loads the module and initialises a first instance, so a bad module or
+    /// a config its `init` rejects fails here, before any record moves.
+    pub fn build(
+        config: &StageConfig,
+        base: &PipelineConfig,
+        host: &WasmHost,
+    ) -> Result<Stage, StageError> {
+        Self::build_at(
+            config,
+            &base.resolve(config.module.get_ref().as_ref()),
+            host,
+        )
+    }
+
+    /// Like [`Stage::build`], with the module path already resolved.
+    pub fn build_at(
+        config: &StageConfig,
+        path: &std::path::Path,
+        host: &WasmHost,
+    ) -> Result<Stage, StageError> {
+        let error = |source| StageError {
+            stage: config.name.clone(),
+            module: path.display().to_string(),
+            source,
+        };
+        let module = host
+            .load_file(path, config.max_fuel.is_some())
+            .map_err(error)?;
+        let limits = Limits {
+            timeout: Duration::from_millis(config.timeout_ms),
+            max_memory_bytes: (config.max_memory_mb as usize) << 20,
+            max_fuel: config.max_fuel,
+            max_output_bytes: config.max_output_bytes as usize,
+        };
+        let grants = instance_grants(config.capabilities.get_ref());
+        let config_json = table_to_json(config.config.get_ref());
+        let instance =
+            TransformInstance::new(&module, &limits, grants, &config_json).map_err(error)?;
+        Ok(Stage {
+            name: config.name.clone(),
+            on_error: config.on_error,
+            module,
+            limits,
+            grants,
+            config_json,
+            quarantine_after: config.quarantine_after.max(1),
+            instance: Some(instance),
+            consecutive_failures: 0,
+            stats: Arc::new(StageStats::default()),
+        })
+    }
+
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.stats.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Runs `records` through the transform.
+    ///
+    /// When the call as a whole fails (a trap, a timeout…), the batch is
+    /// retried one record at a time on fresh instances, so only the records
+    /// that cause the failure are dead-lettered and the rest go on. The
+    /// failed call produced no output, so nothing is emitted twice.
+    pub fn process(&mut self, records: Vec<Record>) -> StageOutput {
+        add(&self.stats.records_in, records.len());
+        let mut output = StageOutput::default();
+        if records.is_empty() {
+            return output;
+        }
+        match self.call(&records) {
+            Ok(call) => self.collect(call, &records, &mut output),
+            Err(failure) if records.len() == 1 => self.fail(&records[0], &failure, &mut output),
+            Err(_) => {
+                for record in records.chunks(1) {
+                    match self.call(record) {
+                        Ok(call) => self.collect(call, record, &mut output),
+                        Err(failure) => self.fail(&record[0], &failure, &mut output),
+                    }
+                }
+            }
+        }
+        add(&self.stats.records_out, output.records.len());
+        add(&self.stats.records_failed, output.failed.len());
+        output
+    }
+
+    fn call(&mut self, records: &[Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
+        if self.is_quarantined() {
+            return Err(CallFailure {
+                kind: FailureKind::Quarantined,
+                message: format!(
+                    "stage quarantined after {} failed calls in a row; redeploy to resume",
+                    self.quarantine_after
+                ),
+            });
+        }
+        let instance = match self.instance.take() {
+            Some(instance) => instance,
+            None => {
+                add(&self.stats.recycles, 1);
+                TransformInstance::new(&self.module, &self.limits, self.grants, &self.config_json)
+                    .map_err(|e| CallFailure {
+                    kind: FailureKind::Trap,
+                    message: format!("cannot recreate the instance: {e}"),
+                })?
+            }
+        };
+        let mut instance = instance;
+        let started = Instant::now();
+        let result = instance.call(records);
+        add(
+            &self.stats.busy_nanos,
+            started.elapsed().as_nanos() as usize,
+        );
+        add(&self.stats.calls, 1);
+        match result {
+            Ok(call) => {
+                self.consecutive_failures = 0;
+                self.instance = Some(instance);
+                Ok(call)
+            }
+            Err(failure) => {
+                // A trapped instance cannot be entered again; drop it.
+                add(&self.stats.failed_calls, 1);
+                self.consecutive_failures += 1;
+                if self.consecutive_failures >= self.quarantine_after {
+                    self.stats.quarantined.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        stage = %self.name,
+                        module = %self.module.name,
+                        failures = self.consecutive_failures,
+                        "stage quarantined"
+                    );
+                }
+                tracing::warn!(stage = %self.name, kind = %failure.kind, "transform call failed: {}", failure.message);
+                Err(failure)
+            }
+        }
+    }
+
+    fn collect(&self, call: crate::wasm::CallOutput, inputs: &[Record], output: &mut StageOutput) {
+        output.records.extend(call.records);
+        for (index, kind, message) in call.failures {
+            output
+                .failed
+                .push(self.dead_letter(inputs[index].clone(), kind, message));
+        }
+    }
+
+    fn fail(&self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
+        output.failed.push(self.dead_letter(
+            record.clone(),
+            failure.kind.clone(),
+            failure.message.clone(),
+        ));
+    }
+
+    fn dead_letter(&self, record: Record, kind: FailureKind, message: String) -> DeadLetter {
+        let mut letter = DeadLetter::new(record, &self.name, kind, message);
+        letter.module = Some(ModuleRef {
+            name: self.module.name.clone(),
+            hash: self.module.hash.clone(),
+        });
+        letter
+    }
+}
+
+/// The stage's `config` table as the JSON its `init` receives.
+pub fn table_to_json(table: &toml::Table) -> String {
+    serde_json::to_string(table).unwrap_or_else(|_| "{}".to_string())
+}

@@ -1,0 +1,175 @@
+//! The unit of data that flows through a pipeline.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::ack::Ack;
+
+/// One record: what a source reads, a transform sees, and a sink writes.
+///
+/// Keys and values are [`Bytes`], so the records a transform emits can all
+/// point into the one buffer the call returned instead of each owning a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// Where the record was read; outputs of a transform keep their input's.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    pub name: String,
+    pub value: Bytes,
+}
+
+/// The position a record was read from, in the source's own terms: a Kafka
+/// topic, partition and offset, or a file path and line number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub source: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    pub fn new(value: impl Into<Bytes>, origin: Origin) -> Self {
+        Record {
+            key: None,
+            value: value.into(),
+            headers: Vec::new(),
+            timestamp: None,
+            origin,
+        }
+    }
+
+    /// Bytes the record carries, the measure batch and size limits use.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum::<usize>()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| &h.value)
+    }
+}
+
+/// Records travelling together, with the acknowledgements that tell their
+/// source when they are safely written.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<Record>,
+    /// Dropped (or failed) once every record of the batch is durable in a
+    /// sink or a dead-letter destination.
+    pub acks: Vec<Ack>,
+}
+
+impl Batch {
+    pub fn new(records: Vec<Record>, acks: Vec<Ack>) -> Self {
+        Batch { records, acks }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn size(&self) -> usize {
+        self.records.iter().map(Record::size).sum()
+    }
+}
+
+impl Record {
+    /// The record as a JSON object: `key`, `value`, `headers`, `timestamp`.
+    /// Bytes that are not UTF-8 are written base64-encoded under `key_base64`
+    /// / `value_base64` (and `{"base64": …}` for header values), so any
+    /// record round-trips through JSON losslessly.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        match &self.key {
+            None => {
+                object.insert("key".into(), serde_json::Value::Null);
+            }
+            Some(key) => insert_bytes(&mut object, "key", key),
+        }
+        insert_bytes(&mut object, "value", &self.value);
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|h| {
+                let value = match std::str::from_utf8(&h.value) {
+                    Ok(text) => serde_json::Value::String(text.to_string()),
+                    Err(_) => serde_json::json!({ "base64": base64_encode(&h.value) }),
+                };
+                (h.name.clone(), value)
+            })
+            .collect();
+        object.insert("headers".into(), headers.into());
+        object.insert("timestamp".into(), self.timestamp.into());
+        object.into()
+    }
+}
+
+fn insert_bytes(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    bytes: &[u8],
+) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object.insert(field.to_string(), text.into()),
+        Err(_) => object.insert(format!("{field}_base64"), base64_encode(bytes).into()),
+    };
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_keeps_binary_bytes_as_base64() {
+        let origin = Origin {
+            source: "t".into(),
+            partition: 0,
+            offset: 1,
+        };
+        let mut record = Record::new(vec![0xff, 0x00], origin);
+        record.key = Some(Bytes::from_static(b"k"));
+        record.headers.push(Header {
+            name: "h".into(),
+            value: Bytes::from_static(b"v"),
+        });
+        let json = record.to_json();
+        assert_eq!(json["key"], "k");
+        assert_eq!(json["value_base64"], "/wA=");
+        assert_eq!(json["headers"]["h"], "v");
+        assert!(json.get("value").is_none());
+    }
+}

@@ -1,0 +1,96 @@
+//! Sinks: where records leave a pipeline.
+//!
+//! A sink writes batches and releases their acks only once the records are
+//! durable, which is what lets a source commit its position safely. Records
+//! a sink refuses one by one go to the dead-letter destination through its
+//! [`SinkContext`]. Adding a sink is a file here, a line in [`TYPES`] and an
+//! arm in [`SinkConfig::parse`] / [`SinkConfig::build`].
+
+pub mod file;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Document, PipelineConfig, Value};
+use crate::pipeline::dead_letter::DeadLetterSender;
+use crate::pipeline::stats::PipelineStats;
+use crate::record::Batch;
+
+/// Sink `type`s a pipeline may use.
+pub const TYPES: &[&str] = &["file"];
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    File(file::FileSinkConfig),
+}
+
+impl SinkConfig {
+    pub(crate) fn parse(
+        doc: &mut Document<'_>,
+        kind: &str,
+        value: &Value<'_>,
+        key: &str,
+    ) -> Option<Self> {
+        match kind {
+            "file" => doc.section(value, key, &["type"]).map(SinkConfig::File),
+            _ => None,
+        }
+    }
+
+    /// Where dead letters go when a pipeline does not say: an NDJSON file
+    /// named after the pipeline, beside the pipeline file.
+    pub fn default_dead_letter(pipeline: &str) -> Self {
+        SinkConfig::File(file::FileSinkConfig::new(format!(
+            "{pipeline}.dead-letter.ndjson"
+        )))
+    }
+
+    pub fn build(
+        &self,
+        pipeline: &PipelineConfig,
+        ctx: SinkContext,
+    ) -> anyhow::Result<Box<dyn Sink>> {
+        match self {
+            SinkConfig::File(config) => Ok(Box::new(file::FileSink::new(config, pipeline, ctx)?)),
+        }
+    }
+
+    /// A short description for logs and summaries.
+    pub fn describe(&self, pipeline: &PipelineConfig) -> String {
+        match self {
+            SinkConfig::File(config) => {
+                format!("file {}", pipeline.resolve(config.path.as_ref()).display())
+            }
+        }
+    }
+}
+
+/// What a sink gets from the pipeline it runs in.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub pipeline: Arc<str>,
+    /// `None` for the dead-letter sink itself.
+    pub dead_letters: Option<DeadLetterSender>,
+    pub(crate) stats: Arc<PipelineStats>,
+}
+
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    /// Writes a batch. The sink drops (or fails) the batch's acks once its
+    /// records are durable; an error stops the pipeline.
+    async fn write(&mut self, batch: Batch) -> anyhow::Result<()>;
+
+    /// How often [`Sink::tick`] should run, for sinks that act on time
+    /// (rotation, interval flushes) even when no records arrive.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Makes everything durable and releases the rest of the acks; called
+    /// once, after the last batch.
+    async fn close(self: Box<Self>) -> anyhow::Result<()>;
+}

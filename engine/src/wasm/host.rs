@@ -1,0 +1,275 @@
+//! The wasmtime engine, the compiled-module cache and the epoch ticker.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::TransformPre;
+use super::error::LoadError;
+use super::instance::StoreState;
+
+/// How often the epoch advances; the granularity of `timeout_ms`.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Exports the `transform` world requires, with their WIT signatures for
+/// error messages.
+const REQUIRED_EXPORTS: &[(&str, &str)] = &[
+    ("init", "init: func(config: string) -> result<_, string>"),
+    ("process", "process: func(input: batch) -> batch-output"),
+];
+
+/// Loads transform components and shares compiled code between stages.
+///
+/// Cheap to clone. One host serves every pipeline of the process: modules
+/// are compiled once per content hash, however many stages use them.
+#[derive(Clone)]
+pub struct WasmHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    /// Engines are created on first use: most deployments never meter fuel,
+    /// and fuel metering slows every instruction of the modules compiled for it.
+    plain: OnceLock<Runtime>,
+    metered: OnceLock<Runtime>,
+    cache: Mutex<HashMap<(String, bool), Arc<Module>>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+}
+
+/// A validated, compiled transform, ready to instantiate.
+pub struct Module {
+    /// Where it came from, for messages: a file name or a module name.
+    pub name: String,
+    /// SHA-256 of the component bytes, hex-encoded.
+    pub hash: String,
+    pub(crate) engine: Engine,
+    pub(crate) pre: TransformPre<StoreState>,
+    pub(crate) metered: bool,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+impl Module {
+    /// The first 12 hex digits of the hash, enough to tell versions apart.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
+}
+
+impl Default for WasmHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WasmHost {
+    pub fn new() -> Self {
+        WasmHost {
+            inner: Arc::new(HostInner {
+                plain: OnceLock::new(),
+                metered: OnceLock::new(),
+                cache: Mutex::new(HashMap::new()),
+                stop_ticker: Arc::new(AtomicBool::new(false)),
+            }),
+        }
+    }
+
+    fn runtime(&self, metered: bool) -> Result<&Runtime, LoadError> {
+        let cell = if metered {
+            &self.inner.metered
+        } else {
+            &self.inner.plain
+        };
+        if let Some(runtime) = cell.get() {
+            return Ok(runtime);
+        }
+        let runtime = Runtime::new(metered).map_err(LoadError::Invalid)?;
+        spawn_epoch_ticker(runtime.engine.clone(), self.inner.stop_ticker.clone());
+        // Another thread may have won the race; its runtime is as good.
+        Ok(cell.get_or_init(|| runtime))
+    }
+
+    /// Reads, validates and compiles the component at `path`.
+    pub fn load_file(&self, path: &Path, metered: bool) -> Result<Arc<Module>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.load(&name, &bytes, metered)
+    }
+
+    /// Validates and compiles a component; cached by content hash.
+    pub fn load(&self, name: &str, bytes: &[u8], metered: bool) -> Result<Arc<Module>, LoadError> {
+        check_header(bytes)?;
+        let hash = hex::encode(Sha256::digest(bytes));
+        let key = (hash.clone(), metered);
+        if let Some(module) = self.lock_cache().get(&key) {
+            return Ok(module.clone());
+        }
+
+        let runtime = self.runtime(metered)?;
+        let component =
+            Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(e.into()))?;
+        check_exports(&runtime.engine, &component)?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            TransformPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let module = Arc::new(Module {
+            name: name.to_string(),
+            hash,
+            engine: runtime.engine.clone(),
+            pre,
+            metered,
+        });
+        self.lock_cache().insert(key, module.clone());
+        Ok(module)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool), Arc<Module>>> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for HostInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    fn new(metered: bool) -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(metered);
+        // Deep recursion in a guest must trap, not exhaust the host thread's
+        // stack; stage threads are spawned with room above this.
+        config.max_wasm_stack(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        // Guests built for wasm32-wasip2 import WASI even when they use none
+        // of it. Everything is linked; what a guest may actually reach is
+        // decided per instance by its WasiCtx (no files, no sockets, a frozen
+        // clock unless granted).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Ok(Runtime { engine, linker })
+    }
+}
+
+/// The pooling allocator keeps instance slots and memories ready, which is
+/// what makes recycling an instance after a trap cheap.
+fn pooling_config() -> PoolingAllocationConfig {
+    let slots = std::env::var("SLUICE_WASM_INSTANCE_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots);
+    pool.total_core_instances(slots * 4);
+    pool.total_memories(slots);
+    pool.total_tables(slots * 4);
+    pool.max_memory_size(4 << 30);
+    pool
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Bytes 4..8: version 1 for core modules; components use a different
+    // version and layer (0x0d 0x00 0x01 0x00).
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let exports: HashMap<&str, ComponentItem> = ty
+        .exports(engine)
+        .map(|(name, export)| (name, export.ty))
+        .collect();
+    let missing: Vec<&str> = REQUIRED_EXPORTS
+        .iter()
+        .filter(|(name, _)| !matches!(exports.get(name), Some(ComponentItem::ComponentFunc(_))))
+        .map(|(_, signature)| *signature)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<&str> = exports.keys().copied().collect();
+    found.sort_unstable();
+    Err(LoadError::WrongWorld(format!(
+        "missing export{} `{}`; the component exports [{}]",
+        if missing.len() > 1 { "s" } else { "" },
+        missing.join("`, `"),
+        found.join(", ")
+    )))
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the ticker no call can time out: fail loudly at start-up.
+        panic!("cannot start the epoch ticker thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_files_that_are_not_components() {
+        let host = WasmHost::new();
+        assert!(matches!(
+            host.load("x", b"hello world", false),
+            Err(LoadError::NotWasm)
+        ));
+        let core = b"\0asm\x01\0\0\0";
+        assert!(matches!(
+            host.load("x", core, false),
+            Err(LoadError::CoreModule)
+        ));
+        let truncated = b"\0asm\x0d\0\x01\0\x07";
+        assert!(matches!(
+            host.load("x", truncated, false),
+            Err(LoadError::Invalid(_))
+        ));
+    }
+}

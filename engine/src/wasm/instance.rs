@@ -1,0 +1,250 @@
+//! One live instance of a transform: a store with its limits, the call into
+//! the guest, and the classification of everything that can go wrong there.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use super::abi::{self, CallOutput};
+use super::bindings::{Batch, Transform};
+use super::error::{FailureKind, LoadError};
+use super::host::{EPOCH_TICK, Module};
+use super::limits::{Limits, MemoryLimiter};
+use super::stdio::CapturedStderr;
+use crate::record::Record;
+
+/// Per-store state: the guest's (empty) WASI world and its limits.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    stderr: CapturedStderr,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Capabilities a stage can grant its module. Everything else is denied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The real wall and monotonic clocks (otherwise both read zero).
+    pub clock: bool,
+    /// Real randomness (otherwise a fixed-seed generator).
+    pub random: bool,
+}
+
+/// The grants named by a stage's `capabilities` list (already validated).
+pub fn instance_grants(capabilities: &[String]) -> Grants {
+    Grants {
+        clock: capabilities.iter().any(|c| c == "clock"),
+        random: capabilities.iter().any(|c| c == "random"),
+    }
+}
+
+/// A failed call: every record of it failed the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// An instantiated, initialised transform. After a failed call it must be
+/// dropped: a trapped instance cannot be entered again.
+pub struct TransformInstance {
+    store: Store<StoreState>,
+    bindings: Transform,
+    module: Arc<Module>,
+    limits: Limits,
+    /// Reused across calls so packing a batch does not allocate.
+    scratch: Batch,
+}
+
+impl TransformInstance {
+    /// Instantiates `module` and calls its `init` with `config_json`.
+    pub fn new(
+        module: &Arc<Module>,
+        limits: &Limits,
+        grants: Grants,
+        config_json: &str,
+    ) -> Result<Self, LoadError> {
+        let stderr = CapturedStderr::default();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone());
+        if !grants.clock {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        if !grants.random {
+            wasi.secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a; 32]))
+                .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5; 32]))
+                .insecure_random_seed(0);
+        }
+        let state = StoreState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.max_memory_bytes),
+            stderr,
+        };
+        let mut store = Store::new(&module.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        let init_failed = |store: &mut Store<StoreState>, e| {
+            let failure = classify(store, limits, e);
+            LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message))
+        };
+        arm(&mut store, limits, module.metered);
+        let bindings = match module.pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(e) => return Err(init_failed(&mut store, e)),
+        };
+        arm(&mut store, limits, module.metered);
+        match bindings.call_init(&mut store, config_json) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(LoadError::InitRejected(message)),
+            Err(e) => return Err(init_failed(&mut store, e)),
+        }
+        Ok(TransformInstance {
+            store,
+            bindings,
+            module: module.clone(),
+            limits: limits.clone(),
+            scratch: Batch {
+                data: Vec::new(),
+                records: Vec::new(),
+                headers: Vec::new(),
+            },
+        })
+    }
+
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
+    }
+
+    /// Runs one batch. Per-record results are in the output; an `Err` means
+    /// the whole call failed and this instance must be discarded.
+    pub fn call(&mut self, records: &[Record]) -> Result<CallOutput, CallFailure> {
+        abi::pack(records, &mut self.scratch);
+        arm(&mut self.store, &self.limits, self.module.metered);
+        let result = self.bindings.call_process(&mut self.store, &self.scratch);
+        match result {
+            Ok(output) => abi::unpack(output, records, self.limits.max_output_bytes),
+            Err(e) => Err(classify(&mut self.store, &self.limits, e)),
+        }
+    }
+
+    /// Fuel the last call used, when the module is metered.
+    pub fn fuel_used(&self) -> Option<u64> {
+        let budget = self.limits.max_fuel.unwrap_or(u64::MAX);
+        self.module
+            .metered
+            .then(|| budget - self.store.get_fuel().unwrap_or(budget))
+    }
+}
+
+/// Gives the next call its full time and fuel budget.
+fn arm(store: &mut Store<StoreState>, limits: &Limits, metered: bool) {
+    let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+    // +1: the current tick may be about to end.
+    store.set_epoch_deadline(ticks.max(1) + 1);
+    if metered {
+        // Only fails when the engine does not meter fuel, which `metered` rules out.
+        let _ = store.set_fuel(limits.max_fuel.unwrap_or(u64::MAX));
+    }
+    store.data().limiter.hit.store(false, Ordering::Relaxed);
+}
+
+fn classify(store: &mut Store<StoreState>, limits: &Limits, error: wasmtime::Error) -> CallFailure {
+    let stderr = store.data().stderr.take();
+    let memory_hit = store.data().limiter.hit.load(Ordering::Relaxed);
+    let trap = error.downcast_ref::<Trap>().copied();
+    let (kind, message) = match trap {
+        Some(Trap::Interrupt) => (
+            FailureKind::Timeout,
+            format!("call exceeded timeout_ms = {}", limits.timeout.as_millis()),
+        ),
+        Some(Trap::StackOverflow) => (
+            FailureKind::StackOverflow,
+            "wasm stack overflow".to_string(),
+        ),
+        Some(Trap::OutOfFuel) => (
+            FailureKind::FuelExhausted,
+            format!("call used up max_fuel = {}", limits.max_fuel.unwrap_or(0)),
+        ),
+        _ if let Some(panic) = panic_message(&stderr) => (FailureKind::Panic, panic),
+        _ if memory_hit => (
+            FailureKind::OutOfMemory,
+            format!(
+                "memory would grow past max_memory_mb = {}{}",
+                limits.max_memory_bytes >> 20,
+                first_line(&stderr)
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Some(trap) => (FailureKind::Trap, trap.to_string()),
+        None => (FailureKind::Trap, format!("{error:#}")),
+    };
+    CallFailure { kind, message }
+}
+
+/// Extracts a Rust panic's location and message from the guest's stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let panic = &stderr[start..];
+    let end = panic.find("\nnote:").unwrap_or(panic.len());
+    Some(panic[..end].trim().replace('\n', " "))
+}
+
+fn first_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// The clock a guest sees without the `clock` capability: always zero, so a
+/// transform cannot make its output depend on when it ran.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_panic_message_in_guest_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom on record 3\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "panicked at src/lib.rs:12:9: boom on record 3"
+        );
+        assert_eq!(panic_message("memory allocation of 8 bytes failed"), None);
+    }
+}

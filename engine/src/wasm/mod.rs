@@ -1,0 +1,17 @@
+//! The WebAssembly transform host: loading and validating components,
+//! running batches through them under limits, and turning every kind of
+//! guest failure into a per-record outcome.
+
+mod abi;
+mod bindings;
+mod error;
+mod host;
+mod instance;
+mod limits;
+mod stdio;
+
+pub use abi::{CallOutput, RecordOutcome};
+pub use error::{FailureKind, LoadError};
+pub use host::{Module, WasmHost};
+pub use instance::{CallFailure, Grants, TransformInstance, instance_grants};
+pub use limits::Limits;

@@ -1,0 +1,72 @@
+//! A transform that misbehaves on command, to prove the host survives it.
+//!
+//! Each record's value picks the misbehaviour; any other value passes
+//! through, so tests can check that the records after a bad one are fine.
+//! `init` rejects a config with `reject = true`.
+
+use std::hint::black_box;
+
+use sluice_guest::{Config, Error, Output, Record, Transform};
+
+struct Hostile;
+
+impl Transform for Hostile {
+    fn init(config: &Config) -> Result<Self, String> {
+        if config.get_bool("reject")? == Some(true) {
+            return Err("reject = true: this config is refused on purpose".into());
+        }
+        Ok(Hostile)
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+        match record.value() {
+            b"loop" => spin_forever(),
+            b"oom" => grow_forever(),
+            b"recurse" => {
+                black_box(recurse(black_box(1)));
+            }
+            b"trap" => core::arch::wasm32::unreachable(),
+            b"smash" => smash_memory(),
+            b"panic" => panic!("hostile guest panicked on purpose"),
+            b"amplify" => {
+                out.push(vec![b'x'; 100 * record.value().len()]);
+            }
+            b"reject" => return Err(Error::new("refused", "the value was `reject`")),
+            _ => out.forward(record),
+        }
+        Ok(())
+    }
+}
+
+fn spin_forever() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn grow_forever() {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
+/// Recursion whose frames live on the wasm stack (no locals in linear
+/// memory), so it overflows the engine's `max_wasm_stack`.
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(black_box(depth))
+}
+
+/// Writes far outside linear memory: an out-of-bounds trap.
+fn smash_memory() {
+    let address = black_box(u32::MAX as usize - 8) as *mut u64;
+    // SAFETY: none; the point is to make the host trap.
+    unsafe { address.write_volatile(1) };
+}
+
+sluice_guest::export_transform!(Hostile);

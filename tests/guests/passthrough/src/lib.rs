@@ -1,0 +1,20 @@
+//! Emits every record unchanged: the baseline for ABI tests and for
+//! measuring what the host/guest boundary costs.
+
+use sluice_guest::{Config, Error, Output, Record, Transform};
+
+pub struct Passthrough;
+
+impl Transform for Passthrough {
+    fn init(config: &Config) -> Result<Self, String> {
+        config.expect_keys(&[])?;
+        Ok(Passthrough)
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+        out.forward(record);
+        Ok(())
+    }
+}
+
+sluice_guest::export_transform!(Passthrough);
