@@ -35,10 +35,7 @@ pub struct AckReceiver(oneshot::Receiver<AckStatus>);
 impl Ack {
     pub fn new() -> (Ack, AckReceiver) {
         let (tx, rx) = oneshot::channel();
-        let inner = Inner {
-            failed: AtomicBool::new(false),
-            notify: std::sync::Mutex::new(Some(tx)),
-        };
+        let inner = Inner { failed: AtomicBool::new(false), notify: std::sync::Mutex::new(Some(tx)) };
         (Ack(Arc::new(inner)), AckReceiver(rx))
     }
 
@@ -50,11 +47,8 @@ impl Ack {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let status = if self.failed.load(Ordering::Acquire) {
-            AckStatus::Failed
-        } else {
-            AckStatus::Delivered
-        };
+        let status =
+            if self.failed.load(Ordering::Acquire) { AckStatus::Failed } else { AckStatus::Delivered };
         if let Some(tx) = self.notify.get_mut().ok().and_then(Option::take) {
             // The source may have stopped waiting; nothing to tell then.
             let _ = tx.send(status);

@@ -39,31 +39,18 @@ pub struct Origin {
 
 impl Record {
     pub fn new(value: impl Into<Bytes>, origin: Origin) -> Self {
-        Record {
-            key: None,
-            value: value.into(),
-            headers: Vec::new(),
-            timestamp: None,
-            origin,
-        }
+        Record { key: None, value: value.into(), headers: Vec::new(), timestamp: None, origin }
     }
 
     /// Bytes the record carries, the measure batch and size limits use.
     pub fn size(&self) -> usize {
         self.key.as_ref().map_or(0, Bytes::len)
             + self.value.len()
-            + self
-                .headers
-                .iter()
-                .map(|h| h.name.len() + h.value.len())
-                .sum::<usize>()
+            + self.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
     }
 
     pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| &h.value)
+        self.headers.iter().find(|h| h.name == name).map(|h| &h.value)
     }
 }
 
@@ -126,11 +113,7 @@ impl Record {
     }
 }
 
-fn insert_bytes(
-    object: &mut serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    bytes: &[u8],
-) {
+fn insert_bytes(object: &mut serde_json::Map<String, serde_json::Value>, field: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => object.insert(field.to_string(), text.into()),
         Err(_) => object.insert(format!("{field}_base64"), base64_encode(bytes).into()),
@@ -144,9 +127,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -155,17 +136,10 @@ mod tests {
 
     #[test]
     fn json_form_keeps_binary_bytes_as_base64() {
-        let origin = Origin {
-            source: "t".into(),
-            partition: 0,
-            offset: 1,
-        };
+        let origin = Origin { source: "t".into(), partition: 0, offset: 1 };
         let mut record = Record::new(vec![0xff, 0x00], origin);
         record.key = Some(Bytes::from_static(b"k"));
-        record.headers.push(Header {
-            name: "h".into(),
-            value: Bytes::from_static(b"v"),
-        });
+        record.headers.push(Header { name: "h".into(), value: Bytes::from_static(b"v") });
         let json = record.to_json();
         assert_eq!(json["key"], "k");
         assert_eq!(json["value_base64"], "/wA=");

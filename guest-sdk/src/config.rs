@@ -53,9 +53,10 @@ impl Config {
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                format!("config key `{key}`: expected a non-negative integer, found {v}")
-            }),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("config key `{key}`: expected a non-negative integer, found {v}")),
         }
     }
 
@@ -68,10 +69,7 @@ impl Config {
     pub fn expect_keys(&self, known: &[&str]) -> Result<(), String> {
         for key in self.keys() {
             if !known.contains(&key) {
-                return Err(format!(
-                    "unknown config key `{key}`; expected one of: {}",
-                    known.join(", ")
-                ));
+                return Err(format!("unknown config key `{key}`; expected one of: {}", known.join(", ")));
             }
         }
         Ok(())

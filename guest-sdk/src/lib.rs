@@ -72,22 +72,27 @@ pub trait Transform: Sized + 'static {
 #[macro_export]
 macro_rules! export_transform {
     ($transform:ty) => {
-        #[doc(hidden)]
-        struct __SluiceTransformExport;
+        // Only the component exports the world: natively (tests, benchmarks)
+        // several transforms may be linked into one binary, and their export
+        // symbols would clash.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __SluiceTransformExport;
 
-        impl $crate::bindings::Guest for __SluiceTransformExport {
-            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__private::init::<$transform>(&config)
+            impl $crate::bindings::Guest for __SluiceTransformExport {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::init::<$transform>(&config)
+                }
+
+                fn process(input: $crate::bindings::Batch) -> $crate::bindings::BatchOutput {
+                    $crate::__private::process::<$transform>(input)
+                }
             }
 
-            fn process(input: $crate::bindings::Batch) -> $crate::bindings::BatchOutput {
-                $crate::__private::process::<$transform>(input)
-            }
-        }
-
-        $crate::bindings::__export_transform_world!(
-            __SluiceTransformExport with_types_in $crate::bindings
-        );
+            $crate::bindings::__export_transform_world!(
+                __SluiceTransformExport with_types_in $crate::bindings
+            );
+        };
     };
 }
 

@@ -53,9 +53,12 @@ impl<'a> Record<'a> {
         let start = self.meta.headers_start as usize;
         let end = start + self.meta.headers_len as usize;
         let this = *self;
-        self.batch.headers.get(start..end).unwrap_or(&[]).iter().map(move |h| {
-            (std::str::from_utf8(this.slice(h.name)).unwrap_or(""), this.slice(h.value))
-        })
+        self.batch
+            .headers
+            .get(start..end)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |h| (std::str::from_utf8(this.slice(h.name)).unwrap_or(""), this.slice(h.value)))
     }
 
     /// The first header named `name`, if any.

@@ -53,8 +53,5 @@ fn fail_all(input: &Batch, kind: &str, message: &str) -> BatchOutput {
         .iter()
         .map(|r| RecordError { input: r.input, kind: kind.into(), message: message.into() })
         .collect();
-    BatchOutput {
-        records: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() },
-        errors,
-    }
+    BatchOutput { records: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() }, errors }
 }

@@ -77,7 +77,11 @@ pub fn run_one<T: Transform>(transform: &mut T, input: TestRecord) -> Result<Vec
     run(transform, &[input]).pop().expect("one result per input")
 }
 
-fn pack(inputs: &[TestRecord]) -> Batch {
+/// Packs records into the batch layout the host sends. With
+/// [`run_packed`], lets a benchmark time the transform itself natively,
+/// without the cost of building test records.
+#[doc(hidden)]
+pub fn pack(inputs: &[TestRecord]) -> Batch {
     let mut batch = Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() };
     let append = |data: &mut Vec<u8>, bytes: &[u8]| {
         let offset = data.len() as u32;
@@ -105,6 +109,12 @@ fn pack(inputs: &[TestRecord]) -> Batch {
     batch
 }
 
+/// Runs a packed batch through `transform`, as the component export does.
+#[doc(hidden)]
+pub fn run_packed<T: Transform>(transform: &mut T, batch: &Batch) -> crate::bindings::BatchOutput {
+    crate::runner::run_batch(transform, batch)
+}
+
 fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
     let slice = move |s: Span| batch.data[s.offset as usize..(s.offset + s.len) as usize].to_vec();
     batch.records.iter().map(move |r| {
@@ -112,7 +122,8 @@ fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
             .iter()
             .map(|h| (String::from_utf8_lossy(&slice(h.name)).into_owned(), slice(h.value)))
             .collect();
-        let record = TestRecord { key: r.key.map(slice), value: slice(r.value), headers, timestamp: r.timestamp };
+        let record =
+            TestRecord { key: r.key.map(slice), value: slice(r.value), headers, timestamp: r.timestamp };
         (r.input, record)
     })
 }

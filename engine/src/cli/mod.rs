@@ -10,11 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "A stream processor whose transforms are WebAssembly components"
-)]
+#[command(name = "sluice", version, about = "A stream processor whose transforms are WebAssembly components")]
 struct Cli {
     /// Log filter, e.g. `info`, `sluice=debug` (overrides RUST_LOG).
     #[arg(long, global = true, env = "SLUICE_LOG")]
@@ -41,10 +37,7 @@ pub fn main() -> ExitCode {
     // Only `run` needs the async runtime. The others call wasm directly on
     // this thread, and WASI's blocking host calls must not run inside it.
     let result = match cli.command {
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(runtime) => runtime.block_on(run::run(args)),
             Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
         },
@@ -66,11 +59,7 @@ fn init_tracing(filter: Option<&str>) {
         Some(filter) => EnvFilter::new(filter),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 /// Pipeline files named on the command line.

@@ -37,10 +37,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let runs: Vec<_> = pipelines
-        .into_iter()
-        .map(|p| tokio::spawn(p.run(shutdown.clone())))
-        .collect();
+    let runs: Vec<_> = pipelines.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
 
     let mut failed = false;
     for run in runs {
@@ -52,11 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -96,11 +89,7 @@ fn print_report(report: &PipelineReport, json: bool) {
             stage.calls,
             stage.failed_calls,
             stage.recycles,
-            if stage.quarantined {
-                ", QUARANTINED"
-            } else {
-                ""
-            },
+            if stage.quarantined { ", QUARANTINED" } else { "" },
             stage.nanos_per_record
         );
     }

@@ -74,18 +74,11 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         for path in &args.files {
-            let value =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let value = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut record = Record::new(value, origin(&path.to_string_lossy(), next_index));
             record.key = Some(Bytes::from(name.clone()));
-            record.headers.push(Header {
-                name: "filename".into(),
-                value: Bytes::from(name),
-            });
+            record.headers.push(Header { name: "filename".into(), value: Bytes::from(name) });
             batch.push(record);
             next_index += 1;
             if batch.len() >= args.batch {
@@ -101,36 +94,24 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
 /// The record's position among all inputs rides in its origin offset, which
 /// a stage copies to every output and failure of that record.
 fn origin(source: &str, index: i64) -> Origin {
-    Origin {
-        source: source.into(),
-        partition: 0,
-        offset: index,
-    }
+    Origin { source: source.into(), partition: 0, offset: index }
 }
 
-fn print_results(
-    stage: &mut Stage,
-    inputs: Vec<Record>,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+fn print_results(stage: &mut Stage, inputs: Vec<Record>, out: &mut dyn Write) -> anyhow::Result<()> {
     let Some(first) = inputs.first().map(|r| r.origin.offset) else {
         return Ok(());
     };
     let count = inputs.len();
     let result = stage.process(inputs);
-    let mut lines: Vec<serde_json::Value> = (0..count)
-        .map(|i| serde_json::json!({ "input": first + i as i64, "outputs": [] }))
-        .collect();
+    let mut lines: Vec<serde_json::Value> =
+        (0..count).map(|i| serde_json::json!({ "input": first + i as i64, "outputs": [] })).collect();
     for record in result.records {
         let slot = (record.origin.offset - first) as usize;
         let mut json = record.to_json();
         if let Some(object) = json.as_object_mut() {
             object.remove("timestamp");
         }
-        if let Some(outputs) = lines
-            .get_mut(slot)
-            .and_then(|l| l["outputs"].as_array_mut())
-        {
+        if let Some(outputs) = lines.get_mut(slot).and_then(|l| l["outputs"].as_array_mut()) {
             outputs.push(json);
         }
     }
@@ -153,9 +134,8 @@ fn print_results(
 fn parse_config(entries: &[String]) -> anyhow::Result<toml::Table> {
     let mut table = toml::Table::new();
     for entry in entries {
-        let (key, raw) = entry
-            .split_once('=')
-            .with_context(|| format!("--config {entry}: expected KEY=VALUE"))?;
+        let (key, raw) =
+            entry.split_once('=').with_context(|| format!("--config {entry}: expected KEY=VALUE"))?;
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()
             .and_then(|mut t| t.remove("v"))

@@ -33,11 +33,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
-            eprintln!(
-                "{} error{}",
-                diagnostics.0.len(),
-                if diagnostics.0.len() == 1 { "" } else { "s" }
-            );
+            eprintln!("{} error{}", diagnostics.0.len(), if diagnostics.0.len() == 1 { "" } else { "s" });
             Ok(ExitCode::from(2))
         }
     }
@@ -54,25 +50,13 @@ pub fn check_modules(pipelines: &[PipelineConfig], host: &WasmHost) -> Result<()
                 continue;
             };
             let rejected = matches!(error.source, crate::wasm::LoadError::InitRejected(_));
-            let (span, field) = if rejected {
-                (stage.config.span(), "config")
-            } else {
-                (stage.module.span(), "module")
-            };
+            let (span, field) =
+                if rejected { (stage.config.span(), "config") } else { (stage.module.span(), "module") };
             let key = config::join(&pipeline.key, &format!("stage[{index}].{field}"));
-            diagnostics.push(diagnostic_at(
-                &pipeline.file,
-                span.start,
-                key,
-                format!("{}", error.source),
-            ));
+            diagnostics.push(diagnostic_at(&pipeline.file, span.start, key, format!("{}", error.source)));
         }
     }
-    if diagnostics.is_empty() {
-        Ok(())
-    } else {
-        Err(Diagnostics(diagnostics))
-    }
+    if diagnostics.is_empty() { Ok(()) } else { Err(Diagnostics(diagnostics)) }
 }
 
 fn diagnostic_at(file: &Path, offset: usize, key: String, message: String) -> Diagnostic {

@@ -90,11 +90,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig {
-            max_records: 1024,
-            max_bytes: 4 << 20,
-            linger_ms: 50,
-        }
+        BatchConfig { max_records: 1024, max_bytes: 4 << 20, linger_ms: 50 }
     }
 }
 
@@ -197,11 +193,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<PipelineConfig>, Diagnostics>
             });
         }
     }
-    if diagnostics.is_empty() {
-        Ok(pipelines)
-    } else {
-        Err(Diagnostics(diagnostics))
-    }
+    if diagnostics.is_empty() { Ok(pipelines) } else { Err(Diagnostics(diagnostics)) }
 }
 
 pub fn load_file(path: &Path) -> Result<Vec<PipelineConfig>, Diagnostics> {
@@ -224,7 +216,11 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<PipelineConfig>, Diagnos
     match root.get_ref().get("pipeline") {
         Some(list) => {
             if let Some(key) = root.get_ref().keys().find(|k| k.get_ref() != "pipeline") {
-                doc.error(key.span(), key.get_ref(), "a file with [[pipeline]] tables cannot also define a pipeline at the top level");
+                doc.error(
+                    key.span(),
+                    key.get_ref(),
+                    "a file with [[pipeline]] tables cannot also define a pipeline at the top level",
+                );
             }
             match list.get_ref().as_array() {
                 Some(items) => {
@@ -236,18 +232,11 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Vec<PipelineConfig>, Diagnos
             }
         }
         None => {
-            let whole = Spanned::new(
-                root.span(),
-                toml::de::DeValue::Table(root.get_ref().clone()),
-            );
+            let whole = Spanned::new(root.span(), toml::de::DeValue::Table(root.get_ref().clone()));
             pipelines.extend(parse_pipeline(&mut doc, &whole, ""));
         }
     }
-    if doc.diagnostics.is_empty() {
-        Ok(pipelines)
-    } else {
-        Err(Diagnostics(doc.diagnostics))
-    }
+    if doc.diagnostics.is_empty() { Ok(pipelines) } else { Err(Diagnostics(doc.diagnostics)) }
 }
 
 fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Option<PipelineConfig> {
@@ -258,39 +247,26 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
     // Check the pipeline's own keys and types (not its sections: those are
     // parsed below, each with its own diagnostics).
     let shell: Option<PipelineKeys> = doc.section(value, key, &[]);
-    let name = table
-        .get("name")
-        .and_then(|v| v.get_ref().as_str())
-        .map(str::to_string);
+    let name = table.get("name").and_then(|v| v.get_ref().as_str()).map(str::to_string);
     if let Some(name) = &name {
         check_name(doc, table, key, name);
     }
 
-    let source = table
-        .get("source")
-        .and_then(|v| parse_source(doc, v, &join(key, "source")));
+    let source = table.get("source").and_then(|v| parse_source(doc, v, &join(key, "source")));
     let batch = match table.get("batch") {
         Some(v) => doc.section(v, &join(key, "batch"), &[]),
         None => Some(BatchConfig::default()),
     };
     if let (Some(batch), Some(v)) = (&batch, table.get("batch")) {
         if batch.max_records == 0 || batch.max_bytes == 0 {
-            doc.error(
-                v.span(),
-                &join(key, "batch"),
-                "max_records and max_bytes must be at least 1",
-            );
+            doc.error(v.span(), &join(key, "batch"), "max_records and max_bytes must be at least 1");
         }
     }
     let stages = parse_stages(doc, table, key);
-    let sink = table
-        .get("sink")
-        .and_then(|v| parse_sink(doc, v, &join(key, "sink")));
+    let sink = table.get("sink").and_then(|v| parse_sink(doc, v, &join(key, "sink")));
     let dead_letter = match table.get("dead_letter") {
         Some(v) => parse_sink(doc, v, &join(key, "dead_letter")),
-        None => name
-            .as_ref()
-            .map(|name| SinkConfig::default_dead_letter(name)),
+        None => name.as_ref().map(|name| SinkConfig::default_dead_letter(name)),
     };
 
     Some(PipelineConfig {
@@ -309,24 +285,14 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
 fn check_name(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str, name: &str) {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         let span = table.get("name").map(|v| v.span()).unwrap_or(0..0);
-        doc.error(
-            span,
-            &join(key, "name"),
-            "expected 1-64 characters of a-z, A-Z, 0-9, `-` and `_`",
-        );
+        doc.error(span, &join(key, "name"), "expected 1-64 characters of a-z, A-Z, 0-9, `-` and `_`");
     }
 }
 
-fn parse_stages(
-    doc: &mut Document<'_>,
-    table: &DeTable<'_>,
-    key: &str,
-) -> Option<Vec<StageConfig>> {
+fn parse_stages(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str) -> Option<Vec<StageConfig>> {
     let Some(list) = table.get("stage") else {
         return Some(Vec::new());
     };
@@ -355,19 +321,9 @@ fn parse_stages(
 }
 
 /// Checks a stage without loading its module (see `check_modules` for that).
-fn validate_stage(
-    doc: &mut Document<'_>,
-    stage: &StageConfig,
-    table: &Value<'_>,
-    key: &str,
-) -> bool {
+fn validate_stage(doc: &mut Document<'_>, stage: &StageConfig, table: &Value<'_>, key: &str) -> bool {
     let before = doc.diagnostics.len();
-    let span_of = |field: &str| {
-        table
-            .get_ref()
-            .get(field)
-            .map_or(table.span(), |v| v.span())
-    };
+    let span_of = |field: &str| table.get_ref().get(field).map_or(table.span(), |v| v.span());
     for capability in stage.capabilities.get_ref() {
         if !CAPABILITIES.contains(&capability.as_str()) {
             let hint = match did_you_mean(capability, CAPABILITIES.iter().copied()) {
@@ -382,11 +338,7 @@ fn validate_stage(
         }
     }
     if stage.timeout_ms == 0 {
-        doc.error(
-            span_of("timeout_ms"),
-            &join(key, "timeout_ms"),
-            "must be at least 1",
-        );
+        doc.error(span_of("timeout_ms"), &join(key, "timeout_ms"), "must be at least 1");
     }
     if stage.max_memory_mb == 0 || stage.max_memory_mb > 4096 {
         doc.error(
@@ -409,22 +361,13 @@ fn parse_sink(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Option<Si
 }
 
 /// Reads the `type` key of a source or sink table and checks it is known.
-fn component_type(
-    doc: &mut Document<'_>,
-    value: &Value<'_>,
-    key: &str,
-    known: &[&str],
-) -> Option<String> {
+fn component_type(doc: &mut Document<'_>, value: &Value<'_>, key: &str, known: &[&str]) -> Option<String> {
     let Some(table) = value.get_ref().as_table() else {
         doc.error(value.span(), key, "expected a table");
         return None;
     };
     let Some(kind) = table.get("type") else {
-        doc.error(
-            value.span(),
-            key,
-            format!("missing key `type` (one of: {})", known.join(", ")),
-        );
+        doc.error(value.span(), key, format!("missing key `type` (one of: {})", known.join(", ")));
         return None;
     };
     let Some(name) = kind.get_ref().as_str() else {
@@ -436,11 +379,7 @@ fn component_type(
             Some(close) => format!("did you mean `{close}`?"),
             None => format!("expected one of: {}", known.join(", ")),
         };
-        doc.error(
-            kind.span(),
-            &join(key, "type"),
-            format!("unknown type `{name}`; {hint}"),
-        );
+        doc.error(kind.span(), &join(key, "type"), format!("unknown type `{name}`; {hint}"));
         return None;
     }
     Some(name.to_string())

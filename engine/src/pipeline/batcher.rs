@@ -14,11 +14,7 @@ use tokio::time::Instant;
 use super::BatchConfig;
 use crate::record::Batch;
 
-pub(crate) async fn run(
-    config: BatchConfig,
-    mut input: mpsc::Receiver<Batch>,
-    output: mpsc::Sender<Batch>,
-) {
+pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, output: mpsc::Sender<Batch>) {
     let linger = Duration::from_millis(config.linger_ms);
     let mut pending = Batch::default();
     let mut pending_bytes = 0usize;
@@ -49,10 +45,7 @@ pub(crate) async fn run(
             pending_bytes += record.size();
             pending.records.push(record);
             if pending.records.len() >= config.max_records || pending_bytes >= config.max_bytes {
-                if send(&output, &mut pending, &mut pending_bytes)
-                    .await
-                    .is_err()
-                {
+                if send(&output, &mut pending, &mut pending_bytes).await.is_err() {
                     return;
                 }
                 holds_acks = false;
@@ -94,25 +87,14 @@ mod tests {
     fn records(n: usize) -> Vec<Record> {
         (0..n)
             .map(|i| {
-                Record::new(
-                    format!("{i}"),
-                    Origin {
-                        source: "t".into(),
-                        partition: 0,
-                        offset: i as i64,
-                    },
-                )
+                Record::new(format!("{i}"), Origin { source: "t".into(), partition: 0, offset: i as i64 })
             })
             .collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn cuts_at_max_records_and_lingers_the_rest() {
-        let config = BatchConfig {
-            max_records: 4,
-            max_bytes: 1 << 20,
-            linger_ms: 50,
-        };
+        let config = BatchConfig { max_records: 4, max_bytes: 1 << 20, linger_ms: 50 };
         let (in_tx, in_rx) = mpsc::channel(8);
         let (out_tx, mut out_rx) = mpsc::channel(8);
         tokio::spawn(run(config, in_rx, out_tx));
@@ -122,14 +104,7 @@ mod tests {
         assert_eq!(first.len(), 4);
         // The remaining two leave after linger_ms without more input.
         let second = out_rx.recv().await.unwrap();
-        assert_eq!(
-            second
-                .records
-                .iter()
-                .map(|r| r.origin.offset)
-                .collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(second.records.iter().map(|r| r.origin.offset).collect::<Vec<_>>(), vec![4, 5]);
         // Both batches hold the chunk's ack: it resolves when both are gone.
         drop(first);
         drop(second);
@@ -138,20 +113,14 @@ mod tests {
 
     #[tokio::test]
     async fn cuts_at_max_bytes_and_flushes_on_close() {
-        let config = BatchConfig {
-            max_records: 100,
-            max_bytes: 3,
-            linger_ms: 10_000,
-        };
+        let config = BatchConfig { max_records: 100, max_bytes: 3, linger_ms: 10_000 };
         let (in_tx, in_rx) = mpsc::channel(8);
         let (out_tx, mut out_rx) = mpsc::channel(8);
         let task = tokio::spawn(run(config, in_rx, out_tx));
         in_tx.send(Batch::new(records(4), vec![])).await.unwrap();
         drop(in_tx);
         task.await.unwrap();
-        let sizes: Vec<usize> = std::iter::from_fn(|| out_rx.try_recv().ok())
-            .map(|b| b.len())
-            .collect();
+        let sizes: Vec<usize> = std::iter::from_fn(|| out_rx.try_recv().ok()).map(|b| b.len()).collect();
         assert_eq!(sizes, vec![3, 1]);
     }
 }

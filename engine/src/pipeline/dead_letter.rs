@@ -74,11 +74,7 @@ pub struct DeadLetterBatch {
 
 impl DeadLetterBatch {
     pub fn into_batch(self, pipeline: &str) -> Batch {
-        let records = self
-            .letters
-            .into_iter()
-            .map(|l| l.into_envelope_record(pipeline))
-            .collect();
+        let records = self.letters.into_iter().map(|l| l.into_envelope_record(pipeline)).collect();
         Batch::new(records, self.acks)
     }
 }

@@ -65,45 +65,25 @@ impl Pipeline {
     /// configuration problems surface before any record moves.
     pub fn build(config: PipelineConfig, host: &WasmHost) -> anyhow::Result<Pipeline> {
         let name: Arc<str> = config.name.as_str().into();
-        let source = config
-            .source
-            .build(&config)
-            .with_context(|| format!("pipeline `{name}`: source"))?;
+        let source = config.source.build(&config).with_context(|| format!("pipeline `{name}`: source"))?;
         let stages = config
             .stages
             .iter()
             .map(|stage| Stage::build(stage, &config, host))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("pipeline `{name}`"))?;
-        Ok(Pipeline {
-            name,
-            config,
-            source,
-            stages,
-            stats: Arc::new(PipelineStats::default()),
-        })
+        Ok(Pipeline { name, config, source, stages, stats: Arc::new(PipelineStats::default()) })
     }
 
     pub fn stage_stats(&self) -> Vec<(String, Arc<StageStats>)> {
-        self.stages
-            .iter()
-            .map(|s| (s.name.clone(), s.stats.clone()))
-            .collect()
+        self.stages.iter().map(|s| (s.name.clone(), s.stats.clone())).collect()
     }
 
     /// Runs until the source ends or `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<PipelineReport> {
-        let Pipeline {
-            name,
-            config,
-            source,
-            stages,
-            stats,
-        } = self;
-        let modules: Vec<(String, Arc<StageStats>, String)> = stages
-            .iter()
-            .map(|s| (s.name.clone(), s.stats.clone(), s.module().name.clone()))
-            .collect();
+        let Pipeline { name, config, source, stages, stats } = self;
+        let modules: Vec<(String, Arc<StageStats>, String)> =
+            stages.iter().map(|s| (s.name.clone(), s.stats.clone(), s.module().name.clone())).collect();
         // A stage with `on_error = "stop"` cancels this to stop the source.
         let stop = shutdown.child_token();
 
@@ -141,11 +121,7 @@ impl Pipeline {
             stats: stats.clone(),
         };
         let source_task = tokio::spawn(source.run(source_ctx));
-        let batcher_task = tokio::spawn(super::batcher::run(
-            config.batch.clone(),
-            source_rx,
-            batch_tx,
-        ));
+        let batcher_task = tokio::spawn(super::batcher::run(config.batch.clone(), source_rx, batch_tx));
 
         let mut stage_threads = Vec::new();
         for stage in stages {
@@ -243,13 +219,8 @@ impl StageWorker {
                 match self.stage.on_error {
                     OnError::Dlq => {
                         add(&self.stats.dead_lettered, failed.len());
-                        let letters = DeadLetterBatch {
-                            letters: failed,
-                            acks: acks.clone(),
-                        };
-                        self.dead_letters
-                            .blocking_send(letters)
-                            .context("dead-letter queue closed")?;
+                        let letters = DeadLetterBatch { letters: failed, acks: acks.clone() };
+                        self.dead_letters.blocking_send(letters).context("dead-letter queue closed")?;
                     }
                     OnError::Drop => add(&self.stats.dropped, failed.len()),
                     OnError::Stop => {
@@ -271,11 +242,7 @@ impl StageWorker {
             if records.is_empty() {
                 continue;
             }
-            if self
-                .output
-                .blocking_send(Batch::new(records, acks))
-                .is_err()
-            {
+            if self.output.blocking_send(Batch::new(records, acks)).is_err() {
                 anyhow::bail!("stage `{}`: the next step stopped", self.stage.name);
             }
         }

@@ -11,9 +11,7 @@ use super::stats::{StageStats, add};
 use crate::config::{OnError, PipelineConfig, StageConfig};
 use crate::record::Record;
 use crate::wasm::instance_grants;
-use crate::wasm::{
-    CallFailure, FailureKind, Limits, LoadError, Module, TransformInstance, WasmHost,
-};
+use crate::wasm::{CallFailure, FailureKind, Limits, LoadError, Module, TransformInstance, WasmHost};
 
 /// A stage that could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +47,8 @@ pub struct StageOutput {
 impl Stage {
     /// Loads the module and initialises a first instance, so a bad module or
     /// a config its `init` rejects fails here, before any record moves.
-    pub fn build(
-        config: &StageConfig,
-        base: &PipelineConfig,
-        host: &WasmHost,
-    ) -> Result<Stage, StageError> {
-        Self::build_at(
-            config,
-            &base.resolve(config.module.get_ref().as_ref()),
-            host,
-        )
+    pub fn build(config: &StageConfig, base: &PipelineConfig, host: &WasmHost) -> Result<Stage, StageError> {
+        Self::build_at(config, &base.resolve(config.module.get_ref().as_ref()), host)
     }
 
     /// Like [`Stage::build`], with the module path already resolved.
@@ -67,14 +57,9 @@ impl Stage {
         path: &std::path::Path,
         host: &WasmHost,
     ) -> Result<Stage, StageError> {
-        let error = |source| StageError {
-            stage: config.name.clone(),
-            module: path.display().to_string(),
-            source,
-        };
-        let module = host
-            .load_file(path, config.max_fuel.is_some())
-            .map_err(error)?;
+        let error =
+            |source| StageError { stage: config.name.clone(), module: path.display().to_string(), source };
+        let module = host.load_file(path, config.max_fuel.is_some()).map_err(error)?;
         let limits = Limits {
             timeout: Duration::from_millis(config.timeout_ms),
             max_memory_bytes: (config.max_memory_mb as usize) << 20,
@@ -83,8 +68,7 @@ impl Stage {
         };
         let grants = instance_grants(config.capabilities.get_ref());
         let config_json = table_to_json(config.config.get_ref());
-        let instance =
-            TransformInstance::new(&module, &limits, grants, &config_json).map_err(error)?;
+        let instance = TransformInstance::new(&module, &limits, grants, &config_json).map_err(error)?;
         Ok(Stage {
             name: config.name.clone(),
             on_error: config.on_error,
@@ -150,20 +134,18 @@ impl Stage {
             Some(instance) => instance,
             None => {
                 add(&self.stats.recycles, 1);
-                TransformInstance::new(&self.module, &self.limits, self.grants, &self.config_json)
-                    .map_err(|e| CallFailure {
-                    kind: FailureKind::Trap,
-                    message: format!("cannot recreate the instance: {e}"),
-                })?
+                TransformInstance::new(&self.module, &self.limits, self.grants, &self.config_json).map_err(
+                    |e| CallFailure {
+                        kind: FailureKind::Trap,
+                        message: format!("cannot recreate the instance: {e}"),
+                    },
+                )?
             }
         };
         let mut instance = instance;
         let started = Instant::now();
         let result = instance.call(records);
-        add(
-            &self.stats.busy_nanos,
-            started.elapsed().as_nanos() as usize,
-        );
+        add(&self.stats.busy_nanos, started.elapsed().as_nanos() as usize);
         add(&self.stats.calls, 1);
         match result {
             Ok(call) => {
@@ -193,26 +175,17 @@ impl Stage {
     fn collect(&self, call: crate::wasm::CallOutput, inputs: &[Record], output: &mut StageOutput) {
         output.records.extend(call.records);
         for (index, kind, message) in call.failures {
-            output
-                .failed
-                .push(self.dead_letter(inputs[index].clone(), kind, message));
+            output.failed.push(self.dead_letter(inputs[index].clone(), kind, message));
         }
     }
 
     fn fail(&self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
-        output.failed.push(self.dead_letter(
-            record.clone(),
-            failure.kind.clone(),
-            failure.message.clone(),
-        ));
+        output.failed.push(self.dead_letter(record.clone(), failure.kind.clone(), failure.message.clone()));
     }
 
     fn dead_letter(&self, record: Record, kind: FailureKind, message: String) -> DeadLetter {
         let mut letter = DeadLetter::new(record, &self.name, kind, message);
-        letter.module = Some(ModuleRef {
-            name: self.module.name.clone(),
-            hash: self.module.hash.clone(),
-        });
+        letter.module = Some(ModuleRef { name: self.module.name.clone(), hash: self.module.hash.clone() });
         letter
     }
 }

@@ -36,11 +36,7 @@ pub struct FileSinkConfig {
 
 impl FileSinkConfig {
     pub fn new(path: impl Into<String>) -> Self {
-        FileSinkConfig {
-            path: path.into(),
-            codec: Codec::default(),
-            fsync: false,
-        }
+        FileSinkConfig { path: path.into(), codec: Codec::default(), fsync: false }
     }
 }
 
@@ -61,11 +57,7 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn new(
-        config: &FileSinkConfig,
-        pipeline: &PipelineConfig,
-        ctx: SinkContext,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: &FileSinkConfig, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Self> {
         Ok(FileSink {
             path: pipeline.resolve(Path::new(&config.path)),
             config: config.clone(),
@@ -129,24 +121,17 @@ impl Sink for FileSink {
 
         if !refused.is_empty() {
             let Some(dead_letters) = &self.ctx.dead_letters else {
-                anyhow::bail!(
-                    "{} records contain a newline and cannot be written as lines",
-                    refused.len()
-                );
+                anyhow::bail!("{} records contain a newline and cannot be written as lines", refused.len());
             };
             add(&self.ctx.stats.dead_lettered, refused.len());
             let letters = refused
                 .into_iter()
                 .map(|record| {
-                    let message =
-                        "value contains a newline; use codec = \"record\" to write it as JSON";
+                    let message = "value contains a newline; use codec = \"record\" to write it as JSON";
                     DeadLetter::new(record, "sink", FailureKind::InvalidOutput, message)
                 })
                 .collect();
-            dead_letters
-                .send(DeadLetterBatch { letters, acks })
-                .await
-                .context("dead-letter queue closed")?;
+            dead_letters.send(DeadLetterBatch { letters, acks }).await.context("dead-letter queue closed")?;
         }
         // Written and flushed: dropping the acks (here, with `acks` if it
         // was not handed to the dead letters) tells the source.

@@ -25,12 +25,7 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    pub(crate) fn parse(
-        doc: &mut Document<'_>,
-        kind: &str,
-        value: &Value<'_>,
-        key: &str,
-    ) -> Option<Self> {
+    pub(crate) fn parse(doc: &mut Document<'_>, kind: &str, value: &Value<'_>, key: &str) -> Option<Self> {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SinkConfig::File),
             _ => None,
@@ -40,16 +35,10 @@ impl SinkConfig {
     /// Where dead letters go when a pipeline does not say: an NDJSON file
     /// named after the pipeline, beside the pipeline file.
     pub fn default_dead_letter(pipeline: &str) -> Self {
-        SinkConfig::File(file::FileSinkConfig::new(format!(
-            "{pipeline}.dead-letter.ndjson"
-        )))
+        SinkConfig::File(file::FileSinkConfig::new(format!("{pipeline}.dead-letter.ndjson")))
     }
 
-    pub fn build(
-        &self,
-        pipeline: &PipelineConfig,
-        ctx: SinkContext,
-    ) -> anyhow::Result<Box<dyn Sink>> {
+    pub fn build(&self, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Box<dyn Sink>> {
         match self {
             SinkConfig::File(config) => Ok(Box::new(file::FileSink::new(config, pipeline, ctx)?)),
         }

@@ -65,10 +65,7 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn new(config: &FileSourceConfig, pipeline: &PipelineConfig) -> anyhow::Result<Self> {
-        Ok(FileSource {
-            pattern: pipeline.resolve(Path::new(&config.path)),
-            config: config.clone(),
-        })
+        Ok(FileSource { pattern: pipeline.resolve(Path::new(&config.path)), config: config.clone() })
     }
 
     /// The files the configured path names now, in a stable order.
@@ -151,11 +148,7 @@ impl FileSource {
                     continue;
                 }
                 index += 1;
-                let origin = Origin {
-                    source: path.to_string_lossy().into(),
-                    partition: 0,
-                    offset: index,
-                };
+                let origin = Origin { source: path.to_string_lossy().into(), partition: 0, offset: index };
                 if let Some(record) = self.read_file(&path, origin, ctx).await? {
                     chunk.push(record);
                 }
@@ -182,19 +175,12 @@ impl FileSource {
         origin: Origin,
         ctx: &SourceContext,
     ) -> anyhow::Result<Option<Record>> {
-        let metadata = tokio::fs::metadata(path)
-            .await
-            .with_context(|| format!("cannot stat {}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let metadata =
+            tokio::fs::metadata(path).await.with_context(|| format!("cannot stat {}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut record = Record::new(Bytes::new(), origin);
         record.key = Some(Bytes::from(name.clone()));
-        record.headers.push(Header {
-            name: "filename".into(),
-            value: Bytes::from(name),
-        });
+        record.headers.push(Header { name: "filename".into(), value: Bytes::from(name) });
         record.timestamp = metadata
             .modified()
             .ok()
@@ -202,18 +188,12 @@ impl FileSource {
             .map(|d| d.as_millis() as i64);
         let limit = self.config.max_record_bytes;
         if metadata.len() > limit as u64 {
-            let message = format!(
-                "file is {} bytes, over max_record_bytes = {limit}",
-                metadata.len()
-            );
-            ctx.dead_letter(record, FailureKind::TooLarge, message, Vec::new())
-                .await?;
+            let message = format!("file is {} bytes, over max_record_bytes = {limit}", metadata.len());
+            ctx.dead_letter(record, FailureKind::TooLarge, message, Vec::new()).await?;
             return Ok(None);
         }
-        record.value = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .into();
+        record.value =
+            tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?.into();
         Ok(Some(record))
     }
 }
@@ -242,9 +222,8 @@ struct LineReader {
 
 impl LineReader {
     async fn open(path: &Path, max: usize) -> anyhow::Result<Self> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
         Ok(LineReader {
             path: path.to_path_buf(),
             source: path.to_string_lossy().into(),
@@ -269,30 +248,18 @@ impl LineReader {
             }
             progressed = true;
             self.line_number += 1;
-            let origin = Origin {
-                source: self.source.clone(),
-                partition: 0,
-                offset: self.line_number,
-            };
+            let origin = Origin { source: self.source.clone(), partition: 0, offset: self.line_number };
             let mut record = Record::new(std::mem::take(&mut self.line), origin);
             record.timestamp = Some(now_millis());
             let full_len = std::mem::take(&mut self.line_len);
             if full_len > self.max {
-                let message = format!(
-                    "line is {full_len} bytes, over max_record_bytes = {}",
-                    self.max
-                );
-                ctx.dead_letter(record, FailureKind::TooLarge, message, Vec::new())
-                    .await?;
+                let message = format!("line is {full_len} bytes, over max_record_bytes = {}", self.max);
+                ctx.dead_letter(record, FailureKind::TooLarge, message, Vec::new()).await?;
             } else {
                 chunk.push(record);
             }
             if chunk.len() >= CHUNK {
-                send(
-                    ctx,
-                    std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
-                )
-                .await?;
+                send(ctx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).await?;
             }
             if !complete {
                 break;

@@ -29,12 +29,7 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    pub(crate) fn parse(
-        doc: &mut Document<'_>,
-        kind: &str,
-        value: &Value<'_>,
-        key: &str,
-    ) -> Option<Self> {
+    pub(crate) fn parse(doc: &mut Document<'_>, kind: &str, value: &Value<'_>, key: &str) -> Option<Self> {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SourceConfig::File),
             _ => None,
@@ -89,12 +84,6 @@ impl SourceContext {
         add(&self.stats.read, 1);
         add(&self.stats.dead_lettered, 1);
         let letter = DeadLetter::new(record, "source", kind, message);
-        self.dead_letters
-            .send(DeadLetterBatch {
-                letters: vec![letter],
-                acks,
-            })
-            .await
-            .map_err(|_| Closed)
+        self.dead_letters.send(DeadLetterBatch { letters: vec![letter], acks }).await.map_err(|_| Closed)
     }
 }

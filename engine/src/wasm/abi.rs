@@ -35,9 +35,8 @@ impl CallOutput {
     /// Regroups the outputs per input record (for tools and tests; the
     /// pipeline uses the flat form).
     pub fn per_input(self, inputs: usize) -> Vec<RecordOutcome> {
-        let mut outcomes: Vec<RecordOutcome> = (0..inputs)
-            .map(|_| RecordOutcome::Outputs(Vec::new()))
-            .collect();
+        let mut outcomes: Vec<RecordOutcome> =
+            (0..inputs).map(|_| RecordOutcome::Outputs(Vec::new())).collect();
         for (record, index) in self.records.into_iter().zip(self.inputs) {
             if let Some(RecordOutcome::Outputs(outputs)) = outcomes.get_mut(index as usize) {
                 outputs.push(record);
@@ -81,10 +80,7 @@ pub(crate) fn pack(records: &[Record], batch: &mut Batch) {
 fn append(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span {
-        offset,
-        len: bytes.len() as u32,
-    }
+    Span { offset, len: bytes.len() as u32 }
 }
 
 /// Turns the guest's answer into records, checking every index and span.
@@ -93,20 +89,12 @@ pub(crate) fn unpack(
     inputs: &[Record],
     max_output_bytes: usize,
 ) -> Result<CallOutput, CallFailure> {
-    let invalid = |message: String| CallFailure {
-        kind: FailureKind::InvalidOutput,
-        message,
-    };
-    let BatchOutput {
-        records: batch,
-        errors,
-    } = output;
+    let invalid = |message: String| CallFailure { kind: FailureKind::InvalidOutput, message };
+    let BatchOutput { records: batch, errors } = output;
     let data = Bytes::from(batch.data);
     let slice = |span: Span| -> Result<Bytes, CallFailure> {
         let start = span.offset as usize;
-        let end = start
-            .checked_add(span.len as usize)
-            .filter(|&end| end <= data.len());
+        let end = start.checked_add(span.len as usize).filter(|&end| end <= data.len());
         match end {
             Some(end) => Ok(data.slice(start..end)),
             None => Err(invalid(format!(
@@ -122,10 +110,7 @@ pub(crate) fn unpack(
     for error in errors {
         let index = error.input as usize;
         if index >= inputs.len() {
-            return Err(invalid(format!(
-                "error for input {index} of a {}-record batch",
-                inputs.len()
-            )));
+            return Err(invalid(format!("error for input {index} of a {}-record batch", inputs.len())));
         }
         failed[index] = Some((FailureKind::Rejected(error.kind), error.message));
     }
@@ -135,30 +120,20 @@ pub(crate) fn unpack(
     for meta in &batch.records {
         let index = meta.input as usize;
         let Some(input) = inputs.get(index) else {
-            return Err(invalid(format!(
-                "output for input {index} of a {}-record batch",
-                inputs.len()
-            )));
+            return Err(invalid(format!("output for input {index} of a {}-record batch", inputs.len())));
         };
         let start = meta.headers_start as usize;
-        let Some(header_refs) = start
-            .checked_add(meta.headers_len as usize)
-            .and_then(|end| batch.headers.get(start..end))
+        let Some(header_refs) =
+            start.checked_add(meta.headers_len as usize).and_then(|end| batch.headers.get(start..end))
         else {
-            return Err(invalid(format!(
-                "header range {start}..+{} is out of bounds",
-                meta.headers_len
-            )));
+            return Err(invalid(format!("header range {start}..+{} is out of bounds", meta.headers_len)));
         };
         let mut headers = Vec::with_capacity(header_refs.len());
         for h in header_refs {
             let name = slice(h.name)?;
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| invalid("a header name is not valid UTF-8".to_string()))?;
-            headers.push(Header {
-                name,
-                value: slice(h.value)?,
-            });
+            headers.push(Header { name, value: slice(h.value)? });
         }
         let record = Record {
             key: meta.key.map(slice).transpose()?,
@@ -194,9 +169,5 @@ pub(crate) fn unpack(
         .enumerate()
         .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
         .collect();
-    Ok(CallOutput {
-        records,
-        inputs,
-        failures,
-    })
+    Ok(CallOutput { records, inputs, failures })
 }

@@ -9,10 +9,7 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm,
     #[error(

@@ -41,6 +41,8 @@ struct HostInner {
     metered: OnceLock<Runtime>,
     cache: Mutex<HashMap<(String, bool), Arc<Module>>>,
     stop_ticker: Arc<AtomicBool>,
+    /// Off only in benchmarks that measure what the sandbox costs.
+    sandboxed: bool,
 }
 
 struct Runtime {
@@ -57,14 +59,12 @@ pub struct Module {
     pub(crate) engine: Engine,
     pub(crate) pre: TransformPre<StoreState>,
     pub(crate) metered: bool,
+    pub(crate) sandboxed: bool,
 }
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Module")
-            .field("name", &self.name)
-            .field("hash", &self.hash)
-            .finish()
+        f.debug_struct("Module").field("name", &self.name).field("hash", &self.hash).finish()
     }
 }
 
@@ -83,26 +83,35 @@ impl Default for WasmHost {
 
 impl WasmHost {
     pub fn new() -> Self {
+        Self::with_sandbox(true)
+    }
+
+    /// A host whose instances run without time budget or memory cap.
+    /// Exists only so benchmarks can measure what the sandbox costs; never
+    /// run untrusted modules on it.
+    #[doc(hidden)]
+    pub fn without_sandbox_for_benchmarks() -> Self {
+        Self::with_sandbox(false)
+    }
+
+    fn with_sandbox(sandboxed: bool) -> Self {
         WasmHost {
             inner: Arc::new(HostInner {
                 plain: OnceLock::new(),
                 metered: OnceLock::new(),
                 cache: Mutex::new(HashMap::new()),
                 stop_ticker: Arc::new(AtomicBool::new(false)),
+                sandboxed,
             }),
         }
     }
 
     fn runtime(&self, metered: bool) -> Result<&Runtime, LoadError> {
-        let cell = if metered {
-            &self.inner.metered
-        } else {
-            &self.inner.plain
-        };
+        let cell = if metered { &self.inner.metered } else { &self.inner.plain };
         if let Some(runtime) = cell.get() {
             return Ok(runtime);
         }
-        let runtime = Runtime::new(metered).map_err(LoadError::Invalid)?;
+        let runtime = Runtime::new(metered, self.inner.sandboxed).map_err(LoadError::Invalid)?;
         spawn_epoch_ticker(runtime.engine.clone(), self.inner.stop_ticker.clone());
         // Another thread may have won the race; its runtime is as good.
         Ok(cell.get_or_init(|| runtime))
@@ -110,14 +119,10 @@ impl WasmHost {
 
     /// Reads, validates and compiles the component at `path`.
     pub fn load_file(&self, path: &Path, metered: bool) -> Result<Arc<Module>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let bytes =
+            std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let name =
+            path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         self.load(&name, &bytes, metered)
     }
 
@@ -131,21 +136,20 @@ impl WasmHost {
         }
 
         let runtime = self.runtime(metered)?;
-        let component =
-            Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(e.into()))?;
+        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(e.into()))?;
         check_exports(&runtime.engine, &component)?;
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            TransformPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = TransformPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let module = Arc::new(Module {
             name: name.to_string(),
             hash,
             engine: runtime.engine.clone(),
             pre,
             metered,
+            sandboxed: self.inner.sandboxed,
         });
         self.lock_cache().insert(key, module.clone());
         Ok(module)
@@ -163,10 +167,10 @@ impl Drop for HostInner {
 }
 
 impl Runtime {
-    fn new(metered: bool) -> anyhow::Result<Runtime> {
+    fn new(metered: bool, sandboxed: bool) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(sandboxed);
         config.consume_fuel(metered);
         // Deep recursion in a guest must trap, not exhaust the host thread's
         // stack; stage threads are spawned with room above this.
@@ -186,10 +190,7 @@ impl Runtime {
 /// The pooling allocator keeps instance slots and memories ready, which is
 /// what makes recycling an instance after a trap cheap.
 fn pooling_config() -> PoolingAllocationConfig {
-    let slots = std::env::var("SLUICE_WASM_INSTANCE_SLOTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let slots = std::env::var("SLUICE_WASM_INSTANCE_SLOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots);
     pool.total_core_instances(slots * 4);
@@ -213,10 +214,8 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 
 fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let exports: HashMap<&str, ComponentItem> = ty
-        .exports(engine)
-        .map(|(name, export)| (name, export.ty))
-        .collect();
+    let exports: HashMap<&str, ComponentItem> =
+        ty.exports(engine).map(|(name, export)| (name, export.ty)).collect();
     let missing: Vec<&str> = REQUIRED_EXPORTS
         .iter()
         .filter(|(name, _)| !matches!(exports.get(name), Some(ComponentItem::ComponentFunc(_))))
@@ -236,14 +235,12 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError
 }
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("sluice-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        });
+    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
     if let Err(e) = spawned {
         // Without the ticker no call can time out: fail loudly at start-up.
         panic!("cannot start the epoch ticker thread: {e}");
@@ -257,19 +254,10 @@ mod tests {
     #[test]
     fn rejects_files_that_are_not_components() {
         let host = WasmHost::new();
-        assert!(matches!(
-            host.load("x", b"hello world", false),
-            Err(LoadError::NotWasm)
-        ));
+        assert!(matches!(host.load("x", b"hello world", false), Err(LoadError::NotWasm)));
         let core = b"\0asm\x01\0\0\0";
-        assert!(matches!(
-            host.load("x", core, false),
-            Err(LoadError::CoreModule)
-        ));
+        assert!(matches!(host.load("x", core, false), Err(LoadError::CoreModule)));
         let truncated = b"\0asm\x0d\0\x01\0\x07";
-        assert!(matches!(
-            host.load("x", truncated, false),
-            Err(LoadError::Invalid(_))
-        ));
+        assert!(matches!(host.load("x", truncated, false), Err(LoadError::Invalid(_))));
     }
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::abi::{self, CallOutput};
 use super::bindings::{Batch, Transform};
@@ -29,10 +27,7 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -97,8 +92,10 @@ impl TransformInstance {
             stderr,
         };
         let mut store = Store::new(&module.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        if module.sandboxed {
+            store.limiter(|state| &mut state.limiter);
+            store.epoch_deadline_trap();
+        }
         let init_failed = |store: &mut Store<StoreState>, e| {
             let failure = classify(store, limits, e);
             LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message))
@@ -119,11 +116,7 @@ impl TransformInstance {
             bindings,
             module: module.clone(),
             limits: limits.clone(),
-            scratch: Batch {
-                data: Vec::new(),
-                records: Vec::new(),
-                headers: Vec::new(),
-            },
+            scratch: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() },
         })
     }
 
@@ -146,9 +139,7 @@ impl TransformInstance {
     /// Fuel the last call used, when the module is metered.
     pub fn fuel_used(&self) -> Option<u64> {
         let budget = self.limits.max_fuel.unwrap_or(u64::MAX);
-        self.module
-            .metered
-            .then(|| budget - self.store.get_fuel().unwrap_or(budget))
+        self.module.metered.then(|| budget - self.store.get_fuel().unwrap_or(budget))
     }
 }
 
@@ -169,27 +160,20 @@ fn classify(store: &mut Store<StoreState>, limits: &Limits, error: wasmtime::Err
     let memory_hit = store.data().limiter.hit.load(Ordering::Relaxed);
     let trap = error.downcast_ref::<Trap>().copied();
     let (kind, message) = match trap {
-        Some(Trap::Interrupt) => (
-            FailureKind::Timeout,
-            format!("call exceeded timeout_ms = {}", limits.timeout.as_millis()),
-        ),
-        Some(Trap::StackOverflow) => (
-            FailureKind::StackOverflow,
-            "wasm stack overflow".to_string(),
-        ),
-        Some(Trap::OutOfFuel) => (
-            FailureKind::FuelExhausted,
-            format!("call used up max_fuel = {}", limits.max_fuel.unwrap_or(0)),
-        ),
+        Some(Trap::Interrupt) => {
+            (FailureKind::Timeout, format!("call exceeded timeout_ms = {}", limits.timeout.as_millis()))
+        }
+        Some(Trap::StackOverflow) => (FailureKind::StackOverflow, "wasm stack overflow".to_string()),
+        Some(Trap::OutOfFuel) => {
+            (FailureKind::FuelExhausted, format!("call used up max_fuel = {}", limits.max_fuel.unwrap_or(0)))
+        }
         _ if let Some(panic) = panic_message(&stderr) => (FailureKind::Panic, panic),
         _ if memory_hit => (
             FailureKind::OutOfMemory,
             format!(
                 "memory would grow past max_memory_mb = {}{}",
                 limits.max_memory_bytes >> 20,
-                first_line(&stderr)
-                    .map(|l| format!(" ({l})"))
-                    .unwrap_or_default()
+                first_line(&stderr).map(|l| format!(" ({l})")).unwrap_or_default()
             ),
         ),
         Some(trap) => (FailureKind::Trap, trap.to_string()),
@@ -241,10 +225,7 @@ mod tests {
     #[test]
     fn finds_the_panic_message_in_guest_stderr() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom on record 3\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(
-            panic_message(stderr).unwrap(),
-            "panicked at src/lib.rs:12:9: boom on record 3"
-        );
+        assert_eq!(panic_message(stderr).unwrap(), "panicked at src/lib.rs:12:9: boom on record 3");
         assert_eq!(panic_message("memory allocation of 8 bytes failed"), None);
     }
 }

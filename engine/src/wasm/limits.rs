@@ -37,10 +37,7 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(max_memory_bytes: usize) -> Self {
-        MemoryLimiter {
-            max_memory_bytes,
-            hit: Arc::new(AtomicBool::new(false)),
-        }
+        MemoryLimiter { max_memory_bytes, hit: Arc::new(AtomicBool::new(false)) }
     }
 }
 

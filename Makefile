@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+
+CARGO ?= cargo
+# Guest components are built into their own target directory, the same one
+# the test suite's build script uses, so both share one build.
+WASM_TARGET_DIR := target/wasm
+MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
+
+.PHONY: demo test transforms build bench clean-data
+
+## Build the example transforms into $(MODULES)/*.wasm
+transforms:
+	$(CARGO) build --release --target wasm32-wasip2 \
+		--manifest-path pipelines/transforms/Cargo.toml --target-dir $(WASM_TARGET_DIR)
+
+build:
+	$(CARGO) build --release -p sluice
+
+## Run the demo pipelines on the shared fixtures; output goes to data/
+demo: transforms build clean-data
+	./target/release/sluice run pipelines/weblogs-file.toml pipelines/apilogs-file.toml
+	@echo
+	@echo "Parsed documents:  data/weblogs.ndjson, data/apilogs.ndjson"
+	@echo "Dead letters:      data/*.dead-letter.ndjson (absent when every line parsed)"
+	@echo "First document:"
+	@head -n 1 data/weblogs.ndjson
+
+clean-data:
+	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
+
+## Every test: unit, golden, end-to-end (builds the guest components first)
+test:
+	$(CARGO) test --workspace
+	$(CARGO) test --manifest-path pipelines/transforms/Cargo.toml --target-dir $(WASM_TARGET_DIR)
+
+## Benchmarks: wasm vs native, sandbox on vs off, instantiation
+bench:
+	$(CARGO) bench -p sluice-tests --bench transform

@@ -1,0 +1,341 @@
+//! Writes an [`Event`] as an Elastic Common Schema JSON document, or the
+//! document for a line that failed to parse.
+//!
+//! Written by hand, straight into the output buffer: the fields are known,
+//! serde_json would need an intermediate value or derived structs with
+//! `Option`s at every level, and this is the hot path.
+
+use std::net::IpAddr;
+
+use sluice_guest::{Error, ValueWriter};
+
+use crate::event::{Escaping, Event, split_url};
+use crate::time::Timestamp;
+
+/// Where JSON is written: a `Vec<u8>` natively, the SDK's output buffer in
+/// the component.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    fn put_byte(&mut self, byte: u8);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+}
+
+impl Sink for ValueWriter<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+}
+
+/// Writes the ECS document for `event`. Absent fields are left out, and so
+/// are objects that would be empty.
+pub fn write_event(event: &Event<'_>, out: &mut impl Sink) {
+    let esc = event.escaping;
+    out.put(b"{\"@timestamp\":\"");
+    write_timestamp(&event.timestamp, out);
+    out.put_byte(b'"');
+    let client_key: &[u8] =
+        if is_ip(&event.client) { b",\"client\":{\"ip\":" } else { b",\"client\":{\"domain\":" };
+    write_wrapped(client_key, Some(&event.client), esc, out);
+    write_wrapped(b",\"user\":{\"name\":", event.user_name.as_deref(), esc, out);
+    write_http(event, out);
+    if let Some(url) = &event.url {
+        write_url(url, esc, out);
+    }
+    let agent = event.user_agent.as_deref();
+    write_wrapped(b",\"user_agent\":{\"original\":", agent, esc, out);
+    if let Some(nanos) = event.duration_nanos {
+        out.put(b",\"event\":{\"duration\":");
+        write_u64(nanos, out);
+        out.put_byte(b'}');
+    }
+    let session = event.session_id.as_deref();
+    write_wrapped(b",\"labels\":{\"session_id\":", session, esc, out);
+    out.put_byte(b'}');
+}
+
+/// `,"http":{…}`: always present, since the status code always is.
+fn write_http(event: &Event<'_>, out: &mut impl Sink) {
+    let esc = event.escaping;
+    out.put(b",\"http\":{");
+    if event.method.is_some() || event.referrer.is_some() {
+        out.put(b"\"request\":");
+        let mut request = Object::open(out);
+        request.str_field(out, "method", event.method.as_deref(), esc);
+        request.str_field(out, "referrer", event.referrer.as_deref(), esc);
+        request.close(out);
+        out.put_byte(b',');
+    }
+    if let Some(version) = &event.http_version {
+        out.put(b"\"version\":");
+        write_str(version, esc, out);
+        out.put_byte(b',');
+    }
+    out.put(b"\"response\":{\"status_code\":");
+    write_u64(event.status.into(), out);
+    if let Some(bytes) = event.body_bytes {
+        out.put(b",\"body\":{\"bytes\":");
+        write_u64(bytes, out);
+        out.put_byte(b'}');
+    }
+    out.put(b"}}");
+}
+
+/// `,"url":{"original":…,"path":…,"query":…}`.
+fn write_url(url: &str, esc: Escaping, out: &mut impl Sink) {
+    let (path, query) = split_url(url);
+    out.put(b",\"url\":");
+    let mut object = Object::open(out);
+    object.str_field(out, "original", Some(url), esc);
+    object.str_field(out, "path", Some(path), esc);
+    object.str_field(out, "query", query, esc);
+    object.close(out);
+}
+
+/// Writes `prefix`, the string and a closing `}`, if the string is present:
+/// for the objects that hold a single string.
+fn write_wrapped(prefix: &[u8], text: Option<&str>, esc: Escaping, out: &mut impl Sink) {
+    if let Some(text) = text {
+        out.put(prefix);
+        write_str(text, esc, out);
+        out.put_byte(b'}');
+    }
+}
+
+/// Writes the `on_parse_failure = "tag"` document:
+/// `{"event":{"original":…},"tags":["_parse_failure"],"error":{"type":…,"message":…}}`.
+/// `original` is decoded lossily (invalid UTF-8 becomes U+FFFD) and cut at
+/// `max_original` bytes, so a huge line does not become a huge document.
+pub fn write_failure(original: &[u8], max_original: usize, error: &Error, out: &mut impl Sink) {
+    let original = &original[..original.len().min(max_original)];
+    out.put(b"{\"event\":{\"original\":\"");
+    for chunk in original.utf8_chunks() {
+        write_str_contents(chunk.valid().as_bytes(), Escaping::None, out);
+        if !chunk.invalid().is_empty() {
+            out.put("\u{FFFD}".as_bytes());
+        }
+    }
+    out.put(b"\"},\"tags\":[\"_parse_failure\"],\"error\":{\"type\":");
+    write_str(error.kind(), Escaping::None, out);
+    out.put(b",\"message\":");
+    write_str(error.message(), Escaping::None, out);
+    out.put(b"}}");
+}
+
+/// Writes comma-separated fields of one JSON object.
+struct Object {
+    empty: bool,
+}
+
+impl Object {
+    fn open(out: &mut impl Sink) -> Object {
+        out.put_byte(b'{');
+        Object { empty: true }
+    }
+
+    /// Writes `"key":"value"` if `value` is present.
+    fn str_field(&mut self, out: &mut impl Sink, key: &str, value: Option<&str>, esc: Escaping) {
+        let Some(value) = value else { return };
+        if !self.empty {
+            out.put_byte(b',');
+        }
+        self.empty = false;
+        out.put_byte(b'"');
+        out.put(key.as_bytes());
+        out.put(b"\":");
+        write_str(value, esc, out);
+    }
+
+    fn close(self, out: &mut impl Sink) {
+        out.put_byte(b'}');
+    }
+}
+
+/// `client.ip` only holds IP addresses; anything else (a host name) goes to
+/// `client.domain`, or an ECS consumer would reject the document.
+fn is_ip(address: &str) -> bool {
+    // Cheap pre-check: host names usually contain a letter beyond a-f.
+    address.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+        && address.parse::<IpAddr>().is_ok()
+}
+
+fn write_timestamp(timestamp: &Timestamp, out: &mut impl Sink) {
+    let mut buf = [0; Timestamp::MAX_LEN];
+    let len = timestamp.write_rfc3339(&mut buf);
+    out.put(&buf[..len]);
+}
+
+fn write_u64(mut value: u64, out: &mut impl Sink) {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.put(&buf[start..]);
+}
+
+/// Writes `text` as a quoted JSON string.
+fn write_str(text: &str, esc: Escaping, out: &mut impl Sink) {
+    out.put_byte(b'"');
+    write_str_contents(text.as_bytes(), esc, out);
+    out.put_byte(b'"');
+}
+
+/// What a byte becomes inside a JSON string: 0 for itself, `u` for
+/// `\u00XX`, or the letter after a backslash.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Writes UTF-8 `bytes` escaped for a JSON string, without the quotes.
+/// Runs of bytes that need no escape are copied in one piece, so a field
+/// without special characters costs one table scan and one copy.
+///
+/// With [`Escaping::Apache`], `\"` and `\\` are Apache's escapes for `"`
+/// and `\`, and JSON escapes those two the same way, so they are copied
+/// as they are; any other backslash is a literal one.
+fn write_str_contents(bytes: &[u8], esc: Escaping, out: &mut impl Sink) {
+    let mut run_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Most text needs no escape: skip it 8 bytes at a time.
+        if let Some(word) = bytes.get(i..i + 8)
+            && !word_needs_escape(u64::from_le_bytes(word.try_into().unwrap()))
+        {
+            i += 8;
+            continue;
+        }
+        let escape = ESCAPES[bytes[i] as usize];
+        if escape == 0 {
+            i += 1;
+            continue;
+        }
+        out.put(&bytes[run_start..i]);
+        if escape == b'\\' && esc == Escaping::Apache && matches!(bytes.get(i + 1), Some(b'"' | b'\\')) {
+            out.put(&bytes[i..i + 2]);
+            i += 2;
+        } else if escape == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let b = bytes[i];
+            out.put(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            i += 1;
+        } else {
+            out.put(&[b'\\', escape]);
+            i += 1;
+        }
+        run_start = i;
+    }
+    out.put(&bytes[run_start..]);
+}
+
+/// Whether any byte of `word` is a control character, `"` or `\`. The
+/// bit tricks ("determine if a word has a byte less than n", Sean Anderson's
+/// Bit Twiddling Hacks) are exact for "any byte", which is all this asks.
+#[inline]
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    below_space | quote | backslash != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(text: &str, esc: Escaping) -> String {
+        let mut out = Vec::new();
+        write_str(text, esc, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_for_json() {
+        assert_eq!(escaped("plain /a?b=c", Escaping::None), r#""plain /a?b=c""#);
+        assert_eq!(escaped("a\"b\\c\n\t\x01é", Escaping::None), r#""a\"b\\c\n\t\u0001é""#);
+        // Apache's \" and \\ stay; its \x.. escapes and a lone backslash are literal text.
+        assert_eq!(escaped(r#"say \"hi\" \\ \x16 end\"#, Escaping::Apache), r#""say \"hi\" \\ \\x16 end\\""#);
+    }
+
+    #[test]
+    fn word_check_finds_every_special_byte_in_every_position() {
+        for special in (0..0x20).chain([b'"', b'\\']) {
+            for position in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[position] = special;
+                assert!(word_needs_escape(u64::from_le_bytes(word)), "{special:#x} at {position}");
+            }
+        }
+        // Random words, mostly of bytes near the special ones and UTF-8.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let word = seed.to_le_bytes().map(|b| if b & 0x40 == 0 { b & 0x3f } else { b | 0x80 });
+            let naive = word.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            assert_eq!(word_needs_escape(u64::from_le_bytes(word)), naive, "{word:?}");
+        }
+        for byte in 0x20..=0xff {
+            if byte != b'"' && byte != b'\\' {
+                assert!(!word_needs_escape(u64::from_le_bytes([byte; 8])), "{byte:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_strings_parse_back_to_the_text() {
+        let text = "\u{0}\u{1f}\"\\/\u{7f}\u{2028}日本";
+        let json = escaped(text, Escaping::None);
+        assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
+    }
+
+    #[test]
+    fn numbers_and_host_names() {
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 18_446_744_073_709_551_615] {
+            write_u64(n, &mut out);
+            out.push(b' ');
+        }
+        assert_eq!(out, b"0 7 10 18446744073709551615 ");
+        assert!(is_ip("83.149.9.216") && is_ip("2001:db8::1") && is_ip("::ffff:10.0.0.1"));
+        assert!(!is_ip("crawl-66-249-73-135.googlebot.com") && !is_ip("cafe") && !is_ip("1.2.3"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Helpers shared by the end-to-end tests and the benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A guest component built by `build.rs`, e.g. `guest("hostile")`.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = Path::new(env!("SLUICE_GUEST_DIR"));
+    // Libraries get `_` in their file name, binaries keep their `-`.
+    let library = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let path = if library.exists() { library } else { dir.join(format!("{name}.wasm")) };
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// One wasm host for the whole test binary, so each module is compiled once
+/// however many tests load it (the host caches by content hash).
+pub fn host() -> &'static sluice::wasm::WasmHost {
+    static HOST: std::sync::OnceLock<sluice::wasm::WasmHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(sluice::wasm::WasmHost::new)
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("SLUICE_ROOT"))
+}
+
+/// A file from the shared fixtures (`../shared/fixtures/` beside the repo).
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = root().join("..").join("shared").join("fixtures").join(relative);
+    assert!(path.exists(), "fixture {} is missing", path.display());
+    path
+}
+
+/// Runs the sluice CLI with `args` and returns its output.
+pub fn sluice(bin: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut command = Command::new(bin);
+    command.args(args).env("SLUICE_LOG", "warn");
+    command.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start sluice");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("piped").write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for sluice")
+}
+
+/// Reads an NDJSON file into JSON values.
+pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}

@@ -1,0 +1,167 @@
+//! Hostile modules: the host survives each misbehaviour, the record that
+//! caused it is dead-lettered with the right kind, and the records around
+//! it are processed normally and in order.
+
+use sluice_tests::{guest, read_ndjson};
+
+use super::{run_pipeline_file, toml_path, write_pipeline};
+
+struct Outcome {
+    written: Vec<String>,
+    dead: Vec<serde_json::Value>,
+}
+
+fn run_lines(lines: &[&str], stage_extra: &str) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), lines.join("\n")).unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+name = "hostile"
+[source]
+type = "file"
+path = "in.txt"
+[batch]
+max_records = 4
+linger_ms = 5
+[[stage]]
+name = "evil"
+module = {module}
+timeout_ms = 200
+max_memory_mb = 16
+{stage_extra}
+[sink]
+type = "file"
+path = "out.ndjson"
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+"#,
+            module = toml_path(&guest("hostile"))
+        ),
+    );
+    let report = run_pipeline_file(&pipeline).expect("the pipeline runs to the end");
+    let written = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap_or_default();
+    let written: Vec<String> = written.lines().map(str::to_string).collect();
+    let dead = read_ndjson(&dir.path().join("dead.ndjson"));
+    assert_eq!(report.read as usize, lines.len());
+    assert_eq!(
+        report.written as usize + report.dead_lettered as usize + report.dropped as usize,
+        lines.len()
+    );
+    Outcome { written, dead }
+}
+
+fn assert_isolated(bad: &str, kind: &str, message_part: &str) {
+    let outcome = run_lines(&["a", "b", bad, "c", "d", "e"], "");
+    assert_eq!(outcome.written, ["a", "b", "c", "d", "e"], "the other records pass, in order");
+    assert_eq!(outcome.dead.len(), 1, "{:?}", outcome.dead);
+    let letter = &outcome.dead[0];
+    assert_eq!(letter["error"]["kind"], kind, "{letter}");
+    let message = letter["error"]["message"].as_str().unwrap();
+    assert!(message.contains(message_part), "message {message:?} should mention {message_part:?}");
+    assert_eq!(letter["record"]["value"], bad);
+    assert_eq!(letter["stage"], "evil");
+    assert_eq!(letter["pipeline"], "hostile");
+    assert_eq!(letter["origin"]["offset"], 3, "line number of the bad record");
+    assert_eq!(letter["module"]["hash"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    assert_isolated("loop", "timeout", "timeout_ms = 200");
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    assert_isolated("oom", "out-of-memory", "max_memory_mb = 16");
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() {
+    assert_isolated("recurse", "stack-overflow", "stack overflow");
+}
+
+#[test]
+fn unreachable_traps() {
+    assert_isolated("trap", "trap", "unreachable");
+}
+
+#[test]
+fn out_of_bounds_access_traps() {
+    assert_isolated("smash", "trap", "out of bounds");
+}
+
+#[test]
+fn guest_panic_is_reported_with_its_message() {
+    assert_isolated("panic", "panic", "hostile guest panicked on purpose");
+}
+
+#[test]
+fn a_rejected_record_keeps_the_transforms_kind() {
+    assert_isolated("reject", "refused", "the value was `reject`");
+}
+
+#[test]
+fn output_over_max_output_bytes_is_refused() {
+    // "amplify" emits 100x its input; the cap admits 10x.
+    let outcome = run_lines(&["a", "amplify", "b"], "max_output_bytes = 70");
+    assert_eq!(outcome.written, ["a", "b"]);
+    assert_eq!(outcome.dead[0]["error"]["kind"], "invalid-output");
+    assert!(outcome.dead[0]["error"]["message"].as_str().unwrap().contains("over max_output_bytes = 70"));
+}
+
+#[test]
+fn amplified_output_within_limits_passes() {
+    let outcome = run_lines(&["amplify"], "");
+    assert_eq!(outcome.written, ["x".repeat(700)]);
+}
+
+#[test]
+fn a_module_that_keeps_failing_is_quarantined() {
+    let lines = ["trap"; 6];
+    let outcome = run_lines(&lines, "quarantine_after = 3");
+    let kinds: Vec<&str> = outcome.dead.iter().map(|d| d["error"]["kind"].as_str().unwrap()).collect();
+    // Three failed calls (the batch, then records one by one), then quarantine.
+    assert_eq!(kinds, ["trap", "trap", "quarantined", "quarantined", "quarantined", "quarantined"]);
+}
+
+#[test]
+fn on_error_drop_counts_and_drops() {
+    let outcome = run_lines(&["a", "trap", "b"], r#"on_error = "drop""#);
+    assert_eq!(outcome.written, ["a", "b"]);
+    assert!(outcome.dead.is_empty());
+}
+
+#[test]
+fn on_error_stop_stops_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "a\ntrap\nb\n").unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"stopper\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[[stage]]\nname = \"evil\"\nmodule = {}\non_error = \"stop\"\n[sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+            toml_path(&guest("hostile"))
+        ),
+    );
+    let error = run_pipeline_file(&pipeline).expect_err("on_error = stop fails the run");
+    let message = format!("{error:#}");
+    assert!(message.contains("stage `evil` stopped the pipeline"), "{message}");
+    assert!(message.contains("in.txt:2 failed with trap"), "{message}");
+}
+
+#[test]
+fn init_rejecting_its_config_fails_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "a\n").unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[[stage]]\nname = \"evil\"\nmodule = {}\n[stage.config]\nreject = true\n[sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+            toml_path(&guest("hostile"))
+        ),
+    );
+    let error = run_pipeline_file(&pipeline).expect_err("build fails");
+    assert!(format!("{error:#}").contains("init rejected the stage config: reject = true"), "{error:#}");
+}
