@@ -10,8 +10,8 @@ MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 
 ## Build the example transforms into $(MODULES)/*.wasm
 transforms:
-	$(CARGO) build --release --target wasm32-wasip2 \
-		--manifest-path pipelines/transforms/Cargo.toml --target-dir $(WASM_TARGET_DIR)
+	rustup target add wasm32-wasip2
+	cd pipelines/transforms && $(CARGO) build --release --target wasm32-wasip2 --target-dir ../../$(WASM_TARGET_DIR)
 
 build:
 	$(CARGO) build --release -p sluice
@@ -31,7 +31,7 @@ clean-data:
 ## Every test: unit, golden, end-to-end (builds the guest components first)
 test:
 	$(CARGO) test --workspace
-	$(CARGO) test --manifest-path pipelines/transforms/Cargo.toml --target-dir $(WASM_TARGET_DIR)
+	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
 
 ## Benchmarks: wasm vs native, sandbox on vs off, instantiation
 bench:

@@ -25,6 +25,8 @@ fn main() {
 fn build(manifest: &Path, target_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
+        // From the workspace's folder, so its .cargo/config.toml applies.
+        .current_dir(manifest.parent().unwrap())
         .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(manifest)
         .arg("--target-dir")

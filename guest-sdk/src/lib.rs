@@ -30,6 +30,7 @@
 
 mod config;
 mod error;
+mod layout;
 mod output;
 mod record;
 mod runner;

@@ -3,7 +3,8 @@
 use std::io;
 
 use crate::Record;
-use crate::bindings::{Batch, HeaderRef, RecordRef, Span};
+use crate::bindings::Batch;
+use crate::layout::*;
 
 /// Where [`Transform::process`](crate::Transform::process) puts its results.
 ///
@@ -25,6 +26,7 @@ pub struct Output {
 pub(crate) struct Mark {
     data: usize,
     records: usize,
+    timestamps: usize,
     headers: usize,
 }
 
@@ -33,7 +35,8 @@ impl Output {
         Output {
             batch: Batch {
                 data: Vec::with_capacity(bytes),
-                records: Vec::with_capacity(records),
+                records: Vec::with_capacity(records * RECORD_WORDS),
+                timestamps: Vec::with_capacity(records),
                 headers: Vec::new(),
             },
             input: 0,
@@ -59,6 +62,7 @@ impl Output {
         Mark {
             data: self.batch.data.len(),
             records: self.batch.records.len(),
+            timestamps: self.batch.timestamps.len(),
             headers: self.batch.headers.len(),
         }
     }
@@ -66,6 +70,7 @@ impl Output {
     pub(crate) fn rollback(&mut self, mark: Mark) {
         self.batch.data.truncate(mark.data);
         self.batch.records.truncate(mark.records);
+        self.batch.timestamps.truncate(mark.timestamps);
         self.batch.headers.truncate(mark.headers);
     }
 
@@ -73,22 +78,30 @@ impl Output {
         self.batch
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Span {
+    /// Appends bytes to the buffer; returns their offset and length.
+    #[inline]
+    fn append(&mut self, bytes: &[u8]) -> (u32, u32) {
         let offset = self.batch.data.len();
         self.batch.data.extend_from_slice(bytes);
-        span(offset, bytes.len())
+        (offset as u32, bytes.len() as u32)
     }
 
-    fn start_record(&mut self, value: Span) -> Emitted<'_> {
-        let key = self.input_key.map(|(offset, len)| span(offset, len));
-        self.batch.records.push(RecordRef {
-            key,
-            value,
-            headers_start: self.batch.headers.len() as u32,
-            headers_len: 0,
-            timestamp: self.input_timestamp,
-            input: self.input,
-        });
+    fn start_record(&mut self, (value_offset, value_len): (u32, u32)) -> Emitted<'_> {
+        let (key_offset, key_len) = match self.input_key {
+            Some((offset, len)) => (offset as u32, len as u32),
+            None => (0, NO_KEY),
+        };
+        let first_header = (self.batch.headers.len() / HEADER_WORDS) as u32;
+        self.batch.records.extend_from_slice(&[
+            key_offset,
+            key_len,
+            value_offset,
+            value_len,
+            first_header,
+            0,
+            self.input,
+        ]);
+        self.batch.timestamps.push(self.input_timestamp.unwrap_or(NO_TIMESTAMP));
         Emitted { output: self }
     }
 
@@ -104,8 +117,8 @@ impl Output {
     pub fn push_with(&mut self, write: impl FnOnce(&mut ValueWriter<'_>)) -> Emitted<'_> {
         let offset = self.batch.data.len();
         write(&mut ValueWriter { data: &mut self.batch.data, start: offset });
-        let value = span(offset, self.batch.data.len() - offset);
-        self.start_record(value)
+        let len = self.batch.data.len() - offset;
+        self.start_record((offset as u32, len as u32))
     }
 
     /// Emits an exact copy of `record`: key, value, headers and timestamp.
@@ -123,29 +136,34 @@ pub struct Emitted<'o> {
 }
 
 impl Emitted<'_> {
-    fn meta(&mut self) -> &mut RecordRef {
-        // `Emitted` only exists right after a record was pushed.
-        self.output.batch.records.last_mut().expect("an emitted record")
+    /// The words of the record just pushed (`Emitted` only exists then).
+    fn words(&mut self) -> &mut [u32] {
+        let start = self.output.batch.records.len() - RECORD_WORDS;
+        &mut self.output.batch.records[start..]
     }
 
     /// Replaces the key (`None` removes it).
     pub fn key(mut self, key: Option<&[u8]>) -> Self {
-        let key = key.map(|k| self.output.append(k));
-        self.meta().key = key;
+        let (offset, len) = key.map_or((0, NO_KEY), |k| self.output.append(k));
+        let words = self.words();
+        words[KEY_OFFSET] = offset;
+        words[KEY_LEN] = len;
         self
     }
 
-    pub fn timestamp(mut self, timestamp: Option<i64>) -> Self {
-        self.meta().timestamp = timestamp;
+    pub fn timestamp(self, timestamp: Option<i64>) -> Self {
+        if let Some(last) = self.output.batch.timestamps.last_mut() {
+            *last = timestamp.unwrap_or(NO_TIMESTAMP);
+        }
         self
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        let name = self.output.append(name.as_bytes());
-        let value = self.output.append(value.as_ref());
-        self.output.batch.headers.push(HeaderRef { name, value });
-        self.meta().headers_len += 1;
+        let (name_offset, name_len) = self.output.append(name.as_bytes());
+        let (value_offset, value_len) = self.output.append(value.as_ref());
+        self.output.batch.headers.extend_from_slice(&[name_offset, name_len, value_offset, value_len]);
+        self.words()[HEADER_COUNT] += 1;
         self
     }
 
@@ -165,15 +183,18 @@ pub struct ValueWriter<'a> {
 }
 
 impl ValueWriter<'_> {
+    #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.data.extend_from_slice(bytes);
     }
 
+    #[inline]
     pub fn push(&mut self, byte: u8) {
         self.data.push(byte);
     }
 
     /// Bytes written to this value so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.data.len() - self.start
     }
@@ -184,6 +205,7 @@ impl ValueWriter<'_> {
 }
 
 impl io::Write for ValueWriter<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.data.extend_from_slice(buf);
         Ok(buf.len())
@@ -192,8 +214,4 @@ impl io::Write for ValueWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn span(offset: usize, len: usize) -> Span {
-    Span { offset: offset as u32, len: len as u32 }
 }

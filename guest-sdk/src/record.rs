@@ -1,39 +1,48 @@
 //! A read-only view of one input record, borrowed from the batch buffer.
 
 use crate::Error;
-use crate::bindings::{Batch, RecordRef, Span};
+use crate::bindings::Batch;
+use crate::layout::*;
 
 /// One input record. Keys, values and headers are slices of the batch the
 /// host sent, so reading them copies nothing.
 #[derive(Clone, Copy)]
 pub struct Record<'a> {
     batch: &'a Batch,
-    meta: &'a RecordRef,
+    position: usize,
+    words: &'a [u32],
 }
 
 impl<'a> Record<'a> {
-    pub(crate) fn new(batch: &'a Batch, meta: &'a RecordRef) -> Self {
-        Record { batch, meta }
+    /// The record at `position`, if the batch has one there.
+    pub(crate) fn new(batch: &'a Batch, position: usize) -> Option<Self> {
+        let start = position.checked_mul(RECORD_WORDS)?;
+        let words = batch.records.get(start..start + RECORD_WORDS)?;
+        Some(Record { batch, position, words })
     }
 
-    fn slice(&self, span: Span) -> &'a [u8] {
-        // The host builds the spans; a bad one is a host bug, not bad input,
-        // and an empty slice is the least surprising answer to it.
-        let start = span.offset as usize;
-        self.batch.data.get(start..start + span.len as usize).unwrap_or(&[])
+    #[inline]
+    fn slice(&self, offset: u32, len: u32) -> &'a [u8] {
+        // The host builds the offsets; a bad one is a host bug, not bad
+        // input, and an empty slice is the least surprising answer to it.
+        let start = offset as usize;
+        self.batch.data.get(start..start + len as usize).unwrap_or(&[])
     }
 
     /// Position of this record in its batch.
     pub fn index(&self) -> u32 {
-        self.meta.input
+        self.words[INPUT]
     }
 
+    #[inline]
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.meta.key.map(|span| self.slice(span))
+        let len = self.words[KEY_LEN];
+        (len != NO_KEY).then(|| self.slice(self.words[KEY_OFFSET], len))
     }
 
+    #[inline]
     pub fn value(&self) -> &'a [u8] {
-        self.slice(self.meta.value)
+        self.slice(self.words[VALUE_OFFSET], self.words[VALUE_LEN])
     }
 
     /// The value as UTF-8, or an `invalid-utf8` error naming the byte offset.
@@ -44,21 +53,22 @@ impl<'a> Record<'a> {
     }
 
     /// Milliseconds since the Unix epoch, when the source provided one.
+    #[inline]
     pub fn timestamp(&self) -> Option<i64> {
-        self.meta.timestamp
+        self.batch.timestamps.get(self.position).copied().filter(|&t| t != NO_TIMESTAMP)
     }
 
     /// Headers in the order the source delivered them.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        let start = self.meta.headers_start as usize;
-        let end = start + self.meta.headers_len as usize;
+        let start = self.words[FIRST_HEADER] as usize * HEADER_WORDS;
+        let end = start + self.words[HEADER_COUNT] as usize * HEADER_WORDS;
         let this = *self;
         self.batch
             .headers
             .get(start..end)
             .unwrap_or(&[])
-            .iter()
-            .map(move |h| (std::str::from_utf8(this.slice(h.name)).unwrap_or(""), this.slice(h.value)))
+            .chunks_exact(HEADER_WORDS)
+            .map(move |h| (std::str::from_utf8(this.slice(h[0], h[1])).unwrap_or(""), this.slice(h[2], h[3])))
     }
 
     /// The first header named `name`, if any.

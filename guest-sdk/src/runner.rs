@@ -5,6 +5,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::bindings::{Batch, BatchOutput, RecordError};
+use crate::layout::RECORD_WORDS;
 use crate::{Config, Output, Record, Transform};
 
 thread_local! {
@@ -30,15 +31,15 @@ pub fn process<T: Transform>(input: Batch) -> BatchOutput {
 }
 
 pub(crate) fn run_batch<T: Transform>(transform: &mut T, input: &Batch) -> BatchOutput {
-    let mut out = Output::with_capacity(input.data.len(), input.records.len());
+    let count = input.records.len() / RECORD_WORDS;
+    let mut out = Output::with_capacity(input.data.len(), count);
     let mut errors = Vec::new();
-    for meta in &input.records {
-        let record = Record::new(input, meta);
+    for record in (0..count).filter_map(|position| Record::new(input, position)) {
         let mark = out.begin(&record);
         if let Err(error) = transform.process(&record, &mut out) {
             out.rollback(mark);
             errors.push(RecordError {
-                input: meta.input,
+                input: record.index(),
                 kind: error.kind().to_string(),
                 message: error.message().to_string(),
             });
@@ -48,10 +49,9 @@ pub(crate) fn run_batch<T: Transform>(transform: &mut T, input: &Batch) -> Batch
 }
 
 fn fail_all(input: &Batch, kind: &str, message: &str) -> BatchOutput {
-    let errors = input
-        .records
-        .iter()
-        .map(|r| RecordError { input: r.input, kind: kind.into(), message: message.into() })
+    let errors = (0..input.records.len() / RECORD_WORDS)
+        .map(|i| RecordError { input: i as u32, kind: kind.into(), message: message.into() })
         .collect();
-    BatchOutput { records: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() }, errors }
+    let empty = Batch { data: Vec::new(), records: Vec::new(), timestamps: Vec::new(), headers: Vec::new() };
+    BatchOutput { records: empty, errors }
 }

@@ -7,7 +7,8 @@
 //! assert_eq!(results[0].as_ref().unwrap()[0].value_str(), "...");
 //! ```
 
-use crate::bindings::{Batch, HeaderRef, RecordRef, Span};
+use crate::bindings::Batch;
+use crate::layout::*;
 use crate::{Config, Error, Transform};
 
 /// An owned record, for test inputs and outputs.
@@ -82,29 +83,33 @@ pub fn run_one<T: Transform>(transform: &mut T, input: TestRecord) -> Result<Vec
 /// without the cost of building test records.
 #[doc(hidden)]
 pub fn pack(inputs: &[TestRecord]) -> Batch {
-    let mut batch = Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() };
+    let mut batch =
+        Batch { data: Vec::new(), records: Vec::new(), timestamps: Vec::new(), headers: Vec::new() };
     let append = |data: &mut Vec<u8>, bytes: &[u8]| {
         let offset = data.len() as u32;
         data.extend_from_slice(bytes);
-        Span { offset, len: bytes.len() as u32 }
+        (offset, bytes.len() as u32)
     };
     for (index, input) in inputs.iter().enumerate() {
-        let key = input.key.as_deref().map(|k| append(&mut batch.data, k));
-        let value = append(&mut batch.data, &input.value);
-        let headers_start = batch.headers.len() as u32;
+        let (key_offset, key_len) = input.key.as_deref().map_or((0, NO_KEY), |k| append(&mut batch.data, k));
+        let (value_offset, value_len) = append(&mut batch.data, &input.value);
+        let first_header = (batch.headers.len() / HEADER_WORDS) as u32;
         for (name, value) in &input.headers {
-            let name = append(&mut batch.data, name.as_bytes());
-            let value = append(&mut batch.data, value);
-            batch.headers.push(HeaderRef { name, value });
+            let (name_offset, name_len) = append(&mut batch.data, name.as_bytes());
+            let (value_offset, value_len) = append(&mut batch.data, value);
+            batch.headers.extend_from_slice(&[name_offset, name_len, value_offset, value_len]);
         }
-        batch.records.push(RecordRef {
-            key,
-            value,
-            headers_start,
-            headers_len: input.headers.len() as u32,
-            timestamp: input.timestamp,
-            input: index as u32,
-        });
+        let header_count = input.headers.len() as u32;
+        batch.records.extend_from_slice(&[
+            key_offset,
+            key_len,
+            value_offset,
+            value_len,
+            first_header,
+            header_count,
+            index as u32,
+        ]);
+        batch.timestamps.push(input.timestamp.unwrap_or(NO_TIMESTAMP));
     }
     batch
 }
@@ -116,15 +121,21 @@ pub fn run_packed<T: Transform>(transform: &mut T, batch: &Batch) -> crate::bind
 }
 
 fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
-    let slice = move |s: Span| batch.data[s.offset as usize..(s.offset + s.len) as usize].to_vec();
-    batch.records.iter().map(move |r| {
-        let headers = batch.headers[r.headers_start as usize..(r.headers_start + r.headers_len) as usize]
-            .iter()
-            .map(|h| (String::from_utf8_lossy(&slice(h.name)).into_owned(), slice(h.value)))
+    let slice = move |offset: u32, len: u32| batch.data[offset as usize..(offset + len) as usize].to_vec();
+    batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps).map(move |(w, &timestamp)| {
+        let start = w[FIRST_HEADER] as usize * HEADER_WORDS;
+        let end = start + w[HEADER_COUNT] as usize * HEADER_WORDS;
+        let headers = batch.headers[start..end]
+            .chunks_exact(HEADER_WORDS)
+            .map(|h| (String::from_utf8_lossy(&slice(h[0], h[1])).into_owned(), slice(h[2], h[3])))
             .collect();
-        let record =
-            TestRecord { key: r.key.map(slice), value: slice(r.value), headers, timestamp: r.timestamp };
-        (r.input, record)
+        let record = TestRecord {
+            key: (w[KEY_LEN] != NO_KEY).then(|| slice(w[KEY_OFFSET], w[KEY_LEN])),
+            value: slice(w[VALUE_OFFSET], w[VALUE_LEN]),
+            headers,
+            timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
+        };
+        (w[INPUT], record)
     })
 }
 

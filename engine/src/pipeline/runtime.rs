@@ -162,11 +162,13 @@ impl Pipeline {
                 _ => errors.push(anyhow::anyhow!("a stage thread panicked")),
             }
         }
+        // A failing sink makes the steps before it fail too ("the next step
+        // stopped"); its own error is the cause, so it goes first.
         for (step, task) in [("sink", sink_task), ("dead-letter destination", dead_task)] {
             match task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e.context(step)),
-                Err(e) => errors.push(anyhow::anyhow!("{step} task panicked: {e}")),
+                Ok(Err(e)) => errors.insert(0, e.context(step)),
+                Err(e) => errors.insert(0, anyhow::anyhow!("{step} task panicked: {e}")),
             }
         }
 

@@ -1,4 +1,4 @@
-//! Packing records into the batch layout of `transform.wit` and unpacking
+//! Packing records into the batch encoding of `transform.wit` and unpacking
 //! what the guest returns, without trusting a byte of it.
 //!
 //! Output records become slices of the one buffer the guest returned (one
@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::bindings::{Batch, BatchOutput, HeaderRef, RecordRef, Span};
+use super::bindings::{Batch, BatchOutput};
 use super::error::FailureKind;
 use super::instance::CallFailure;
 use crate::record::{Header, Record};
@@ -51,39 +51,64 @@ impl CallOutput {
     }
 }
 
+/// The batch encoding of `guest-sdk/wit/transform.wit` (its `batch`
+/// record); the guest SDK's `layout.rs` mirrors it.
+mod layout {
+    pub const RECORD_WORDS: usize = 7;
+    pub const HEADER_WORDS: usize = 4;
+    pub const KEY_OFFSET: usize = 0;
+    pub const KEY_LEN: usize = 1;
+    pub const VALUE_OFFSET: usize = 2;
+    pub const VALUE_LEN: usize = 3;
+    pub const FIRST_HEADER: usize = 4;
+    pub const HEADER_COUNT: usize = 5;
+    pub const INPUT: usize = 6;
+    pub const NO_KEY: u32 = u32::MAX;
+    pub const NO_TIMESTAMP: i64 = i64::MIN;
+}
+
+use layout::*;
+
 /// Lays `records` out in `batch`, reusing its buffers.
 pub(crate) fn pack(records: &[Record], batch: &mut Batch) {
     batch.data.clear();
     batch.records.clear();
+    batch.timestamps.clear();
     batch.headers.clear();
     batch.data.reserve(records.iter().map(Record::size).sum());
+    batch.records.reserve(records.len() * RECORD_WORDS);
     for (index, record) in records.iter().enumerate() {
-        let key = record.key.as_ref().map(|k| append(&mut batch.data, k));
-        let value = append(&mut batch.data, &record.value);
-        let headers_start = batch.headers.len() as u32;
+        let (key_offset, key_len) = match &record.key {
+            Some(key) => append(&mut batch.data, key),
+            None => (0, NO_KEY),
+        };
+        let (value_offset, value_len) = append(&mut batch.data, &record.value);
+        let first_header = (batch.headers.len() / HEADER_WORDS) as u32;
         for header in &record.headers {
-            let name = append(&mut batch.data, header.name.as_bytes());
-            let value = append(&mut batch.data, &header.value);
-            batch.headers.push(HeaderRef { name, value });
+            let (name_offset, name_len) = append(&mut batch.data, header.name.as_bytes());
+            let (value_offset, value_len) = append(&mut batch.data, &header.value);
+            batch.headers.extend_from_slice(&[name_offset, name_len, value_offset, value_len]);
         }
-        batch.records.push(RecordRef {
-            key,
-            value,
-            headers_start,
-            headers_len: record.headers.len() as u32,
-            timestamp: record.timestamp,
-            input: index as u32,
-        });
+        batch.records.extend_from_slice(&[
+            key_offset,
+            key_len,
+            value_offset,
+            value_len,
+            first_header,
+            record.headers.len() as u32,
+            index as u32,
+        ]);
+        batch.timestamps.push(record.timestamp.unwrap_or(NO_TIMESTAMP));
     }
 }
 
-fn append(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
+fn append(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
     let offset = data.len() as u32;
     data.extend_from_slice(bytes);
-    Span { offset, len: bytes.len() as u32 }
+    (offset, bytes.len() as u32)
 }
 
-/// Turns the guest's answer into records, checking every index and span.
+/// Turns the guest's answer into records, checking every index and offset.
 pub(crate) fn unpack(
     output: BatchOutput,
     inputs: &[Record],
@@ -92,19 +117,25 @@ pub(crate) fn unpack(
     let invalid = |message: String| CallFailure { kind: FailureKind::InvalidOutput, message };
     let BatchOutput { records: batch, errors } = output;
     let data = Bytes::from(batch.data);
-    let slice = |span: Span| -> Result<Bytes, CallFailure> {
-        let start = span.offset as usize;
-        let end = start.checked_add(span.len as usize).filter(|&end| end <= data.len());
+    let slice = |offset: u32, len: u32| -> Result<Bytes, CallFailure> {
+        let start = offset as usize;
+        let end = start.checked_add(len as usize).filter(|&end| end <= data.len());
         match end {
             Some(end) => Ok(data.slice(start..end)),
             None => Err(invalid(format!(
-                "span {}..+{} is outside the {}-byte output buffer",
-                span.offset,
-                span.len,
+                "range {offset}..+{len} is outside the {}-byte output buffer",
                 data.len()
             ))),
         }
     };
+    let count = batch.records.len() / RECORD_WORDS;
+    if batch.records.len() % RECORD_WORDS != 0 || batch.timestamps.len() != count {
+        return Err(invalid(format!(
+            "{} record words and {} timestamps do not describe whole records",
+            batch.records.len(),
+            batch.timestamps.len()
+        )));
+    }
 
     let mut failed = vec![None::<(FailureKind, String)>; inputs.len()];
     for error in errors {
@@ -116,34 +147,41 @@ pub(crate) fn unpack(
     }
 
     let mut output_bytes = vec![0usize; inputs.len()];
-    let mut outputs: Vec<(u32, Record)> = Vec::with_capacity(batch.records.len());
-    for meta in &batch.records {
-        let index = meta.input as usize;
+    let mut records: Vec<Record> = Vec::with_capacity(count);
+    let mut record_inputs: Vec<u32> = Vec::with_capacity(count);
+    for (words, &timestamp) in batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps) {
+        let index = words[INPUT] as usize;
         let Some(input) = inputs.get(index) else {
             return Err(invalid(format!("output for input {index} of a {}-record batch", inputs.len())));
         };
-        let start = meta.headers_start as usize;
-        let Some(header_refs) =
-            start.checked_add(meta.headers_len as usize).and_then(|end| batch.headers.get(start..end))
+        let start = words[FIRST_HEADER] as usize * HEADER_WORDS;
+        let Some(header_words) = (words[HEADER_COUNT] as usize)
+            .checked_mul(HEADER_WORDS)
+            .and_then(|len| start.checked_add(len))
+            .and_then(|end| batch.headers.get(start..end))
         else {
-            return Err(invalid(format!("header range {start}..+{} is out of bounds", meta.headers_len)));
+            return Err(invalid(format!("header range of output for input {index} is out of bounds")));
         };
-        let mut headers = Vec::with_capacity(header_refs.len());
-        for h in header_refs {
-            let name = slice(h.name)?;
-            let name = String::from_utf8(name.to_vec())
+        let mut headers = Vec::with_capacity(words[HEADER_COUNT] as usize);
+        for h in header_words.chunks_exact(HEADER_WORDS) {
+            let name = String::from_utf8(slice(h[0], h[1])?.to_vec())
                 .map_err(|_| invalid("a header name is not valid UTF-8".to_string()))?;
-            headers.push(Header { name, value: slice(h.value)? });
+            headers.push(Header { name, value: slice(h[2], h[3])? });
         }
+        let key = match words[KEY_LEN] {
+            NO_KEY => None,
+            len => Some(slice(words[KEY_OFFSET], len)?),
+        };
         let record = Record {
-            key: meta.key.map(slice).transpose()?,
-            value: slice(meta.value)?,
+            key,
+            value: slice(words[VALUE_OFFSET], words[VALUE_LEN])?,
             headers,
-            timestamp: meta.timestamp,
+            timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
             origin: input.origin.clone(),
         };
         output_bytes[index] += record.size();
-        outputs.push((meta.input, record));
+        records.push(record);
+        record_inputs.push(words[INPUT]);
     }
 
     for (index, bytes) in output_bytes.iter().enumerate() {
@@ -157,17 +195,23 @@ pub(crate) fn unpack(
         }
     }
 
-    // Keep outputs in input order even if a guest emitted them out of order
-    // (the sort is stable), and drop the outputs of inputs that failed.
-    if outputs.windows(2).any(|w| w[0].0 > w[1].0) {
-        outputs.sort_by_key(|(index, _)| *index);
+    // Records are large enough that moving them shows in profiles, so the
+    // common case (outputs in order, nothing failed) keeps them where they
+    // are. Otherwise: restore input order (a stable sort, as a guest may
+    // emit out of order) and drop the outputs of inputs that failed.
+    let unordered = record_inputs.windows(2).any(|w| w[0] > w[1]);
+    if unordered || failed.iter().any(Option::is_some) {
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by_key(|&i| record_inputs[i]);
+        order.retain(|&i| failed[record_inputs[i] as usize].is_none());
+        let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
+        records = order.iter().filter_map(|&i| slots[i].take()).collect();
+        record_inputs = order.iter().map(|&i| record_inputs[i]).collect();
     }
-    outputs.retain(|(index, _)| failed[*index as usize].is_none());
-    let (inputs, records) = outputs.into_iter().unzip();
     let failures = failed
         .into_iter()
         .enumerate()
         .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
         .collect();
-    Ok(CallOutput { records, inputs, failures })
+    Ok(CallOutput { records, inputs: record_inputs, failures })
 }

@@ -5,5 +5,3 @@ wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
     world: "transform",
 });
-
-pub use sluice::transform::types::{HeaderRef, RecordRef, Span};

@@ -176,6 +176,11 @@ impl Runtime {
         // stack; stage threads are spawned with room above this.
         config.max_wasm_stack(1 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+        // `SLUICE_WASM_PROFILER=perfmap` lets `perf` name the functions of
+        // guest code (written to /tmp/perf-PID.map).
+        if std::env::var("SLUICE_WASM_PROFILER").as_deref() == Ok("perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         // Guests built for wasm32-wasip2 import WASI even when they use none

@@ -116,7 +116,12 @@ impl TransformInstance {
             bindings,
             module: module.clone(),
             limits: limits.clone(),
-            scratch: Batch { data: Vec::new(), records: Vec::new(), headers: Vec::new() },
+            scratch: Batch {
+                data: Vec::new(),
+                records: Vec::new(),
+                timestamps: Vec::new(),
+                headers: Vec::new(),
+            },
         })
     }
 

@@ -165,3 +165,28 @@ fn init_rejecting_its_config_fails_the_build() {
     let error = run_pipeline_file(&pipeline).expect_err("build fails");
     assert!(format!("{error:#}").contains("init rejected the stage config: reject = true"), "{error:#}");
 }
+
+#[test]
+fn fuel_metering_stops_a_spinning_module() {
+    let outcome = run_lines(&["a", "loop", "b"], "max_fuel = 5000000");
+    assert_eq!(outcome.written, ["a", "b"]);
+    assert_eq!(outcome.dead[0]["error"]["kind"], "fuel-exhausted");
+    assert!(outcome.dead[0]["error"]["message"].as_str().unwrap().contains("max_fuel = 5000000"));
+}
+
+#[test]
+fn the_sandbox_grants_nothing_by_default() {
+    let outcome = run_lines(&["clock", "file", "env", "network"], "");
+    assert_eq!(outcome.written[0], "0", "the clock is frozen at the epoch");
+    assert!(outcome.written[1].starts_with("denied"), "{}", outcome.written[1]);
+    assert_eq!(outcome.written[2], "0 variables");
+    assert!(outcome.written[3].starts_with("denied"), "{}", outcome.written[3]);
+}
+
+#[test]
+fn a_granted_clock_is_the_real_one() {
+    let outcome = run_lines(&["clock"], r#"capabilities = ["clock"]"#);
+    let seconds: u64 = outcome.written[0].parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(now.abs_diff(seconds) < 600, "{seconds} vs {now}");
+}

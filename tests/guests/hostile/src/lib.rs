@@ -2,7 +2,8 @@
 //!
 //! Each record's value picks the misbehaviour; any other value passes
 //! through, so tests can check that the records after a bad one are fine.
-//! `init` rejects a config with `reject = true`.
+//! `init` rejects a config with `reject = true`. A few values (`clock`,
+//! `file`, `env`, `network`) instead report what the sandbox lets through.
 
 use std::hint::black_box;
 
@@ -32,6 +33,22 @@ impl Transform for Hostile {
                 out.push(vec![b'x'; 100 * record.value().len()]);
             }
             b"reject" => return Err(Error::new("refused", "the value was `reject`")),
+            // Probes of the sandbox: they report what the guest can reach.
+            b"clock" => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                out.push(now.map_or(0, |d| d.as_secs()).to_string());
+            }
+            b"file" => {
+                let result = std::fs::read("/etc/hostname").map(|_| "read".to_string());
+                out.push(result.unwrap_or_else(|e| format!("denied: {e}")));
+            }
+            b"env" => {
+                out.push(format!("{} variables", std::env::vars().count()));
+            }
+            b"network" => {
+                let result = std::net::TcpStream::connect("127.0.0.1:9").map(|_| "connected".to_string());
+                out.push(result.unwrap_or_else(|e| format!("denied: {e}")));
+            }
             _ => out.forward(record),
         }
         Ok(())

@@ -1,0 +1,49 @@
+//! Runs one transform call in a loop, for a profiler to look at:
+//! `perf record cargo run --release -p sluice-tests --example profile_call -- GUEST [BATCH] [SECONDS] [LINES-FILE]`.
+
+use bytes::Bytes;
+use sluice::record::{Origin, Record};
+use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let guest = args.next().unwrap_or_else(|| "passthrough".into());
+    let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let lines_file = args.next();
+    let lines: Option<Vec<Vec<u8>>> = lines_file.map(|path| {
+        std::fs::read(path)
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    });
+    let records: Vec<Record> = (0..size)
+        .map(|i| {
+            let value = match &lines {
+                Some(lines) => Bytes::from(lines[i % lines.len()].clone()),
+                None => Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
+            };
+            let mut r = Record::new(value, Origin { source: "p".into(), partition: 0, offset: i as i64 });
+            r.key = Some(Bytes::from(format!("key-{i}")));
+            r
+        })
+        .collect();
+    let host = WasmHost::new();
+    let module = host.load_file(&sluice_tests::guest(&guest), false).unwrap();
+    let mut instance = TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+    let started = std::time::Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed().as_secs() < seconds {
+        std::hint::black_box(instance.call(&records).unwrap());
+        calls += 1;
+    }
+    let elapsed = started.elapsed();
+    let per_record = elapsed.as_nanos() as f64 / (calls as f64 * size as f64);
+    let bytes: usize = records.iter().map(|r| r.value.len()).sum::<usize>() * calls as usize;
+    println!(
+        "{calls} calls, {per_record:.1} ns/record, {:.0} MB/s",
+        bytes as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
