@@ -44,6 +44,7 @@ pub use record::Record;
 /// Bindings generated from `wit/transform.wit`. Public so that
 /// [`export_transform!`] can name them from the transform's crate.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // Generated code.
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",

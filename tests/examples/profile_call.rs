@@ -32,6 +32,21 @@ fn main() {
         .collect();
     let host = WasmHost::new();
     let module = host.load_file(&sluice_tests::guest(&guest), false).unwrap();
+    if std::env::var("PROFILE_INSTANTIATE").is_ok() {
+        let started = std::time::Instant::now();
+        let mut count = 0u32;
+        while started.elapsed().as_secs() < seconds {
+            let mut instance =
+                TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+            std::hint::black_box(instance.call(&records[..1]).unwrap());
+            count += 1;
+        }
+        println!(
+            "instantiate + init + first call: {:.1} us",
+            started.elapsed().as_secs_f64() * 1e6 / count as f64
+        );
+        return;
+    }
     let mut instance = TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
     let started = std::time::Instant::now();
     let mut calls = 0u64;

@@ -164,6 +164,7 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Only its field list and types matter here.
     struct Example {
         name: String,
         #[serde(default)]

@@ -257,10 +257,10 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
         Some(v) => doc.section(v, &join(key, "batch"), &[]),
         None => Some(BatchConfig::default()),
     };
-    if let (Some(batch), Some(v)) = (&batch, table.get("batch")) {
-        if batch.max_records == 0 || batch.max_bytes == 0 {
-            doc.error(v.span(), &join(key, "batch"), "max_records and max_bytes must be at least 1");
-        }
+    if let (Some(batch), Some(v)) = (&batch, table.get("batch"))
+        && (batch.max_records == 0 || batch.max_bytes == 0)
+    {
+        doc.error(v.span(), &join(key, "batch"), "max_records and max_bytes must be at least 1");
     }
     let stages = parse_stages(doc, table, key);
     let sink = table.get("sink").and_then(|v| parse_sink(doc, v, &join(key, "sink")));

@@ -52,20 +52,9 @@ impl CallOutput {
 }
 
 /// The batch encoding of `guest-sdk/wit/transform.wit` (its `batch`
-/// record); the guest SDK's `layout.rs` mirrors it.
-mod layout {
-    pub const RECORD_WORDS: usize = 7;
-    pub const HEADER_WORDS: usize = 4;
-    pub const KEY_OFFSET: usize = 0;
-    pub const KEY_LEN: usize = 1;
-    pub const VALUE_OFFSET: usize = 2;
-    pub const VALUE_LEN: usize = 3;
-    pub const FIRST_HEADER: usize = 4;
-    pub const HEADER_COUNT: usize = 5;
-    pub const INPUT: usize = 6;
-    pub const NO_KEY: u32 = u32::MAX;
-    pub const NO_TIMESTAMP: i64 = i64::MIN;
-}
+/// record): the guest SDK's definition, shared so the two sides cannot drift.
+#[path = "../../../guest-sdk/src/layout.rs"]
+mod layout;
 
 use layout::*;
 

@@ -202,7 +202,25 @@ fn pooling_config() -> PoolingAllocationConfig {
     pool.total_memories(slots);
     pool.total_tables(slots * 4);
     pool.max_memory_size(4 << 30);
+    // Recycling an instance (after a trap) used to fault in every page its
+    // memory touched again: ~35 us per instance, mostly in the kernel. Where
+    // the kernel can report which pages are resident (PAGEMAP_SCAN, Linux
+    // 6.7+), wasmtime resets just those in place and keeps them mapped:
+    // ~14 us. Without it, keeping pages resident means a memset of the whole
+    // region, which is slower than the default, so it stays off.
+    if kernel_has_pagemap_scan() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes);
+        pool.linear_memory_keep_resident(4 << 20);
+        pool.table_keep_resident(64 << 10);
+    }
     pool
+}
+
+/// Whether the running kernel is Linux 6.7 or later.
+fn kernel_has_pagemap_scan() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else { return false };
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    matches!((parts.next(), parts.next()), (Some(major), Some(minor)) if (major, minor) >= (6, 7))
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), LoadError> {

@@ -42,7 +42,10 @@ fn assert_round_trip(instance: &mut TransformInstance, inputs: &[Record]) {
     }
 }
 
-fn arb_record() -> impl Strategy<Value = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>, Option<i64>)> {
+/// Key, value, headers and timestamp of a generated record.
+type Parts = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>, Option<i64>);
+
+fn arb_record() -> impl Strategy<Value = Parts> {
     (
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
         prop_oneof![
