@@ -3,6 +3,7 @@
 
 mod abi;
 mod config_errors;
+mod file_source;
 mod hostile;
 mod shutdown;
 mod transform_cli;
