@@ -1,4 +1,4 @@
-//! Sinks: where records leave a pipeline.
+//! Sinks: where records leave a pipeline (`file`, `kafka`).
 //!
 //! A sink writes batches and releases their acks only once the records are
 //! durable, which is what lets a source commit its position safely. Records
@@ -7,6 +7,7 @@
 //! arm in [`SinkConfig::parse`] / [`SinkConfig::build`].
 
 pub mod file;
+pub mod kafka;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +18,19 @@ use crate::pipeline::stats::PipelineStats;
 use crate::record::Batch;
 
 /// Sink `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file"];
+pub const TYPES: &[&str] = &["file", "kafka"];
 
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     File(file::FileSinkConfig),
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 impl SinkConfig {
     pub(crate) fn parse(doc: &mut Document<'_>, kind: &str, value: &Value<'_>, key: &str) -> Option<Self> {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SinkConfig::File),
+            "kafka" => doc.section(value, key, &["type"]).map(SinkConfig::Kafka),
             _ => None,
         }
     }
@@ -41,6 +44,7 @@ impl SinkConfig {
     pub fn build(&self, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Box<dyn Sink>> {
         match self {
             SinkConfig::File(config) => Ok(Box::new(file::FileSink::new(config, pipeline, ctx)?)),
+            SinkConfig::Kafka(config) => Ok(Box::new(kafka::KafkaSink::new(config, ctx)?)),
         }
     }
 
@@ -50,6 +54,7 @@ impl SinkConfig {
             SinkConfig::File(config) => {
                 format!("file {}", pipeline.resolve(config.path.as_ref()).display())
             }
+            SinkConfig::Kafka(config) => format!("kafka topic {} at {}", config.topic, config.brokers),
         }
     }
 }
