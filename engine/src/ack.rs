@@ -2,11 +2,15 @@
 //! durable downstream, so it can commit offsets only then.
 //!
 //! A source attaches an [`Ack`] to the records it emits. Every part of the
-//! pipeline that holds some of those records holds a clone; a sink drops its
-//! clone once the records are durable, or calls [`Ack::fail`] when it gave up
-//! on them. When the last clone is gone, the source's [`AckReceiver`] resolves
-//! with the outcome. Records split between a sink and the dead-letter
-//! destination therefore resolve only when both sides are done.
+//! pipeline that holds some of those records holds a clone. A holder that
+//! is finished with its records (a sink that made them durable, a stage
+//! whose transform emitted nothing for them) calls [`Ack::done`]; one that
+//! gives up calls [`Ack::fail`]. A clone dropped without `done` — a batch
+//! lost in a queue when a pipeline fails, say — counts as a failure, so
+//! nothing is reported durable by accident. When the last clone is gone,
+//! the source's [`AckReceiver`] resolves with the outcome. Records split
+//! between a sink and the dead-letter destination therefore resolve only
+//! when both sides are done.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +25,11 @@ pub enum AckStatus {
     Failed,
 }
 
-#[derive(Debug, Clone)]
-pub struct Ack(Arc<Inner>);
+#[derive(Debug)]
+pub struct Ack {
+    inner: Arc<Inner>,
+    finished: bool,
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -36,12 +43,36 @@ impl Ack {
     pub fn new() -> (Ack, AckReceiver) {
         let (tx, rx) = oneshot::channel();
         let inner = Inner { failed: AtomicBool::new(false), notify: std::sync::Mutex::new(Some(tx)) };
-        (Ack(Arc::new(inner)), AckReceiver(rx))
+        (Ack { inner: Arc::new(inner), finished: false }, AckReceiver(rx))
+    }
+
+    /// This holder's records are durable (or need nothing more).
+    pub fn done(mut self) {
+        self.finished = true;
     }
 
     /// Marks the records as not written; the receiver will see `Failed`.
     pub fn fail(&self) {
-        self.0.failed.store(true, Ordering::Release);
+        self.inner.failed.store(true, Ordering::Release);
+    }
+
+    /// Finishes every ack of a batch whose records are durable.
+    pub fn all_done(acks: Vec<Ack>) {
+        acks.into_iter().for_each(Ack::done);
+    }
+}
+
+impl Clone for Ack {
+    fn clone(&self) -> Self {
+        Ack { inner: self.inner.clone(), finished: false }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fail();
+        }
     }
 }
 
@@ -62,6 +93,17 @@ impl AckReceiver {
         // sends); treat it as a failure to stay on the safe side.
         self.0.await.unwrap_or(AckStatus::Failed)
     }
+
+    /// The outcome if it is known already; for sources polling from a
+    /// thread of their own.
+    pub fn try_status(&mut self) -> Option<AckStatus> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        match self.0.try_recv() {
+            Ok(status) => Some(status),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Closed) => Some(AckStatus::Failed),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,18 +111,31 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn resolves_when_the_last_clone_is_dropped() {
-        let (ack, rx) = Ack::new();
+    async fn resolves_when_the_last_clone_is_finished() {
+        let (ack, mut rx) = Ack::new();
         let sink_side = ack.clone();
-        drop(ack);
+        ack.done();
         let dead_letter_side = sink_side.clone();
-        drop(sink_side);
-        dead_letter_side.fail();
-        drop(dead_letter_side);
+        sink_side.done();
+        assert_eq!(rx.try_status(), None);
+        dead_letter_side.done();
+        assert_eq!(rx.wait().await, AckStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn one_failed_or_dropped_clone_fails_the_whole() {
+        let (ack, rx) = Ack::new();
+        let other = ack.clone();
+        other.fail();
+        ack.done();
+        drop(other);
         assert_eq!(rx.wait().await, AckStatus::Failed);
 
+        // A batch lost in a queue must not look durable.
         let (ack, rx) = Ack::new();
-        drop(ack);
-        assert_eq!(rx.wait().await, AckStatus::Delivered);
+        let lost = ack.clone();
+        ack.done();
+        drop(lost);
+        assert_eq!(rx.wait().await, AckStatus::Failed);
     }
 }

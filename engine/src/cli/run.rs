@@ -1,11 +1,15 @@
 //! `sluice run`: run pipelines until their inputs end or a signal arrives.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::ingest::{Ingest, IngestConfig};
+use crate::api::{ApiState, Server, Token};
 use crate::config;
+use crate::kafka::{self, embedded::EmbeddedCluster};
 use crate::pipeline::{Pipeline, PipelineReport};
 use crate::wasm::WasmHost;
 
@@ -16,16 +20,88 @@ pub struct RunArgs {
     /// Print the end-of-run summary as JSON lines instead of text.
     #[arg(long)]
     json_summary: bool,
+    /// Where the HTTP server (REST ingest, health) listens; port 0 picks a
+    /// free port (the address is logged).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The engine's Kafka cluster, `host:port[,…]`, used by ingest and by
+    /// pipelines that name no `brokers`. `embedded` starts one (tansu if
+    /// installed, else an in-memory cluster).
+    #[arg(long, env = "SLUICE_BROKERS", default_value = "embedded")]
+    brokers: String,
+    /// Where the engine keeps its state (the embedded broker's data).
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Port of the embedded broker (0: any free port; the address is logged).
+    #[arg(long, env = "SLUICE_EMBEDDED_KAFKA_PORT", default_value_t = 0)]
+    embedded_kafka_port: u16,
+    /// Partitions of the topics the embedded cluster creates.
+    #[arg(long, default_value_t = 3)]
+    topic_partitions: i32,
+    #[command(flatten)]
+    ingest: IngestArgs,
+}
+
+/// REST ingest settings. The topics the pipelines consume from the
+/// engine's cluster are open for ingest; `--ingest-topic` opens more.
+#[derive(clap::Args)]
+struct IngestArgs {
+    /// Another topic open for `POST /ingest/{topic}` (repeatable).
+    #[arg(long = "ingest-topic", value_name = "TOPIC")]
+    topics: Vec<String>,
+    #[arg(long, default_value_t = IngestConfig::default().max_body_bytes)]
+    ingest_max_body_bytes: usize,
+    #[arg(long, default_value_t = IngestConfig::default().max_records)]
+    ingest_max_records: usize,
+    #[arg(long, default_value_t = IngestConfig::default().max_record_bytes)]
+    ingest_max_record_bytes: usize,
+    /// Records waiting for broker acknowledgement before ingest answers 429.
+    #[arg(long, default_value_t = IngestConfig::default().max_in_flight)]
+    ingest_max_in_flight: usize,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let configs = match config::load_files(&args.files.files) {
+    let mut configs = match config::load_files(&args.files.files) {
         Ok(configs) => configs,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             return Ok(ExitCode::from(2));
         }
     };
+    for topic in &args.ingest.topics {
+        anyhow::ensure!(kafka::valid_topic_name(topic), "--ingest-topic `{topic}` is not a valid topic name");
+    }
+
+    // The engine's cluster: what ingest and broker-less pipelines use.
+    let (source_topics, sink_topics) = engine_topics(&configs);
+    let mut ingest_topics = source_topics.clone();
+    ingest_topics.extend(args.ingest.topics.iter().cloned());
+    ingest_topics.sort();
+    ingest_topics.dedup();
+    let needs_cluster = !ingest_topics.is_empty() || !sink_topics.is_empty();
+    let mut embedded = None;
+    let bootstrap = match (needs_cluster, args.brokers.as_str()) {
+        (false, _) => None,
+        (true, "embedded") => {
+            let cluster = EmbeddedCluster::start(&args.data_dir, args.embedded_kafka_port).await?;
+            let mut topics = ingest_topics.clone();
+            topics.extend(sink_topics.iter().cloned());
+            cluster.create_topics(&topics, args.topic_partitions).await?;
+            tracing::info!("kafka: {}", cluster.describe());
+            let bootstrap = cluster.bootstrap().to_string();
+            embedded = Some(cluster);
+            Some(bootstrap)
+        }
+        (true, brokers) => Some(brokers.to_string()),
+    };
+    if let Some(bootstrap) = &bootstrap {
+        for config in &mut configs {
+            config.source.use_engine_cluster(bootstrap);
+            config.sink.use_engine_cluster(bootstrap);
+            config.dead_letter.use_engine_cluster(bootstrap);
+        }
+    }
+
     let host = WasmHost::new();
     let mut pipelines = Vec::new();
     for config in configs {
@@ -35,8 +111,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipelines.push(pipeline);
     }
 
+    let ingest = match &bootstrap {
+        Some(bootstrap) => Some(Ingest::new(bootstrap, args.ingest.config(ingest_topics))?),
+        None => None,
+    };
+    let (token, generated) = Token::from_env_or_generate()?;
+    if generated {
+        eprintln!("API token (set SLUICE_API_TOKEN to choose your own): {}", token.as_str());
+    }
+    let state = ApiState {
+        token,
+        ingest,
+        pipelines: pipelines.iter().map(|p| p.name.to_string()).collect(),
+        ready: true.into(),
+    };
+    let server = Server::bind(&args.listen, state).await?;
+    tracing::info!("listening on http://{}", server.local_addr()?);
+
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let server_stop = CancellationToken::new();
+    let server_task = tokio::spawn(server.serve(server_stop.clone()));
     let runs: Vec<_> = pipelines.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
 
     let mut failed = false;
@@ -49,7 +144,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // Ingest stays open while pipelines drain (its answers wait for Kafka,
+    // not for them) and closes with the last one.
+    server_stop.cancel();
+    if let Err(error) = server_task.await.context("HTTP server task panicked")? {
+        failed = true;
+        eprintln!("error: {error:#}");
+    }
+    drop(embedded);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+impl IngestArgs {
+    fn config(&self, topics: Vec<String>) -> IngestConfig {
+        IngestConfig {
+            topics,
+            max_body_bytes: self.ingest_max_body_bytes,
+            max_records: self.ingest_max_records,
+            max_record_bytes: self.ingest_max_record_bytes,
+            max_in_flight: self.ingest_max_in_flight,
+            ..IngestConfig::default()
+        }
+    }
+}
+
+/// Topics on the engine's cluster: those pipelines read (by name) and
+/// those they write, for pipelines that name no brokers of their own.
+fn engine_topics(configs: &[config::PipelineConfig]) -> (Vec<String>, Vec<String>) {
+    let mut sources = Vec::new();
+    let mut sinks = Vec::new();
+    for config in configs {
+        let mut source = config.source.clone();
+        if source.use_engine_cluster("") {
+            sources.extend(config.source.kafka_topics());
+        }
+        for sink in [&config.sink, &config.dead_letter] {
+            if let crate::sinks::SinkConfig::Kafka(kafka) = sink
+                && kafka.brokers.is_none()
+            {
+                sinks.push(kafka.topic.clone());
+            }
+        }
+    }
+    (sources, sinks)
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

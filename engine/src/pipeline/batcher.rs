@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::BatchConfig;
+use crate::ack::Ack;
 use crate::record::Batch;
 
 pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, output: mpsc::Sender<Batch>) {
@@ -52,8 +53,9 @@ pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, o
                 deadline = None;
             }
         }
-        // `acks` drops here: the batches holding the chunk's records own
-        // clones; a chunk without records is done already.
+        // The batches holding the chunk's records own clones; a chunk
+        // without records is done already.
+        Ack::all_done(acks);
     }
     let _ = send(&output, &mut pending, &mut pending_bytes).await;
 }
@@ -65,7 +67,7 @@ async fn send(
 ) -> Result<(), ()> {
     *pending_bytes = 0;
     if pending.records.is_empty() {
-        pending.acks.clear();
+        Ack::all_done(std::mem::take(&mut pending.acks));
         return Ok(());
     }
     output.send(std::mem::take(pending)).await.map_err(|_| ())
@@ -81,7 +83,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::{Ack, AckStatus};
+    use crate::ack::AckStatus;
     use crate::record::{Origin, Record};
 
     fn records(n: usize) -> Vec<Record> {
@@ -105,9 +107,9 @@ mod tests {
         // The remaining two leave after linger_ms without more input.
         let second = out_rx.recv().await.unwrap();
         assert_eq!(second.records.iter().map(|r| r.origin.offset).collect::<Vec<_>>(), vec![4, 5]);
-        // Both batches hold the chunk's ack: it resolves when both are gone.
-        drop(first);
-        drop(second);
+        // Both batches hold the chunk's ack: it resolves when both are done.
+        Ack::all_done(first.acks);
+        Ack::all_done(second.acks);
         assert_eq!(done.wait().await, AckStatus::Delivered);
     }
 

@@ -6,7 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use crate::ack::Ack;
-use crate::record::{Batch, Record, now_millis};
+use crate::record::{Batch, Header, Record, now_millis};
+use crate::sinks::DeadLetterShape;
 use crate::wasm::FailureKind;
 
 /// A failed record and why it failed.
@@ -63,6 +64,31 @@ impl DeadLetter {
         record.timestamp = Some(self.time_ms);
         record
     }
+
+    /// The failed record as it was (key, value, headers, timestamp) with
+    /// the error in `sluice.*` headers, for Kafka dead-letter topics: a
+    /// consumer can read the reason and replay the record unchanged.
+    pub fn into_record_with_error_headers(self, pipeline: &str) -> Record {
+        let time = UNIX_EPOCH + Duration::from_millis(self.time_ms.max(0) as u64);
+        let origin = self.record.origin.clone();
+        let mut record = self.record;
+        let mut add = |name: &str, value: String| {
+            record.headers.push(Header { name: name.to_string(), value: value.into() });
+        };
+        add("sluice.pipeline", pipeline.to_string());
+        add("sluice.stage", self.stage);
+        if let Some(module) = self.module {
+            add("sluice.module", module.name);
+            add("sluice.module.hash", module.hash);
+        }
+        add("sluice.error.kind", self.kind.name().to_string());
+        add("sluice.error.message", self.message);
+        add("sluice.source.topic", origin.source.to_string());
+        add("sluice.source.partition", origin.partition.to_string());
+        add("sluice.source.offset", origin.offset.to_string());
+        add("sluice.time", humantime::format_rfc3339_millis(time).to_string());
+        record
+    }
 }
 
 /// Dead letters travelling together, holding the acks of their records.
@@ -73,8 +99,15 @@ pub struct DeadLetterBatch {
 }
 
 impl DeadLetterBatch {
-    pub fn into_batch(self, pipeline: &str) -> Batch {
-        let records = self.letters.into_iter().map(|l| l.into_envelope_record(pipeline)).collect();
+    pub fn into_batch(self, pipeline: &str, shape: DeadLetterShape) -> Batch {
+        let records = self
+            .letters
+            .into_iter()
+            .map(|letter| match shape {
+                DeadLetterShape::Envelope => letter.into_envelope_record(pipeline),
+                DeadLetterShape::OriginalWithHeaders => letter.into_record_with_error_headers(pipeline),
+            })
+            .collect();
         Batch::new(records, self.acks)
     }
 }

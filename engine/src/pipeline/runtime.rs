@@ -18,7 +18,7 @@ use super::stage::{Stage, StageOutput};
 use super::stats::{PipelineStats, StageStats, add, get};
 use crate::config::{OnError, PipelineConfig};
 use crate::record::Batch;
-use crate::sinks::{Sink, SinkContext};
+use crate::sinks::{DeadLetterShape, Sink, SinkContext};
 use crate::sources::{Source, SourceContext};
 use crate::wasm::WasmHost;
 
@@ -116,8 +116,8 @@ impl Pipeline {
         let source_ctx = SourceContext {
             pipeline: name.clone(),
             shutdown: stop.clone(),
-            output: source_tx,
-            dead_letters: dead_tx.clone(),
+            output: Some(source_tx),
+            dead_letters: Some(dead_tx.clone()),
             stats: stats.clone(),
         };
         let source_task = tokio::spawn(source.run(source_ctx));
@@ -146,7 +146,8 @@ impl Pipeline {
         drop(dead_tx);
 
         let sink_task = tokio::spawn(run_sink(sink, next_rx));
-        let dead_task = tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone()));
+        let shape = config.dead_letter.dead_letter_shape();
+        let dead_task = tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone(), shape));
 
         let mut errors = Vec::new();
         match source_task.await {
@@ -242,6 +243,8 @@ impl StageWorker {
                 }
             }
             if records.is_empty() {
+                // Filtered out (or dead-lettered, which holds its own clones).
+                crate::ack::Ack::all_done(acks);
                 continue;
             }
             if self.output.blocking_send(Batch::new(records, acks)).is_err() {
@@ -270,12 +273,13 @@ async fn run_dead_letters(
     mut sink: Box<dyn Sink>,
     mut input: mpsc::Receiver<DeadLetterBatch>,
     pipeline: Arc<str>,
+    shape: DeadLetterShape,
 ) -> anyhow::Result<()> {
     while let Some(letters) = input.recv().await {
         for letter in &letters.letters {
             tracing::debug!(pipeline = %pipeline, stage = %letter.stage, kind = %letter.kind, source = %letter.record.origin.source, offset = letter.record.origin.offset, "dead letter: {}", letter.message);
         }
-        sink.write(letters.into_batch(&pipeline)).await?;
+        sink.write(letters.into_batch(&pipeline, shape)).await?;
     }
     sink.close().await
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{Sink, SinkContext};
+use crate::ack::Ack;
 use crate::config::PipelineConfig;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch};
 use crate::pipeline::stats::add;
@@ -131,10 +132,14 @@ impl Sink for FileSink {
                     DeadLetter::new(record, "sink", FailureKind::InvalidOutput, message)
                 })
                 .collect();
-            dead_letters.send(DeadLetterBatch { letters, acks }).await.context("dead-letter queue closed")?;
+            dead_letters
+                .send(DeadLetterBatch { letters, acks: acks.clone() })
+                .await
+                .context("dead-letter queue closed")?;
         }
-        // Written and flushed: dropping the acks (here, with `acks` if it
-        // was not handed to the dead letters) tells the source.
+        // Written and flushed (to the OS: a crash of this process loses
+        // nothing; `fsync` guards against power loss too).
+        Ack::all_done(acks);
         Ok(())
     }
 

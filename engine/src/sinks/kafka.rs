@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 
 use super::{Sink, SinkContext};
+use crate::kafka::{Connection, Security};
 use crate::pipeline::stats::add;
 use crate::record::Batch;
 
@@ -26,9 +26,11 @@ use crate::record::Batch;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Bootstrap brokers, `host:port[,host:port…]`.
-    pub brokers: String,
+    /// Bootstrap brokers, `host:port[,host:port…]`; unset: the engine's
+    /// cluster (`sluice run --brokers`).
+    pub brokers: Option<String>,
     pub topic: String,
+    pub security: Option<Security>,
     /// Any librdkafka producer property, e.g. `"linger.ms" = "5"` or
     /// `"compression.type" = "zstd"`. `acks` and `enable.idempotence` may be
     /// relaxed here, at the cost of the delivery guarantee.
@@ -44,18 +46,18 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(config: &KafkaSinkConfig, ctx: SinkContext) -> anyhow::Result<Self> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("client.id", format!("sluice-{}", ctx.pipeline));
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
-        let producer: FutureProducer = client
+        let connection = Connection {
+            brokers: config.brokers.clone(),
+            security: config.security.clone(),
+            options: config.options.clone(),
+        };
+        let producer: FutureProducer = connection
+            .client_config(
+                &format!("sluice-{}", ctx.pipeline),
+                &[("acks", "all"), ("enable.idempotence", "true")],
+            )?
             .create()
-            .with_context(|| format!("cannot create a Kafka producer for {}", config.brokers))?;
+            .context("cannot create a Kafka producer")?;
         Ok(KafkaSink { producer, topic: config.topic.clone(), ctx })
     }
 }
@@ -116,8 +118,8 @@ impl Sink for KafkaSink {
             );
         }
         add(&self.ctx.stats.written, records.len());
-        // Every record is acknowledged by the brokers: dropping `acks` here
-        // releases the batch.
+        // Every record is acknowledged by the brokers.
+        crate::ack::Ack::all_done(acks);
         Ok(())
     }
 

@@ -21,6 +21,7 @@ use crate::record::Batch;
 pub const TYPES: &[&str] = &["file", "kafka"];
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
 pub enum SinkConfig {
     File(file::FileSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
@@ -54,9 +55,39 @@ impl SinkConfig {
             SinkConfig::File(config) => {
                 format!("file {}", pipeline.resolve(config.path.as_ref()).display())
             }
-            SinkConfig::Kafka(config) => format!("kafka topic {} at {}", config.topic, config.brokers),
+            SinkConfig::Kafka(config) => {
+                format!("kafka topic {} at {}", config.topic, config.brokers.as_deref().unwrap_or("?"))
+            }
         }
     }
+
+    /// Points a Kafka sink that names no brokers at the engine's cluster;
+    /// true if it did.
+    pub fn use_engine_cluster(&mut self, brokers: &str) -> bool {
+        match self {
+            SinkConfig::Kafka(config) if config.brokers.is_none() => {
+                config.brokers = Some(brokers.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How dead letters are shaped for this destination: Kafka topics get
+    /// the original record with the error in headers (so the record can be
+    /// replayed as is); files get a JSON envelope per line.
+    pub fn dead_letter_shape(&self) -> DeadLetterShape {
+        match self {
+            SinkConfig::Kafka(_) => DeadLetterShape::OriginalWithHeaders,
+            SinkConfig::File(_) => DeadLetterShape::Envelope,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterShape {
+    Envelope,
+    OriginalWithHeaders,
 }
 
 /// What a sink gets from the pipeline it runs in.

@@ -8,6 +8,7 @@
 //! [`SourceConfig::build`].
 
 pub mod file;
+pub mod kafka;
 
 use std::sync::Arc;
 
@@ -21,17 +22,20 @@ use crate::record::{Batch, Record};
 use crate::wasm::FailureKind;
 
 /// Source `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file"];
+pub const TYPES: &[&str] = &["file", "kafka"];
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
 pub enum SourceConfig {
     File(file::FileSourceConfig),
+    Kafka(kafka::KafkaSourceConfig),
 }
 
 impl SourceConfig {
     pub(crate) fn parse(doc: &mut Document<'_>, kind: &str, value: &Value<'_>, key: &str) -> Option<Self> {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SourceConfig::File),
+            "kafka" => doc.section(value, key, &["type"]).map(SourceConfig::Kafka),
             _ => None,
         }
     }
@@ -39,6 +43,29 @@ impl SourceConfig {
     pub fn build(&self, pipeline: &PipelineConfig) -> anyhow::Result<Box<dyn Source>> {
         match self {
             SourceConfig::File(config) => Ok(Box::new(file::FileSource::new(config, pipeline)?)),
+            SourceConfig::Kafka(config) => Ok(Box::new(kafka::KafkaSource::new(config, pipeline)?)),
+        }
+    }
+
+    /// Points a Kafka source that names no brokers at the engine's cluster;
+    /// true if it did.
+    pub fn use_engine_cluster(&mut self, brokers: &str) -> bool {
+        match self {
+            SourceConfig::Kafka(config) if config.brokers.is_none() => {
+                config.brokers = Some(brokers.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The topics a Kafka source reads (names, not patterns).
+    pub fn kafka_topics(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Kafka(config) => {
+                config.topics.iter().filter(|t| !t.starts_with('^')).cloned().collect()
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -55,9 +82,17 @@ pub trait Source: Send {
 pub struct SourceContext {
     pub pipeline: Arc<str>,
     pub shutdown: CancellationToken,
-    pub(crate) output: mpsc::Sender<Batch>,
-    pub(crate) dead_letters: DeadLetterSender,
+    /// `None` once the source closed its side ([`SourceContext::close`]).
+    pub(crate) output: Option<mpsc::Sender<Batch>>,
+    pub(crate) dead_letters: Option<DeadLetterSender>,
     pub(crate) stats: Arc<PipelineStats>,
+}
+
+/// Why [`SourceContext::try_send`] did not send.
+pub enum TrySendError {
+    /// The pipeline is full; here is the chunk back.
+    Full(Batch),
+    Closed,
 }
 
 /// The pipeline has stopped taking records.
@@ -68,8 +103,33 @@ pub struct Closed;
 impl SourceContext {
     /// Sends a chunk of records; waits while the pipeline is full.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
+        let output = self.output.as_ref().ok_or(Closed)?;
         add(&self.stats.read, batch.len());
-        self.output.send(batch).await.map_err(|_| Closed)
+        output.send(batch).await.map_err(|_| Closed)
+    }
+
+    /// Sends a chunk if the pipeline has room now; hands it back if not.
+    /// For sources that must keep serving their input while they wait
+    /// (a Kafka consumer has to keep polling to stay in its group).
+    pub fn try_send(&self, batch: Batch) -> Result<(), TrySendError> {
+        let output = self.output.as_ref().ok_or(TrySendError::Closed)?;
+        let len = batch.len();
+        match output.try_send(batch) {
+            Ok(()) => {
+                add(&self.stats.read, len);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(batch)) => Err(TrySendError::Full(batch)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySendError::Closed),
+        }
+    }
+
+    /// Ends the source's input without returning from [`Source::run`]: the
+    /// pipeline drains what it was sent while the source waits for the
+    /// acks (to commit its position after the drain).
+    pub fn close(&mut self) {
+        self.output = None;
+        self.dead_letters = None;
     }
 
     /// Sends a record the source could not read whole (too large, say)
@@ -81,9 +141,10 @@ impl SourceContext {
         message: String,
         acks: Vec<crate::ack::Ack>,
     ) -> Result<(), Closed> {
+        let dead_letters = self.dead_letters.as_ref().ok_or(Closed)?;
         add(&self.stats.read, 1);
         add(&self.stats.dead_lettered, 1);
         let letter = DeadLetter::new(record, "source", kind, message);
-        self.dead_letters.send(DeadLetterBatch { letters: vec![letter], acks }).await.map_err(|_| Closed)
+        dead_letters.send(DeadLetterBatch { letters: vec![letter], acks }).await.map_err(|_| Closed)
     }
 }

@@ -1,0 +1,69 @@
+//! Bearer-token authentication for requests that change something.
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+use super::ApiError;
+
+/// The API token. Compared in constant time, never logged after start.
+pub struct Token(String);
+
+impl Token {
+    /// `SLUICE_API_TOKEN` if set, else a fresh random token (and `true`:
+    /// the caller prints it once so the operator can use it).
+    pub fn from_env_or_generate() -> anyhow::Result<(Token, bool)> {
+        match std::env::var("SLUICE_API_TOKEN") {
+            Ok(token) if token.len() >= 16 => Ok((Token(token), false)),
+            Ok(_) => anyhow::bail!("SLUICE_API_TOKEN must be at least 16 characters"),
+            Err(_) => {
+                let mut bytes = [0u8; 24];
+                getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+                Ok((Token(hex::encode(bytes)), true))
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks `Authorization: Bearer <token>`.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header")
+            })?;
+        if constant_time_eq(presented.trim().as_bytes(), self.0.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_the_exact_bearer_token() {
+        let token = Token("0123456789abcdef".into());
+        let mut headers = HeaderMap::new();
+        assert_eq!(token.check(&headers).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        headers.insert(header::AUTHORIZATION, "Bearer 0123456789abcdeX".parse().unwrap());
+        assert!(token.check(&headers).is_err());
+        headers.insert(header::AUTHORIZATION, "Basic 0123456789abcdef".parse().unwrap());
+        assert!(token.check(&headers).is_err());
+        headers.insert(header::AUTHORIZATION, "Bearer 0123456789abcdef".parse().unwrap());
+        assert!(token.check(&headers).is_ok());
+    }
+}

@@ -1,0 +1,540 @@
+//! The `kafka` source: a consumer-group member that commits offsets only
+//! for records the sink (or the dead-letter destination) made durable.
+//!
+//! How it works:
+//! - The consumer runs on a thread of its own (librdkafka's API blocks, and
+//!   rebalance callbacks must be able to wait). It polls a burst of
+//!   messages, cuts it into one chunk per partition, each with its own
+//!   [`Ack`], and hands the chunks to the pipeline in order.
+//! - Every partition keeps its chunks in flight in offset order. When the
+//!   oldest resolves as delivered, the partition's durable position moves
+//!   past it; a failed chunk freezes the position for good (the pipeline is
+//!   stopping anyway). Durable positions are committed every
+//!   `commit_interval_ms`, on revocation and at shutdown — never by
+//!   librdkafka's auto-commit.
+//! - When the pipeline is full the consumer pauses its partitions and keeps
+//!   polling (to stay in the group) until the backlog is sent, then
+//!   resumes.
+//! - On revocation it waits up to `revoke_timeout_ms` for the revoked
+//!   partitions' records in flight, commits what is durable and forgets the
+//!   rest: the new owner re-reads from the committed offset, so a record is
+//!   never lost, and duplicated only inside that window (at-least-once).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::{Source, SourceContext, TrySendError};
+use crate::ack::{Ack, AckReceiver, AckStatus};
+use crate::config::PipelineConfig;
+use crate::kafka::{Connection, Security};
+use crate::record::{Batch, Header, Origin, Record};
+
+/// `[source]` with `type = "kafka"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`; unset: the engine's
+    /// cluster (`sluice run --brokers`).
+    pub brokers: Option<String>,
+    /// Topic names; a name starting with `^` is a regular expression
+    /// (`"^weblogs-.*"`) matched against the cluster's topics.
+    pub topics: Vec<String>,
+    /// The consumer group; default `sluice-<pipeline name>`. Engines with
+    /// the same group split the partitions between them.
+    pub group_id: Option<String>,
+    /// Where to start the first time this process is given a partition:
+    /// `committed` (the group's offset; the earliest if there is none),
+    /// `earliest` or `latest` (ignoring the committed offset).
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// How often durable positions are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// How long a rebalance waits for the records in flight of revoked
+    /// partitions to become durable before leaving them to the new owner.
+    #[serde(default = "default_revoke_timeout_ms")]
+    pub revoke_timeout_ms: u64,
+    pub security: Option<Security>,
+    /// Any librdkafka consumer property, e.g. `"fetch.min.bytes"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    #[default]
+    Committed,
+    Earliest,
+    Latest,
+}
+
+fn default_commit_interval_ms() -> u64 {
+    1000
+}
+
+fn default_revoke_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Chunks waiting for room in the pipeline before the partitions pause.
+const MAX_BACKLOG: usize = 2;
+/// How long a stopping source waits for its records in flight.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
+
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    group_id: String,
+    client: rdkafka::ClientConfig,
+    chunk_records: usize,
+}
+
+impl KafkaSource {
+    pub fn new(config: &KafkaSourceConfig, pipeline: &PipelineConfig) -> anyhow::Result<Self> {
+        let group_id = config.group_id.clone().unwrap_or_else(|| format!("sluice-{}", pipeline.name));
+        let connection = Connection {
+            brokers: config.brokers.clone(),
+            security: config.security.clone(),
+            options: config.options.clone(),
+        };
+        let client = connection.client_config(
+            &format!("sluice-{}", pipeline.name),
+            &[
+                ("group.id", group_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                // Used only when the group has no offset yet.
+                (
+                    "auto.offset.reset",
+                    if config.start_from == StartFrom::Latest { "latest" } else { "earliest" },
+                ),
+                ("enable.partition.eof", "false"),
+            ],
+        )?;
+        anyhow::ensure!(!config.topics.is_empty(), "`topics` is empty");
+        Ok(KafkaSource {
+            config: config.clone(),
+            group_id,
+            client,
+            chunk_records: pipeline.batch.max_records.max(1),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaSource {
+    async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || self.consume(ctx))
+            .await
+            .context("the consumer thread panicked")?
+    }
+}
+
+type PartitionKey = (Arc<str>, i32);
+
+/// Records read from one partition, waiting for room in the pipeline.
+struct Chunk {
+    partition: PartitionKey,
+    batch: Batch,
+    /// The offset after the chunk's last record.
+    next: i64,
+    ack: AckReceiver,
+}
+
+struct InFlight {
+    next: i64,
+    ack: AckReceiver,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    /// The offset the next message should have; older ones were read
+    /// already (a fetch replayed after pause/resume).
+    expected: Option<i64>,
+    in_flight: VecDeque<InFlight>,
+    /// Everything before this offset is durable.
+    durable: Option<i64>,
+    committed: Option<i64>,
+    /// A chunk failed: nothing after it may be committed.
+    failed: bool,
+}
+
+/// What the consumer thread and the rebalance callbacks share.
+#[derive(Default)]
+struct Positions {
+    partitions: HashMap<PartitionKey, PartitionState>,
+    backlog: VecDeque<Chunk>,
+    /// Partitions this process has been given before (for `start_from`).
+    seen: HashSet<PartitionKey>,
+}
+
+impl Positions {
+    /// Moves durable positions past the chunks whose acks resolved.
+    fn settle(&mut self) {
+        for state in self.partitions.values_mut() {
+            while let Some(front) = state.in_flight.front_mut() {
+                match front.ack.try_status() {
+                    None => break,
+                    Some(AckStatus::Delivered) => {
+                        if !state.failed {
+                            state.durable = Some(front.next);
+                        }
+                    }
+                    Some(AckStatus::Failed) => state.failed = true,
+                }
+                state.in_flight.pop_front();
+            }
+        }
+    }
+
+    /// Durable positions not committed yet, for the partitions `filter` keeps.
+    fn to_commit(&self, filter: impl Fn(&PartitionKey) -> bool) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (key, state) in &self.partitions {
+            if let Some(durable) = state.durable
+                && state.committed != Some(durable)
+                && filter(key)
+            {
+                // Offsets come from the broker, so they are valid here.
+                let _ = list.add_partition_offset(&key.0, key.1, Offset::Offset(durable));
+            }
+        }
+        list
+    }
+
+    fn mark_committed(&mut self, list: &TopicPartitionList) {
+        for element in list.elements() {
+            if let (Some(state), Offset::Offset(offset)) =
+                (self.partitions.get_mut(&(element.topic().into(), element.partition())), element.offset())
+            {
+                state.committed = Some(offset);
+            }
+        }
+    }
+
+    fn in_flight(&self, filter: impl Fn(&PartitionKey) -> bool) -> usize {
+        self.partitions.iter().filter(|(k, _)| filter(k)).map(|(_, s)| s.in_flight.len()).sum()
+    }
+}
+
+struct SourceConsumerContext {
+    pipeline: Arc<str>,
+    positions: Mutex<Positions>,
+    start_from: StartFrom,
+    revoke_timeout: Duration,
+}
+
+impl SourceConsumerContext {
+    fn positions(&self) -> MutexGuard<'_, Positions> {
+        // A panic while holding the lock leaves plain data behind; go on.
+        self.positions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit(&self, consumer: &BaseConsumer<Self>, list: TopicPartitionList, mode: CommitMode) {
+        if list.count() == 0 {
+            return;
+        }
+        match consumer.commit(&list, mode) {
+            Ok(()) => self.positions().mark_committed(&list),
+            Err(error) => tracing::warn!(pipeline = %self.pipeline, "cannot commit offsets: {error}"),
+        }
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
+        let keys: HashSet<PartitionKey> =
+            revoked.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        let is_revoked = |key: &PartitionKey| keys.contains(key);
+        // Chunks not handed to the pipeline are the new owner's to read.
+        let abandoned = {
+            let mut positions = self.positions();
+            let before = positions.backlog.len();
+            positions.backlog.retain(|chunk| !is_revoked(&chunk.partition));
+            before - positions.backlog.len()
+        };
+        let deadline = Instant::now() + self.revoke_timeout;
+        loop {
+            let waiting = {
+                let mut positions = self.positions();
+                positions.settle();
+                positions.in_flight(is_revoked)
+            };
+            if waiting == 0 || Instant::now() >= deadline {
+                if waiting > 0 {
+                    tracing::warn!(pipeline = %self.pipeline, chunks = waiting, "rebalance: records in flight did not become durable in time; the new owner will read them again");
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let list = self.positions().to_commit(is_revoked);
+        self.commit(consumer, list, CommitMode::Sync);
+        let mut positions = self.positions();
+        positions.partitions.retain(|key, _| !is_revoked(key));
+        tracing::info!(pipeline = %self.pipeline, partitions = %describe(revoked), abandoned_chunks = abandoned, "partitions revoked");
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let mut positions = self.positions();
+        let mut first_time = Vec::new();
+        for element in assigned.elements() {
+            let key: PartitionKey = (element.topic().into(), element.partition());
+            positions.partitions.insert(key.clone(), PartitionState::default());
+            if positions.seen.insert(key.clone()) {
+                first_time.push(key);
+            }
+        }
+        drop(positions);
+        tracing::info!(pipeline = %self.pipeline, partitions = %describe(assigned), "partitions assigned");
+        let start = match self.start_from {
+            StartFrom::Committed => return,
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+        };
+        if first_time.is_empty() {
+            return;
+        }
+        // Re-assign with explicit offsets for the partitions new to this
+        // process; the others resume from the committed offset.
+        let mut list = TopicPartitionList::new();
+        for element in assigned.elements() {
+            let key: PartitionKey = (element.topic().into(), element.partition());
+            let offset = if first_time.contains(&key) { start } else { Offset::Invalid };
+            let _ = list.add_partition_offset(element.topic(), element.partition(), offset);
+        }
+        if let Err(error) = consumer.assign(&list) {
+            tracing::warn!(pipeline = %self.pipeline, "cannot apply start_from: {error}");
+        }
+    }
+}
+
+impl ClientContext for SourceConsumerContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(pipeline = %self.pipeline, "kafka consumer: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for SourceConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.on_revoke(consumer, list);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => self.on_assign(consumer, list),
+            Rebalance::Error(error) => tracing::warn!(pipeline = %self.pipeline, "rebalance failed: {error}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            tracing::warn!(pipeline = %self.pipeline, "offset commit failed: {error}");
+        }
+    }
+}
+
+impl KafkaSource {
+    fn consume(self, mut ctx: SourceContext) -> anyhow::Result<()> {
+        let context = SourceConsumerContext {
+            pipeline: ctx.pipeline.clone(),
+            positions: Mutex::new(Positions::default()),
+            start_from: self.config.start_from,
+            revoke_timeout: Duration::from_millis(self.config.revoke_timeout_ms),
+        };
+        let consumer: BaseConsumer<SourceConsumerContext> =
+            self.client.create_with_context(context).context("cannot create the Kafka consumer")?;
+        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
+        tracing::info!(pipeline = %ctx.pipeline, group = %self.group_id, topics = %topics.join(","), "consuming");
+
+        let commit_interval = Duration::from_millis(self.config.commit_interval_ms);
+        let mut last_commit = Instant::now();
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut paused = false;
+        while !ctx.shutdown.is_cancelled() {
+            let (backlog, closed) = self.hand_over(&consumer, &ctx);
+            if closed {
+                break;
+            }
+            if last_commit.elapsed() >= commit_interval {
+                let list = consumer.context().positions().to_commit(|_| true);
+                consumer.context().commit(&consumer, list, CommitMode::Async);
+                last_commit = Instant::now();
+            }
+            // Backpressure: a full pipeline pauses fetching; polling goes on
+            // so the group still sees this member alive.
+            if backlog >= MAX_BACKLOG {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                }
+                paused = true;
+            } else if backlog == 0 && paused {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.resume(&assignment);
+                }
+                paused = false;
+            }
+            let timeout = if backlog > 0 { Duration::from_millis(10) } else { Duration::from_millis(100) };
+            self.poll_burst(&consumer, timeout, &mut names);
+        }
+        self.drain(consumer, &mut ctx);
+        Ok(())
+    }
+
+    /// Sends the backlog's chunks while the pipeline has room. Returns the
+    /// chunks left and whether the pipeline stopped taking records.
+    fn hand_over(
+        &self,
+        consumer: &BaseConsumer<SourceConsumerContext>,
+        ctx: &SourceContext,
+    ) -> (usize, bool) {
+        let mut positions = consumer.context().positions();
+        positions.settle();
+        while let Some(chunk) = positions.backlog.pop_front() {
+            let Chunk { partition, batch, next, ack } = chunk;
+            match ctx.try_send(batch) {
+                Ok(()) => {
+                    if let Some(state) = positions.partitions.get_mut(&partition) {
+                        state.in_flight.push_back(InFlight { next, ack });
+                    }
+                }
+                Err(TrySendError::Full(batch)) => {
+                    positions.backlog.push_front(Chunk { partition, batch, next, ack });
+                    break;
+                }
+                Err(TrySendError::Closed) => return (positions.backlog.len(), true),
+            }
+        }
+        (positions.backlog.len(), false)
+    }
+
+    /// Polls up to one batch worth of messages and queues them as one
+    /// chunk per partition.
+    fn poll_burst(
+        &self,
+        consumer: &BaseConsumer<SourceConsumerContext>,
+        timeout: Duration,
+        names: &mut HashMap<String, Arc<str>>,
+    ) {
+        let mut by_partition: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
+        let mut count = 0;
+        let mut wait = timeout;
+        while count < self.chunk_records {
+            // The lock is not held here: polling runs the rebalance callbacks.
+            let message = match consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::warn!(group = %self.group_id, "kafka fetch: {error}");
+                    break;
+                }
+            };
+            wait = Duration::ZERO;
+            let topic = match names.get(message.topic()) {
+                Some(name) => name.clone(),
+                None => {
+                    let name: Arc<str> = message.topic().into();
+                    names.insert(message.topic().to_string(), name.clone());
+                    name
+                }
+            };
+            let key = (topic, message.partition());
+            let record = to_record(&message, key.0.clone());
+            match by_partition.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, records)) => records.push(record),
+                None => by_partition.push((key, vec![record])),
+            }
+            count += 1;
+        }
+        if by_partition.is_empty() {
+            return;
+        }
+        let mut positions = consumer.context().positions();
+        for (key, mut records) in by_partition {
+            // A partition revoked while this burst was read is not ours.
+            let Some(state) = positions.partitions.get_mut(&key) else { continue };
+            if let Some(expected) = state.expected {
+                records.retain(|r| r.origin.offset >= expected);
+            }
+            let Some(last) = records.last() else { continue };
+            let next = last.origin.offset + 1;
+            state.expected = Some(next);
+            let (ack, receiver) = Ack::new();
+            positions.backlog.push_back(Chunk {
+                partition: key,
+                batch: Batch::new(records, vec![ack]),
+                next,
+                ack: receiver,
+            });
+        }
+    }
+
+    /// Stops reading, lets the pipeline drain what it was given, commits
+    /// what became durable and leaves the group.
+    fn drain(self, consumer: BaseConsumer<SourceConsumerContext>, ctx: &mut SourceContext) {
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.pause(&assignment);
+        }
+        consumer.context().positions().backlog.clear();
+        ctx.close();
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        loop {
+            let waiting = {
+                let mut positions = consumer.context().positions();
+                positions.settle();
+                positions.in_flight(|_| true)
+            };
+            if waiting == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(pipeline = %ctx.pipeline, chunks = waiting, "records still in flight at shutdown; they will be read again");
+                break;
+            }
+            // Keep the membership alive while the pipeline drains; paused
+            // partitions deliver nothing.
+            let _ = consumer.poll(Duration::from_millis(20));
+        }
+        let list = consumer.context().positions().to_commit(|_| true);
+        consumer.context().commit(&consumer, list, CommitMode::Sync);
+        tracing::info!(pipeline = %ctx.pipeline, "consumer stopped; offsets committed");
+        // Dropping the consumer leaves the group (revoking what is left).
+    }
+}
+
+fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    name: h.key.to_string(),
+                    value: h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        headers,
+        timestamp: message.timestamp().to_millis(),
+        origin: Origin { source: topic, partition: message.partition(), offset: message.offset() },
+    }
+}
+
+fn describe(list: &TopicPartitionList) -> String {
+    list.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
+}
