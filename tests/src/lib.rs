@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests and the benchmarks.
 
+pub mod broker;
+pub mod engine;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

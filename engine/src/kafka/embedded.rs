@@ -130,7 +130,9 @@ async fn start_tansu(binary: &Path, data_dir: &Path, port: u16) -> anyhow::Resul
         .arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
         .arg("--storage-engine")
-        .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
+        // tansu resolves the SQLite path against its working directory.
+        .arg("sqlite://tansu.db")
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -6,6 +6,11 @@
 //! records go to the dead-letter destination instead. `codec = "record"`
 //! writes each whole record as a JSON object (key, value, headers,
 //! timestamp), for values that are not JSON or not text.
+//!
+//! Batches are acknowledged once flushed to the operating system, which a
+//! crash of sluice cannot lose (`fsync = true` also survives power loss).
+//! A torn last line left by a killed process is cut off when the file is
+//! opened again; its records were never acknowledged and come again.
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +82,11 @@ impl FileSink {
                     .await
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || drop_torn_line(&path))
+                .await
+                .context("recovery task failed")?
+                .with_context(|| format!("cannot recover {}", self.path.display()))?;
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -87,6 +97,37 @@ impl FileSink {
         }
         Ok(self.writer.as_mut().expect("opened above"))
     }
+}
+
+/// Cuts off a last line without its `\n`: what a killed process was in the
+/// middle of writing. Its records were not acknowledged, so they will be
+/// written again whole; keeping the fragment would glue it to the next line.
+fn drop_torn_line(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut block = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(at) = memchr::memrchr(b'\n', chunk) {
+            end = start + at as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(file = %path.display(), bytes = len - end, "dropping a torn last line left by a crash");
+        file.set_len(end)?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -153,5 +194,23 @@ impl Sink for FileSink {
                 .with_context(|| format!("cannot sync {}", self.path.display()))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        std::fs::write(&path, "one\ntwo\nthr").unwrap();
+        drop_torn_line(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        std::fs::write(&path, "x".repeat(200_000)).unwrap();
+        drop_torn_line(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        drop_torn_line(&dir.path().join("missing")).unwrap();
     }
 }

@@ -5,6 +5,7 @@ mod abi;
 mod config_errors;
 mod file_source;
 mod hostile;
+mod ingest;
 mod kafka_sink;
 mod shutdown;
 mod transform_cli;

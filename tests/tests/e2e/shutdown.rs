@@ -34,7 +34,7 @@ fn sigterm_drains_in_flight_records_and_exits_zero() {
         ),
     );
     let mut child = Command::new(SLUICE)
-        .args(["run", pipeline.to_str().unwrap()])
+        .args(["run", "--listen", "127.0.0.1:0", pipeline.to_str().unwrap()])
         .env("SLUICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,78 @@
+//! `sluice run` as a child process, the way an operator runs it: on a free
+//! HTTP port, with a known API token, killable with any signal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The token tests run engines with.
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub struct Engine {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Engine {
+    /// Starts `bin run <pipelines…> <extra…>` and waits until it serves
+    /// HTTP. Its log goes to `log` (appended, so restarts keep history).
+    pub fn start(bin: &str, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
+        let mut command = Command::new(bin);
+        command.arg("run").args(["--listen", "127.0.0.1:0"]).args(pipelines).args(extra);
+        command
+            .env("SLUICE_API_TOKEN", TOKEN)
+            .env("SLUICE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start sluice run");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.to_path_buf();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..].trim().to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url);
+                    }
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sluice run did not start serving; see {}", log.display());
+            }
+        };
+        Engine { child, url }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the exit.
+    pub fn signal(mut self, name: &str) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-s", name, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
