@@ -19,8 +19,13 @@ impl Engine {
     /// Starts `bin run <pipelines…> <extra…>` and waits until it serves
     /// HTTP. Its log goes to `log` (appended, so restarts keep history).
     pub fn start(bin: &str, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
+        Engine::start_on(bin, "127.0.0.1:0", pipelines, extra, log)
+    }
+
+    /// Like [`Engine::start`], listening on `listen`.
+    pub fn start_on(bin: &str, listen: &str, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
         let mut command = Command::new(bin);
-        command.arg("run").args(["--listen", "127.0.0.1:0"]).args(pipelines).args(extra);
+        command.arg("run").args(["--listen", listen]).args(pipelines).args(extra);
         command
             .env("SLUICE_API_TOKEN", TOKEN)
             .env("SLUICE_LOG", "info")

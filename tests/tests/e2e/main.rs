@@ -3,10 +3,12 @@
 
 mod abi;
 mod config_errors;
+mod crash;
 mod file_source;
 mod hostile;
 mod ingest;
 mod kafka_sink;
+mod rebalance;
 mod shutdown;
 mod transform_cli;
 mod weblogs;
