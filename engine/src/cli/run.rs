@@ -58,6 +58,9 @@ struct IngestArgs {
     /// Records waiting for broker acknowledgement before ingest answers 429.
     #[arg(long, default_value_t = IngestConfig::default().max_in_flight)]
     ingest_max_in_flight: usize,
+    /// How long a request waits for the brokers before it fails with 503.
+    #[arg(long, default_value_t = IngestConfig::default().delivery_timeout.as_millis() as u64)]
+    ingest_delivery_timeout_ms: u64,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -163,7 +166,7 @@ impl IngestArgs {
             max_records: self.ingest_max_records,
             max_record_bytes: self.ingest_max_record_bytes,
             max_in_flight: self.ingest_max_in_flight,
-            ..IngestConfig::default()
+            delivery_timeout: std::time::Duration::from_millis(self.ingest_delivery_timeout_ms),
         }
     }
 }

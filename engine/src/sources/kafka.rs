@@ -294,6 +294,11 @@ impl SourceConsumerContext {
         }
         drop(positions);
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(assigned), "partitions assigned");
+        // librdkafka may keep a partition paused from an earlier assignment;
+        // the consumer loop pauses again if the pipeline is still full.
+        if let Err(error) = consumer.resume(assigned) {
+            tracing::warn!(pipeline = %self.pipeline, "cannot resume assigned partitions: {error}");
+        }
         let start = match self.start_from {
             StartFrom::Committed => return,
             StartFrom::Earliest => Offset::Beginning,

@@ -113,7 +113,8 @@ fn sigkill_at_random_points_loses_nothing() {
     let out = dir.path().join("out.ndjson");
     let deadline = Instant::now() + Duration::from_secs(120);
     let missing = loop {
-        let written: BTreeSet<u64> = ids_in(&std::fs::read_to_string(&out).unwrap_or_default()).into_iter().collect();
+        let written: BTreeSet<u64> =
+            ids_in(&std::fs::read_to_string(&out).unwrap_or_default()).into_iter().collect();
         let missing: Vec<u64> = in_topic.difference(&written).copied().collect();
         if missing.is_empty() || Instant::now() > deadline {
             break missing;

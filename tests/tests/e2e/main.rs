@@ -2,6 +2,7 @@
 //! the real CLI. One binary, a module per area.
 
 mod abi;
+mod broker_faults;
 mod config_errors;
 mod crash;
 mod file_source;

@@ -74,7 +74,9 @@ fn a_second_engine_takes_over_the_partitions_of_one_that_stops() {
     // Both members are in the group before records flow.
     let deadline = Instant::now() + Duration::from_secs(60);
     while ["a", "b"].iter().any(|m| {
-        !std::fs::read_to_string(dir.path().join(m).join("engine.log")).unwrap_or_default().contains("partitions assigned")
+        !std::fs::read_to_string(dir.path().join(m).join("engine.log"))
+            .unwrap_or_default()
+            .contains("partitions assigned")
     }) {
         assert!(Instant::now() < deadline, "both engines should get partitions");
         std::thread::sleep(Duration::from_millis(100));
@@ -93,7 +95,12 @@ fn a_second_engine_takes_over_the_partitions_of_one_that_stops() {
     let all: BTreeSet<u64> = (0..2000).collect();
     let seen = wait_for(&[&a_out, &b_out], &all);
     let missing: Vec<u64> = all.difference(&seen).copied().collect();
-    assert!(missing.is_empty(), "{} records lost after the rebalance, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} records lost after the rebalance, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let after: Vec<u64> = ids(&a_out);
     assert!(after.iter().any(|&id| id >= 1000), "a took over");
     drop(a);

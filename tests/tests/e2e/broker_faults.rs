@@ -1,0 +1,143 @@
+//! Broker faults, injected with rdkafka's mock cluster (a real Kafka
+//! protocol server in this process, with error injection): failing
+//! produce, fetch and commit requests, a moving group coordinator and a
+//! slow broker are retried through without loss; a broker that is down
+//! turns ingest into 503 + Retry-After until it is back.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::{MockCluster, MockCoordinator};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::guest;
+
+use super::{SLUICE, toml_path, write_pipeline};
+
+fn pipeline(dir: &Path) -> std::path::PathBuf {
+    write_pipeline(
+        dir,
+        &format!(
+            "name = \"faulty\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\ncommit_interval_ms = 100\n\
+             [batch]\nlinger_ms = 5\n[[stage]]\nname = \"copy\"\nmodule = {}\n\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+            toml_path(&guest("passthrough"))
+        ),
+    )
+}
+
+fn ids(path: &Path) -> BTreeSet<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn wait_for(path: &Path, expected: &BTreeSet<u64>) -> BTreeSet<u64> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen = ids(path);
+        if expected.is_subset(&seen) || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Posts ids as NDJSON; returns the status and the Retry-After header.
+fn post(http: &reqwest::blocking::Client, engine: &Engine, ids: &[u64]) -> (u16, Option<String>) {
+    let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
+    let response = http
+        .post(format!("{}/ingest/in", engine.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .unwrap();
+    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (response.status().as_u16(), retry)
+}
+
+#[test]
+fn failing_requests_and_a_moving_coordinator_lose_nothing() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("in", 3, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let log = dir.path().join("engine.log");
+    let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
+    let http = reqwest::blocking::Client::new();
+    use RDKafkaRespErr::*;
+
+    let mut expected = BTreeSet::new();
+    for round in 0..10u64 {
+        match round {
+            1 => cluster.request_errors(RDKafkaApiKey::Produce, &[RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 4]),
+            3 => {
+                cluster.request_errors(RDKafkaApiKey::Fetch, &[RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4])
+            }
+            5 => {
+                cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[RD_KAFKA_RESP_ERR_NOT_COORDINATOR; 3]);
+                cluster.request_errors(RDKafkaApiKey::Heartbeat, &[RD_KAFKA_RESP_ERR_NOT_COORDINATOR; 2]);
+            }
+            6 => cluster.coordinator(MockCoordinator::Group("sluice-faulty".into()), 2).unwrap(),
+            7 => cluster.broker_round_trip_time(1, Duration::from_millis(300)).unwrap(),
+            _ => {}
+        }
+        let ids: Vec<u64> = (round * 50..round * 50 + 50).collect();
+        let (status, _) = post(&http, &engine, &ids);
+        assert_eq!(status, 200, "round {round}: librdkafka retries transient errors within the request");
+        expected.extend(ids);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = wait_for(&dir.path().join("out.ndjson"), &expected);
+    let missing: Vec<u64> = expected.difference(&seen).copied().collect();
+    assert!(missing.is_empty(), "lost {missing:?}; see {}", log.display());
+    drop(engine);
+}
+
+#[test]
+fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let log = dir.path().join("engine.log");
+    let args = ["--brokers", &cluster.bootstrap_servers(), "--ingest-delivery-timeout-ms", "3000"];
+    let engine = Engine::start(SLUICE, &[&pipeline], &args, &log);
+    let http = reqwest::blocking::Client::new();
+
+    assert_eq!(post(&http, &engine, &[0, 1, 2]).0, 200);
+    cluster.broker_down(1).unwrap();
+    // The first request may wait out the delivery timeout; it must then
+    // fail with 503, and later ones are refused at once.
+    let (status, retry) = post(&http, &engine, &[3, 4]);
+    assert_eq!(status, 503);
+    assert!(retry.is_some(), "Retry-After is set");
+    let started = Instant::now();
+    let (status, retry) = post(&http, &engine, &[3, 4]);
+    assert_eq!((status, retry.is_some()), (503, true));
+    assert!(started.elapsed() < Duration::from_secs(3), "refused without waiting for the timeout");
+
+    cluster.broker_up(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) = post(&http, &engine, &[5, 6]);
+        if status == 200 {
+            break;
+        }
+        assert!(matches!(status, 503 | 429), "only retryable answers meanwhile, got {status}");
+        assert!(Instant::now() < deadline, "ingest did not resume after the broker came back");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // What was acknowledged arrives; what was refused may or may not have
+    // been written (the client was told to retry).
+    let acknowledged: BTreeSet<u64> = [0, 1, 2, 5, 6].into();
+    let seen = wait_for(&dir.path().join("out.ndjson"), &acknowledged);
+    assert!(acknowledged.is_subset(&seen), "acknowledged records arrive: {seen:?}");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("ingest producer"), "the broker failure is logged");
+    drop(engine);
+}
