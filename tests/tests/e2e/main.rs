@@ -8,6 +8,7 @@ mod crash;
 mod file_source;
 mod hostile;
 mod ingest;
+mod interop;
 mod kafka_sink;
 mod rebalance;
 mod shutdown;
