@@ -18,21 +18,26 @@ build:
 
 ## Run the demo pipelines on the shared fixtures; output goes to data/
 demo: transforms build clean-data
-	./target/release/sluice run pipelines/weblogs-file.toml pipelines/apilogs-file.toml
+	./target/release/sluice run --listen 127.0.0.1:0 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
 	@echo
-	@echo "Parsed documents:  data/weblogs.ndjson, data/apilogs.ndjson"
+	./scripts/demo-ingest.sh
+	@echo
+	@echo "Parsed documents:  data/weblogs.ndjson, data/apilogs.ndjson, data/weblogs-kafka.ndjson"
 	@echo "Dead letters:      data/*.dead-letter.ndjson (absent when every line parsed)"
 	@echo "First document:"
 	@head -n 1 data/weblogs.ndjson
 
 clean-data:
 	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
+	rm -rf data/kafka
 
 ## Every test: unit, golden, end-to-end (builds the guest components first)
 test:
 	$(CARGO) test --workspace
 	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
 
-## Benchmarks: wasm vs native, sandbox on vs off, instantiation
+## Benchmarks: wasm vs native, sandbox on vs off, instantiation; Kafka
+## pipeline vs consume/produce baselines; REST ingest vs kcat
 bench:
 	$(CARGO) bench -p sluice-tests --bench transform
+	$(CARGO) bench -p sluice-tests --bench kafka

@@ -15,8 +15,10 @@ use crate::wasm::WasmHost;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    files: super::PipelineFiles,
+    /// Pipeline definition files (TOML). None: serve REST ingest only
+    /// (with `--ingest-topic`).
+    #[arg(value_name = "PIPELINE.toml")]
+    files: Vec<PathBuf>,
     /// Print the end-of-run summary as JSON lines instead of text.
     #[arg(long)]
     json_summary: bool,
@@ -64,7 +66,11 @@ struct IngestArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut configs = match config::load_files(&args.files.files) {
+    anyhow::ensure!(
+        !args.files.is_empty() || !args.ingest.topics.is_empty(),
+        "nothing to run: name pipeline files, or open topics for ingest with --ingest-topic"
+    );
+    let mut configs = match config::load_files(&args.files) {
         Ok(configs) => configs,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
@@ -135,7 +141,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let server_stop = CancellationToken::new();
     let server_task = tokio::spawn(server.serve(server_stop.clone()));
+    let ingest_only = pipelines.is_empty();
     let runs: Vec<_> = pipelines.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
+    if ingest_only {
+        shutdown.cancelled().await;
+    }
 
     let mut failed = false;
     for run in runs {

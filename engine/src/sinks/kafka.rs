@@ -2,13 +2,18 @@
 //! idempotence, and releases a batch's acks only when the broker has
 //! acknowledged every record of it.
 //!
+//! Batches are pipelined: a batch's records are enqueued and the sink goes
+//! on with the next while the brokers confirm (up to 32 batches at
+//! once); each batch's acks are finished when all its records are
+//! confirmed.
+//!
 //! Keys, headers and timestamps are kept; the partition follows the key
 //! (librdkafka's default partitioner) unless the record has none. A record
 //! the broker refuses for good (after librdkafka's own retries, bounded by
 //! `message.timeout.ms`) fails the batch: its acks are marked failed, so the
 //! source commits nothing past it, and the pipeline stops with the reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -42,6 +47,8 @@ pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
     ctx: SinkContext,
+    /// Produced batches whose confirmations are still to come, oldest first.
+    unconfirmed: VecDeque<Confirmation>,
 }
 
 impl KafkaSink {
@@ -58,13 +65,17 @@ impl KafkaSink {
             )?
             .create()
             .context("cannot create a Kafka producer")?;
-        Ok(KafkaSink { producer, topic: config.topic.clone(), ctx })
+        Ok(KafkaSink { producer, topic: config.topic.clone(), ctx, unconfirmed: VecDeque::new() })
     }
 }
+
+/// A batch whose records are enqueued, waiting for the brokers.
+type Confirmation = tokio::task::JoinHandle<Result<(), String>>;
 
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: Batch) -> anyhow::Result<()> {
+        self.check_confirmed().await?;
         let Batch { records, acks } = batch;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
@@ -80,9 +91,8 @@ impl Sink for KafkaSink {
             if let Some(timestamp) = record.timestamp {
                 message = message.timestamp(timestamp);
             }
-            // Enqueue without waiting for the broker, so a batch is one
-            // round of produce requests; wait only while the local queue is
-            // full.
+            // Enqueue without waiting for the broker; wait only while the
+            // local queue is full.
             loop {
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
@@ -100,34 +110,66 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        for (index, delivery) in deliveries.into_iter().enumerate() {
-            let outcome = delivery.await;
-            let failure = match outcome {
-                Ok(Ok(_)) => continue,
-                Ok(Err((error, _))) => error.to_string(),
-                Err(_) => "the producer was dropped before delivery".to_string(),
-            };
-            acks.iter().for_each(crate::ack::Ack::fail);
-            let origin = &records[index].origin;
-            anyhow::bail!(
-                "topic `{}` did not acknowledge record {}:{}:{}: {failure}",
-                self.topic,
-                origin.source,
-                origin.partition,
-                origin.offset
-            );
+        // The brokers' confirmations are awaited off the write path, so the
+        // next batches are produced while these are in flight; at most
+        // MAX_UNCONFIRMED batches are, which is the sink's backpressure.
+        while self.unconfirmed.len() >= MAX_UNCONFIRMED {
+            let oldest = self.unconfirmed.pop_front().expect("non-empty");
+            settle(oldest, &self.topic).await?;
         }
-        add(&self.ctx.stats.written, records.len());
-        // Every record is acknowledged by the brokers.
-        crate::ack::Ack::all_done(acks);
+        let topic = self.topic.clone();
+        let stats = self.ctx.stats.clone();
+        self.unconfirmed.push_back(tokio::spawn(async move {
+            for (index, delivery) in deliveries.into_iter().enumerate() {
+                let failure = match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((error, _))) => error.to_string(),
+                    Err(_) => "the producer was dropped before delivery".to_string(),
+                };
+                acks.iter().for_each(crate::ack::Ack::fail);
+                let origin = &records[index].origin;
+                return Err(format!(
+                    "topic `{topic}` did not acknowledge record {}:{}:{}: {failure}",
+                    origin.source, origin.partition, origin.offset
+                ));
+            }
+            add(&stats.written, records.len());
+            // Every record is acknowledged by the brokers.
+            crate::ack::Ack::all_done(acks);
+            Ok(())
+        }));
         Ok(())
     }
 
-    async fn close(self: Box<Self>) -> anyhow::Result<()> {
+    async fn close(mut self: Box<Self>) -> anyhow::Result<()> {
+        while let Some(confirmation) = self.unconfirmed.pop_front() {
+            settle(confirmation, &self.topic).await?;
+        }
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
             .await
             .context("flush task failed")?
             .context("cannot flush the Kafka producer")
     }
+}
+
+/// Batches awaiting broker confirmation at once.
+const MAX_UNCONFIRMED: usize = 32;
+
+impl KafkaSink {
+    /// Fails the pipeline as soon as an earlier batch was refused.
+    async fn check_confirmed(&mut self) -> anyhow::Result<()> {
+        while self.unconfirmed.front().is_some_and(|c| c.is_finished()) {
+            let finished = self.unconfirmed.pop_front().expect("checked");
+            settle(finished, &self.topic).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn settle(confirmation: Confirmation, topic: &str) -> anyhow::Result<()> {
+    confirmation
+        .await
+        .with_context(|| format!("the confirmation task for topic `{topic}` panicked"))?
+        .map_err(anyhow::Error::msg)
 }

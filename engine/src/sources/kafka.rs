@@ -86,8 +86,12 @@ fn default_revoke_timeout_ms() -> u64 {
     10_000
 }
 
-/// Chunks waiting for room in the pipeline before the partitions pause.
-const MAX_BACKLOG: usize = 2;
+/// Chunks waiting for room in the pipeline before the partitions pause,
+/// and the backlog at which they resume. The gap keeps a pipeline that is
+/// just a little slower than its input from pausing and resuming on every
+/// chunk (each resume restarts fetching from scratch).
+const PAUSE_AT: usize = 8;
+const RESUME_AT: usize = 1;
 /// How long a stopping source waits for its records in flight.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
 
@@ -175,6 +179,9 @@ struct Positions {
     backlog: VecDeque<Chunk>,
     /// Partitions this process has been given before (for `start_from`).
     seen: HashSet<PartitionKey>,
+    /// Set when an assignment resumed partitions, so the consumer loop
+    /// knows they are no longer paused.
+    resumed: bool,
 }
 
 impl Positions {
@@ -292,6 +299,7 @@ impl SourceConsumerContext {
                 first_time.push(key);
             }
         }
+        positions.resumed = true;
         drop(positions);
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(assigned), "partitions assigned");
         // librdkafka may keep a partition paused from an earlier assignment;
@@ -379,12 +387,15 @@ impl KafkaSource {
             }
             // Backpressure: a full pipeline pauses fetching; polling goes on
             // so the group still sees this member alive.
-            if backlog >= MAX_BACKLOG {
+            if std::mem::take(&mut consumer.context().positions().resumed) {
+                paused = false;
+            }
+            if backlog >= PAUSE_AT && !paused {
                 if let Ok(assignment) = consumer.assignment() {
                     let _ = consumer.pause(&assignment);
                 }
                 paused = true;
-            } else if backlog == 0 && paused {
+            } else if backlog <= RESUME_AT && paused {
                 if let Ok(assignment) = consumer.assignment() {
                     let _ = consumer.resume(&assignment);
                 }

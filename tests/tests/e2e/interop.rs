@@ -62,26 +62,36 @@ fn kafka_python_and_sluice_read_each_others_records() {
             toml_path(&guest("hostile"))
         ),
     );
-    let engine =
-        Engine::start(SLUICE, &[&pipeline], &["--brokers", &broker.bootstrap], &dir.path().join("engine.log"));
+    let engine = Engine::start(
+        SLUICE,
+        &[&pipeline],
+        &["--brokers", &broker.bootstrap],
+        &dir.path().join("engine.log"),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while read_topic(&broker.bootstrap, "out").len() < 99 || read_topic(&broker.bootstrap, "dead").is_empty() {
+    while read_topic(&broker.bootstrap, "out").len() < 99 || read_topic(&broker.bootstrap, "dead").is_empty()
+    {
         assert!(Instant::now() < deadline, "records did not arrive; see the engine log");
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(engine);
 
-    let out: Vec<Value> =
-        python(CONSUME, &[&broker.bootstrap, "out"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out: Vec<Value> = python(CONSUME, &[&broker.bootstrap, "out"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(out.len(), 99);
     for record in &out {
-        let id = serde_json::from_str::<Value>(record["value"].as_str().unwrap()).unwrap()["id"].as_u64().unwrap();
+        let id =
+            serde_json::from_str::<Value>(record["value"].as_str().unwrap()).unwrap()["id"].as_u64().unwrap();
         assert_eq!(record["key"], format!("k{id}"));
         assert_eq!(record["headers"]["h"], format!("v{id}"));
     }
 
-    let dead: Vec<Value> =
-        python(CONSUME, &[&broker.bootstrap, "dead"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let dead: Vec<Value> = python(CONSUME, &[&broker.bootstrap, "dead"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(dead.len(), 1);
     let letter = &dead[0];
     assert_eq!(letter["key"], "k42", "the original record, as it was");

@@ -1,0 +1,287 @@
+//! Kafka benchmarks. Each compares sluice with a baseline in one run, on
+//! one broker, and prints the ratio:
+//!
+//! - `pipeline`: Kafka → passthrough wasm → Kafka, run by sluice, against a
+//!   consume-only baseline and a produce-only baseline (plain rdkafka
+//!   clients with the settings sluice uses: acks=all, idempotence). On a
+//!   tansu broker. Goal: at least 0.5× the slower baseline.
+//! - `ingest`: REST ingest at acks=all (NDJSON, 1,000 records a request,
+//!   4 concurrent clients) against `kcat -P` producing the same records.
+//!   On rdkafka's mock cluster, because Debian's kcat cannot talk to tansu.
+//!   Goal: at least 0.3× kcat.
+//!
+//! `cargo bench -p sluice-tests --bench kafka` (part of `make bench`).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message};
+use sluice::pipeline::Pipeline;
+use sluice_tests::broker::Tansu;
+use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::{guest, host};
+use tokio_util::sync::CancellationToken;
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
+const PIPELINE_RECORDS: usize = 200_000;
+const INGEST_RECORDS: usize = 200_000;
+
+fn value(i: usize) -> String {
+    format!("{{\"id\":{i},\"msg\":\"a log-line sized record, about one hundred bytes long......\"}}")
+}
+
+fn rate(records: usize, elapsed: Duration) -> f64 {
+    records as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument picks one benchmark.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    if wanted("pipeline") {
+        pipeline();
+    }
+    if wanted("ingest") {
+        ingest();
+    }
+}
+
+/// Produces `count` records to `topic` the way the Kafka sink does; returns
+/// the time until the last one was acknowledged.
+fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut deliveries = Vec::with_capacity(count);
+        for i in 0..count {
+            let payload = value(i);
+            loop {
+                match producer.send_result(FutureRecord::<(), _>::to(topic).payload(&payload)) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().unwrap();
+        }
+    });
+    let elapsed = started.elapsed();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    elapsed
+}
+
+/// Reads `count` records of `topic` from the start in a fresh group.
+fn consume(bootstrap: &str, topic: &str, count: usize) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-baseline")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < count {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message.unwrap();
+            seen += 1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "consume baseline stalled at {seen}");
+    }
+    started.elapsed()
+}
+
+/// A plain rdkafka consumer feeding a plain rdkafka producer, no sluice:
+/// what the broker allows when it reads and writes at once.
+fn relay(bootstrap: &str, from: &str, to: &str, count: usize) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-relay")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[from]).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut deliveries = Vec::with_capacity(count);
+        while deliveries.len() < count {
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let message = message.unwrap();
+            let mut record = FutureRecord::<(), _>::to(to).payload(message.payload().unwrap_or_default());
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((_, returned)) => {
+                        record = returned;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().unwrap();
+        }
+    });
+    started.elapsed()
+}
+
+fn pipeline() {
+    let broker = Tansu::start();
+    pipeline_on("tansu", &broker.bootstrap, &|topic| broker.create_topic(topic, 3));
+}
+
+fn pipeline_on(broker: &str, bootstrap: &str, create_topic: &dyn Fn(&str)) {
+    for topic in ["in", "out", "relayed"] {
+        create_topic(topic);
+    }
+    let n = PIPELINE_RECORDS;
+    let produce_time = produce(bootstrap, "in", n);
+    let consume_time = consume(bootstrap, "in", n);
+    let relay_time = relay(bootstrap, "in", "relayed", n);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.toml");
+    let text = format!(
+        "name = \"bench\"\n[source]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopics = [\"in\"]\nstart_from = \"earliest\"\n\
+         [[stage]]\nname = \"copy\"\nmodule = {m}\n[sink]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"out\"\n",
+        b = bootstrap,
+        m = toml::Value::String(guest("passthrough").display().to_string()),
+    );
+    let config = sluice::config::parse_str(&path, &text).unwrap().remove(0);
+    let pipeline = Pipeline::build(config, host()).unwrap();
+    let stats = Arc::clone(&pipeline.stats);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let run = runtime.spawn(pipeline.run(shutdown.clone()));
+    while (stats.written.load(Ordering::Relaxed) as usize) < n {
+        assert!(started.elapsed() < Duration::from_secs(600), "pipeline stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pipeline_time = started.elapsed();
+    shutdown.cancel();
+    runtime.block_on(run).unwrap().unwrap();
+
+    let (produce_rate, consume_rate, relay_rate, pipeline_rate) =
+        (rate(n, produce_time), rate(n, consume_time), rate(n, relay_time), rate(n, pipeline_time));
+    let slower = produce_rate.min(consume_rate);
+    println!("pipeline ({n} records of ~100 bytes, {broker}, 3 partitions)");
+    println!("  produce-only baseline              {produce_rate:>10.0} records/s");
+    println!("  consume-only baseline              {consume_rate:>10.0} records/s");
+    println!("  rdkafka consume → produce relay    {relay_rate:>10.0} records/s");
+    println!("  sluice kafka → wasm → kafka        {pipeline_rate:>10.0} records/s");
+    println!(
+        "  ratio to the slower baseline: {:.2}× (goal ≥ 0.5×); to the plain relay: {:.2}×",
+        pipeline_rate / slower,
+        pipeline_rate / relay_rate
+    );
+}
+
+fn ingest() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("kcat", 3, 1).unwrap();
+    cluster.create_topic("ingest", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let n = INGEST_RECORDS;
+    let dir = tempfile::tempdir().unwrap();
+
+    let lines = dir.path().join("records.ndjson");
+    let body: String = (0..n).map(|i| value(i) + "\n").collect();
+    std::fs::write(&lines, &body).unwrap();
+    let kcat = ["kcat", "kafkacat"].into_iter().find(|b| Command::new(b).arg("-V").output().is_ok());
+    let kcat_rate = kcat.map(|kcat| {
+        let started = Instant::now();
+        let status = Command::new(kcat)
+            .args([
+                "-P",
+                "-b",
+                &bootstrap,
+                "-t",
+                "kcat",
+                "-X",
+                "acks=all",
+                "-X",
+                "enable.idempotence=true",
+                "-l",
+            ])
+            .arg(&lines)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        rate(n, started.elapsed())
+    });
+
+    let engine = Engine::start(
+        SLUICE,
+        &[],
+        &["--brokers", &bootstrap, "--ingest-topic", "ingest", "--data-dir", dir.path().to_str().unwrap()],
+        &dir.path().join("engine.log"),
+    );
+    let requests: Vec<String> = body.lines().collect::<Vec<_>>().chunks(1000).map(|c| c.join("\n")).collect();
+    let requests = Arc::new(requests);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (requests, url) = (requests.clone(), format!("{}/ingest/ingest", engine.url));
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                for body in requests.iter().skip(client).step_by(4) {
+                    loop {
+                        let response = http
+                            .post(&url)
+                            .bearer_auth(TOKEN)
+                            .header("content-type", "application/x-ndjson")
+                            .body(body.clone())
+                            .send()
+                            .unwrap();
+                        match response.status().as_u16() {
+                            200 => break,
+                            429 | 503 => std::thread::sleep(Duration::from_millis(20)),
+                            other => panic!("ingest answered {other}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    let ingest_rate = rate(n, started.elapsed());
+    drop(engine);
+
+    println!("ingest ({n} records of ~100 bytes, acks=all, mock cluster, 3 partitions)");
+    println!("  REST ingest (NDJSON ×1000, 4 clients)  {ingest_rate:>10.0} records/s");
+    match kcat_rate {
+        Some(kcat_rate) => {
+            println!("  kcat -P                                {kcat_rate:>10.0} records/s");
+            println!("  ratio to kcat: {:.2}× (goal ≥ 0.3×)", ingest_rate / kcat_rate);
+        }
+        None => println!("  kcat not installed (apt-get install kcat): no baseline"),
+    }
+}
