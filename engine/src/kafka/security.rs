@@ -76,3 +76,33 @@ impl Security {
 fn secret(var: &str, key: &str) -> anyhow::Result<String> {
     std::env::var(var).map_err(|_| anyhow::anyhow!("security.{key}: environment variable `{var}` is not set"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_the_environment_and_a_missing_one_is_named() {
+        let security = Security {
+            protocol: Protocol::SaslSsl,
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            username: Some("sluice".into()),
+            password_env: Some("SLUICE_TEST_SURELY_UNSET_PASSWORD".into()),
+            ca_file: None,
+            certificate_file: None,
+            key_file: None,
+            key_password_env: None,
+        };
+        let error = security.apply(&mut ClientConfig::new()).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "security.password_env: environment variable `SLUICE_TEST_SURELY_UNSET_PASSWORD` is not set"
+        );
+
+        let with_path = Security { password_env: Some("PATH".into()), ..security };
+        let mut config = ClientConfig::new();
+        with_path.apply(&mut config).unwrap();
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.password").map(str::to_string), std::env::var("PATH").ok());
+    }
+}

@@ -554,3 +554,28 @@ fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
 fn describe(list: &TopicPartitionList) -> String {
     list.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>().join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse_str;
+
+    #[test]
+    fn a_misspelled_key_is_reported_with_its_position_and_a_suggestion() {
+        let text = "name = \"k\"\n[source]\ntype = \"kafka\"\ntopic = [\"in\"]\n[sink]\ntype = \"file\"\npath = \"o\"\n";
+        let errors = parse_str(Path::new("k.toml"), text).unwrap_err().to_string();
+        assert!(
+            errors.contains("k.toml:4:1: key `source.topic`: unknown key; did you mean `topics`?"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn start_from_accepts_only_known_positions() {
+        let text = "name = \"k\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\nstart_from = \"beginning\"\n[sink]\ntype = \"file\"\npath = \"o\"\n";
+        let errors = parse_str(Path::new("k.toml"), text).unwrap_err().to_string();
+        assert!(errors.contains("k.toml:5:14: key `source.start_from`"), "{errors}");
+        assert!(errors.contains("committed"), "{errors}");
+    }
+}

@@ -3,13 +3,21 @@
 //! restarted. Afterwards every record the client was told is written, and
 //! every record in the topic, is in the sink; duplicates are counted (the
 //! at-least-once window) but nothing is missing.
+//!
+//! The broker is librdkafka's mock cluster (a real Kafka-protocol server in
+//! this test process, untouched by the engine's crashes). tansu 0.6 was
+//! tried first and is not usable here: a consumer killed without leaving
+//! its group is never evicted, so its partitions stay assigned to the dead
+//! member (observed for over two minutes) and the restarted engine cannot
+//! consume them. Ingest, rebalancing and interop run against tansu.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_tests::broker::{Tansu, free_port, read_topic};
+use rdkafka::mocking::MockCluster;
+use sluice_tests::broker::{free_port, read_topic};
 use sluice_tests::engine::{Engine, TOKEN};
 use sluice_tests::guest;
 
@@ -37,8 +45,9 @@ fn ids_in(text: &str) -> Vec<u64> {
 
 #[test]
 fn sigkill_at_random_points_loses_nothing() {
-    let broker = Tansu::start();
-    broker.create_topic("in", 3);
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = write_pipeline(
         dir.path(),
@@ -52,7 +61,7 @@ fn sigkill_at_random_points_loses_nothing() {
     );
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("engine.log");
-    let args = ["--brokers", broker.bootstrap.as_str()];
+    let args = ["--brokers", bootstrap.as_str()];
     let start = || Engine::start_on(SLUICE, &listen, &[&pipeline], &args, &log);
 
     // The client: batches of 20 ids; a batch is retried until one request
@@ -103,7 +112,7 @@ fn sigkill_at_random_points_loses_nothing() {
     client.join().unwrap();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let in_topic: BTreeSet<u64> = read_topic(&broker.bootstrap, "in")
+    let in_topic: BTreeSet<u64> = read_topic(&bootstrap, "in")
         .iter()
         .map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).unwrap()["id"].as_u64().unwrap())
         .collect();
