@@ -29,7 +29,7 @@ echo " …"
 
 expected=$(( before + $(grep -c . "$log") ))
 for _ in $(seq 1 150); do
-  [ "$(wc -l < "$out" 2>/dev/null || echo 0)" -ge "$expected" ] && break
+  [ -f "$out" ] && [ "$(wc -l < "$out")" -ge "$expected" ] && break
   sleep 0.2
 done
 kill -TERM "$engine"
