@@ -7,6 +7,7 @@ mod config_errors;
 mod crash;
 mod file_source;
 mod hostile;
+mod images;
 mod ingest;
 mod interop;
 mod kafka_sink;

@@ -22,10 +22,8 @@ impl Transform for ImageDeserialize {
 
     fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
         let image = deserialize(record.value())?;
-        let mut emitted = out
-            .push(image.data)
-            .key(Some(image.id.as_bytes()))
-            .header("content-type", image.content_type);
+        let mut emitted =
+            out.push(image.data).key(Some(image.id.as_bytes())).header("content-type", image.content_type);
         if let Some(name) = image.filename {
             emitted = emitted.header("filename", name);
         }

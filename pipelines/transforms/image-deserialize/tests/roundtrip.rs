@@ -8,7 +8,8 @@ use image_serialize::ImageSerialize;
 use sluice_guest::testing::{TestRecord, init, run_one};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/images").join(name);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/images").join(name);
     std::fs::read(&path).unwrap()
 }
 
@@ -21,7 +22,9 @@ fn serialized(name: &str) -> Vec<u8> {
 #[test]
 fn every_fixture_comes_back_byte_exact() {
     let mut deserialize = init::<ImageDeserialize>("{}").unwrap();
-    for (name, mime) in [("rocket.jpg", "image/jpeg"), ("coffee.png", "image/png"), ("chelsea.png", "image/png")] {
+    for (name, mime) in
+        [("rocket.jpg", "image/jpeg"), ("coffee.png", "image/png"), ("chelsea.png", "image/png")]
+    {
         let out = run_one(&mut deserialize, TestRecord::new(serialized(name))).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].value, fixture(name), "{name} byte-exact");

@@ -140,7 +140,19 @@ pub fn decode(input: &[u8]) -> Result<ImageRecord<'_>, DecodeError> {
     if reader.at != input.len() {
         return Err(error("thumbnail", format!("{} bytes after the record's end", input.len() - reader.at)));
     }
-    Ok(ImageRecord { id, filename, content_type, format, width, height, size, sha256, ingested_at, data, thumbnail })
+    Ok(ImageRecord {
+        id,
+        filename,
+        content_type,
+        format,
+        width,
+        height,
+        size,
+        sha256,
+        ingested_at,
+        data,
+        thumbnail,
+    })
 }
 
 fn error(field: &'static str, message: impl Into<String>) -> DecodeError {

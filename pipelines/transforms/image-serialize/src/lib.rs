@@ -71,7 +71,15 @@ impl Transform for ImageSerialize {
     fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
         self.buffer.clear();
         let filename = record.header_str("filename");
-        serialize(record.value(), record.key(), filename, record.header_str("content-type"), record.timestamp(), &self.config, &mut self.buffer)?;
+        serialize(
+            record.value(),
+            record.key(),
+            filename,
+            record.header_str("content-type"),
+            record.timestamp(),
+            &self.config,
+            &mut self.buffer,
+        )?;
         let mut emitted = out.push(&self.buffer).header("content-type", "avro/binary");
         if let Some(name) = filename {
             emitted = emitted.header("filename", name);
@@ -107,7 +115,10 @@ pub fn serialize(
     if needs_decode && pixels > config.max_pixels {
         return Err(Error::new(
             "too-large",
-            format!("{}×{} is {pixels} pixels; max_pixels is {}", header.width, header.height, config.max_pixels),
+            format!(
+                "{}×{} is {pixels} pixels; max_pixels is {}",
+                header.width, header.height, config.max_pixels
+            ),
         ));
     }
     let thumbnail = if needs_decode {

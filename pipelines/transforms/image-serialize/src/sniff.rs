@@ -31,7 +31,10 @@ pub fn sniff(data: &[u8]) -> Result<Header, Error> {
         Format::Webp => webp_size(data)?,
     };
     if width == 0 || height == 0 {
-        return Err(Error::new("corrupt", format!("the {} header says {width}×{height} pixels", format.name())));
+        return Err(Error::new(
+            "corrupt",
+            format!("the {} header says {width}×{height} pixels", format.name()),
+        ));
     }
     Ok(Header { format, width, height })
 }
@@ -135,7 +138,10 @@ fn webp_size(data: &[u8]) -> Result<(u32, u32), Error> {
             Ok(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
         }
         b"VP8X" => Ok((le24(24) + 1, le24(27) + 1)),
-        other => Err(Error::new("corrupt", format!("WebP: unknown first chunk {:?}", String::from_utf8_lossy(other)))),
+        other => Err(Error::new(
+            "corrupt",
+            format!("WebP: unknown first chunk {:?}", String::from_utf8_lossy(other)),
+        )),
     }
 }
 

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use sluice_guest::testing::{TestRecord, init, run_one};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/images").join(name);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/images").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -27,7 +28,8 @@ fn upload(name: &str, bytes: Vec<u8>) -> TestRecord {
 /// An image made here, encoded by the `image` crate, for formats the
 /// fixtures lack.
 fn made(format: image::ImageFormat) -> Vec<u8> {
-    let picture = image::RgbaImage::from_fn(37, 23, |x, y| image::Rgba([x as u8 * 7, y as u8 * 11, 128, 255]));
+    let picture =
+        image::RgbaImage::from_fn(37, 23, |x, y| image::Rgba([x as u8 * 7, y as u8 * 11, 128, 255]));
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgba8(picture).write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
     bytes
@@ -36,7 +38,9 @@ fn made(format: image::ImageFormat) -> Vec<u8> {
 #[test]
 fn fixture_images_become_records_with_their_true_facts() {
     let mut serialize = transform(r#"{"verify": true}"#);
-    for (name, format) in [("rocket.jpg", Format::Jpeg), ("coffee.png", Format::Png), ("chelsea.png", Format::Png)] {
+    for (name, format) in
+        [("rocket.jpg", Format::Jpeg), ("coffee.png", Format::Png), ("chelsea.png", Format::Png)]
+    {
         let bytes = fixture(name);
         let expected = image::load_from_memory(&bytes).unwrap();
         let out = run_one(&mut serialize, upload(name, bytes.clone())).unwrap();
@@ -48,7 +52,11 @@ fn fixture_images_become_records_with_their_true_facts() {
         assert_eq!(record.filename, Some(name));
         assert_eq!(record.format, format);
         assert_eq!(record.content_type, format.mime());
-        assert_eq!((record.width as u32, record.height as u32), (expected.width(), expected.height()), "{name}");
+        assert_eq!(
+            (record.width as u32, record.height as u32),
+            (expected.width(), expected.height()),
+            "{name}"
+        );
         assert_eq!(record.size, bytes.len() as i64);
         assert_eq!(record.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(record.ingested_at, 1_764_000_000_000);
@@ -73,7 +81,8 @@ fn a_thumbnail_is_a_small_png() {
     let mut serialize = transform(r#"{"thumbnail_px": 64}"#);
     let out = run_one(&mut serialize, upload("chelsea.png", fixture("chelsea.png"))).unwrap();
     let record = decode(&out[0].value).unwrap();
-    let thumbnail = image::load_from_memory_with_format(record.thumbnail.unwrap(), image::ImageFormat::Png).unwrap();
+    let thumbnail =
+        image::load_from_memory_with_format(record.thumbnail.unwrap(), image::ImageFormat::Png).unwrap();
     assert_eq!(thumbnail.width().max(thumbnail.height()), 64);
 }
 
