@@ -13,7 +13,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use sluice_tests::engine::{Engine, TOKEN};
 use sluice_tests::guest;
 
-use super::{SLUICE, toml_path, write_pipeline};
+use super::{SLUICE, toml_path, wait_for_ids, write_pipeline};
 
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     write_pipeline(
@@ -25,25 +25,6 @@ fn pipeline(dir: &Path) -> std::path::PathBuf {
             toml_path(&guest("passthrough"))
         ),
     )
-}
-
-fn ids(path: &Path) -> BTreeSet<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
-        .collect()
-}
-
-fn wait_for(path: &Path, expected: &BTreeSet<u64>) -> BTreeSet<u64> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let seen = ids(path);
-        if expected.is_subset(&seen) || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Posts ids as NDJSON; returns the status and the Retry-After header.
@@ -92,7 +73,7 @@ fn failing_requests_and_a_moving_coordinator_lose_nothing() {
         expected.extend(ids);
         std::thread::sleep(Duration::from_millis(200));
     }
-    let seen = wait_for(&dir.path().join("out.ndjson"), &expected);
+    let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 90);
     let missing: Vec<u64> = expected.difference(&seen).copied().collect();
     assert!(missing.is_empty(), "lost {missing:?}; see {}", log.display());
     drop(engine);
@@ -135,7 +116,7 @@ fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
     // What was acknowledged arrives; what was refused may or may not have
     // been written (the client was told to retry).
     let acknowledged: BTreeSet<u64> = [0, 1, 2, 5, 6].into();
-    let seen = wait_for(&dir.path().join("out.ndjson"), &acknowledged);
+    let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &acknowledged, 90);
     assert!(acknowledged.is_subset(&seen), "acknowledged records arrive: {seen:?}");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("ingest producer"), "the broker failure is logged");

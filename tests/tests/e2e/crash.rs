@@ -21,7 +21,7 @@ use sluice_tests::broker::{free_port, read_topic};
 use sluice_tests::engine::{Engine, TOKEN};
 use sluice_tests::guest;
 
-use super::{SLUICE, toml_path, write_pipeline};
+use super::{SLUICE, ids_in, toml_path, write_pipeline};
 
 /// A small deterministic generator; the seed is printed to replay a run.
 struct Lcg(u64);
@@ -31,16 +31,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
-}
-
-fn ids_in(text: &str) -> Vec<u64> {
-    text.lines()
-        .map(|line| {
-            let value: serde_json::Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("torn or corrupt line {line:?}: {e}"));
-            value["id"].as_u64().expect("an id")
-        })
-        .collect()
 }
 
 #[test]
@@ -122,8 +112,7 @@ fn sigkill_at_random_points_loses_nothing() {
     let out = dir.path().join("out.ndjson");
     let deadline = Instant::now() + Duration::from_secs(120);
     let missing = loop {
-        let written: BTreeSet<u64> =
-            ids_in(&std::fs::read_to_string(&out).unwrap_or_default()).into_iter().collect();
+        let written: BTreeSet<u64> = ids_in(&out).into_iter().collect();
         let missing: Vec<u64> = in_topic.difference(&written).copied().collect();
         if missing.is_empty() || Instant::now() > deadline {
             break missing;
@@ -143,7 +132,7 @@ fn sigkill_at_random_points_loses_nothing() {
 
     let status = engine.signal("TERM");
     assert!(status.success(), "a clean stop after the crashes");
-    let written = ids_in(&std::fs::read_to_string(&out).unwrap());
+    let written = ids_in(&out);
     let mut counts: HashMap<u64, usize> = HashMap::new();
     for id in &written {
         *counts.entry(*id).or_default() += 1;

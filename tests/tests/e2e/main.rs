@@ -16,7 +16,9 @@ mod shutdown;
 mod transform_cli;
 mod weblogs;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use sluice::config;
 use sluice::pipeline::{Pipeline, PipelineReport};
@@ -44,4 +46,31 @@ pub fn run_pipeline_file(file: &Path) -> anyhow::Result<PipelineReport> {
 /// A TOML string literal for a path.
 pub fn toml_path(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()
+}
+
+/// The `id` field of every line of an NDJSON file (the records the Kafka
+/// tests send are `{"id": N}`). A torn or corrupt line fails the test.
+pub fn ids_in(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("torn or corrupt line {line:?}: {e}"));
+            value["id"].as_u64().expect("an id")
+        })
+        .collect()
+}
+
+/// Waits up to `seconds` until `paths` together hold every id in
+/// `expected`; returns the ids they hold.
+pub fn wait_for_ids(paths: &[&Path], expected: &BTreeSet<u64>, seconds: u64) -> BTreeSet<u64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let seen: BTreeSet<u64> = paths.iter().flat_map(|p| ids_in(p)).collect();
+        if expected.is_subset(&seen) || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

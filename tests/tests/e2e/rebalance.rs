@@ -10,7 +10,7 @@ use sluice_tests::broker::Tansu;
 use sluice_tests::engine::{Engine, TOKEN};
 use sluice_tests::guest;
 
-use super::{SLUICE, toml_path, write_pipeline};
+use super::{SLUICE, ids_in, toml_path, wait_for_ids, write_pipeline};
 
 fn member(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -26,14 +26,6 @@ fn member(dir: &Path) -> std::path::PathBuf {
     )
 }
 
-fn ids(path: &Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
-        .collect()
-}
-
 fn ingest(engine: &Engine, range: std::ops::Range<u64>) {
     let http = reqwest::blocking::Client::new();
     let ids: Vec<u64> = range.collect();
@@ -47,17 +39,6 @@ fn ingest(engine: &Engine, range: std::ops::Range<u64>) {
             .send()
             .unwrap();
         assert_eq!(response.status(), 200);
-    }
-}
-
-fn wait_for(paths: &[&Path], expected: &BTreeSet<u64>) -> BTreeSet<u64> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let seen: BTreeSet<u64> = paths.iter().flat_map(|p| ids(p)).collect();
-        if expected.is_subset(&seen) || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -85,15 +66,15 @@ fn a_second_engine_takes_over_the_partitions_of_one_that_stops() {
     ingest(&a, 0..1000);
     let (a_out, b_out) = (a_dir.join("out.ndjson"), b_dir.join("out.ndjson"));
     let first: BTreeSet<u64> = (0..1000).collect();
-    let seen = wait_for(&[&a_out, &b_out], &first);
+    let seen = wait_for_ids(&[&a_out, &b_out], &first, 90);
     assert!(first.is_subset(&seen), "{} of the first 1000 missing", first.difference(&seen).count());
-    let (from_a, from_b) = (ids(&a_out).len(), ids(&b_out).len());
+    let (from_a, from_b) = (ids_in(&a_out).len(), ids_in(&b_out).len());
     assert!(from_a > 0 && from_b > 0, "the partitions were split: a wrote {from_a}, b wrote {from_b}");
 
     assert!(b.signal("TERM").success());
     ingest(&a, 1000..2000);
     let all: BTreeSet<u64> = (0..2000).collect();
-    let seen = wait_for(&[&a_out, &b_out], &all);
+    let seen = wait_for_ids(&[&a_out, &b_out], &all, 90);
     let missing: Vec<u64> = all.difference(&seen).copied().collect();
     assert!(
         missing.is_empty(),
@@ -101,7 +82,7 @@ fn a_second_engine_takes_over_the_partitions_of_one_that_stops() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let after: Vec<u64> = ids(&a_out);
+    let after: Vec<u64> = ids_in(&a_out);
     assert!(after.iter().any(|&id| id >= 1000), "a took over");
     drop(a);
 }
