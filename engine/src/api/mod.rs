@@ -51,10 +51,6 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    pub fn state(&self) -> Arc<ApiState> {
-        self.state.clone()
-    }
-
     /// Serves until `shutdown`, then finishes the requests in progress (an
     /// ingest request in flight still gets its answer).
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -184,21 +184,12 @@ impl IngestArgs {
 /// Topics on the engine's cluster: those pipelines read (by name) and
 /// those they write, for pipelines that name no brokers of their own.
 fn engine_topics(configs: &[config::PipelineConfig]) -> (Vec<String>, Vec<String>) {
-    let mut sources = Vec::new();
-    let mut sinks = Vec::new();
-    for config in configs {
-        let mut source = config.source.clone();
-        if source.use_engine_cluster("") {
-            sources.extend(config.source.kafka_topics());
-        }
-        for sink in [&config.sink, &config.dead_letter] {
-            if let crate::sinks::SinkConfig::Kafka(kafka) = sink
-                && kafka.brokers.is_none()
-            {
-                sinks.push(kafka.topic.clone());
-            }
-        }
-    }
+    let sources = configs.iter().flat_map(|c| c.source.engine_cluster_topics()).collect();
+    let sinks = configs
+        .iter()
+        .flat_map(|c| [&c.sink, &c.dead_letter])
+        .filter_map(|sink| sink.engine_cluster_topic().map(str::to_string))
+        .collect();
     (sources, sinks)
 }
 

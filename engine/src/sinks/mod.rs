@@ -61,15 +61,20 @@ impl SinkConfig {
         }
     }
 
-    /// Points a Kafka sink that names no brokers at the engine's cluster;
-    /// true if it did.
-    pub fn use_engine_cluster(&mut self, brokers: &str) -> bool {
+    /// Points a Kafka sink that names no brokers at the engine's cluster.
+    pub fn use_engine_cluster(&mut self, brokers: &str) {
+        if let SinkConfig::Kafka(config) = self
+            && config.brokers.is_none()
+        {
+            config.brokers = Some(brokers.to_string());
+        }
+    }
+
+    /// The topic this sink writes on the engine's cluster, if it does.
+    pub fn engine_cluster_topic(&self) -> Option<&str> {
         match self {
-            SinkConfig::Kafka(config) if config.brokers.is_none() => {
-                config.brokers = Some(brokers.to_string());
-                true
-            }
-            _ => false,
+            SinkConfig::Kafka(config) if config.brokers.is_none() => Some(&config.topic),
+            _ => None,
         }
     }
 

@@ -47,22 +47,21 @@ impl SourceConfig {
         }
     }
 
-    /// Points a Kafka source that names no brokers at the engine's cluster;
-    /// true if it did.
-    pub fn use_engine_cluster(&mut self, brokers: &str) -> bool {
-        match self {
-            SourceConfig::Kafka(config) if config.brokers.is_none() => {
-                config.brokers = Some(brokers.to_string());
-                true
-            }
-            _ => false,
+    /// Points a Kafka source that names no brokers at the engine's cluster.
+    pub fn use_engine_cluster(&mut self, brokers: &str) {
+        if let SourceConfig::Kafka(config) = self
+            && config.brokers.is_none()
+        {
+            config.brokers = Some(brokers.to_string());
         }
     }
 
-    /// The topics a Kafka source reads (names, not patterns).
-    pub fn kafka_topics(&self) -> Vec<String> {
+    /// The topics (by name, not pattern) this source reads from the
+    /// engine's cluster: those REST ingest opens and the embedded broker
+    /// creates.
+    pub fn engine_cluster_topics(&self) -> Vec<String> {
         match self {
-            SourceConfig::Kafka(config) => {
+            SourceConfig::Kafka(config) if config.brokers.is_none() => {
                 config.topics.iter().filter(|t| !t.starts_with('^')).cloned().collect()
             }
             _ => Vec::new(),

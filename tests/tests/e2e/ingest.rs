@@ -230,3 +230,51 @@ fn bad_requests_are_refused_whole_with_the_reason() {
     assert_eq!(read_topic(&broker.bootstrap, "in"), vec![]);
     drop(engine);
 }
+
+#[test]
+fn start_from_latest_skips_what_was_in_the_topic_before() {
+    let broker = Tansu::start();
+    broker.create_topic("in", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.ndjson");
+    std::fs::write(&old, "{\"id\":1}\n{\"id\":2}\n").unwrap();
+    // Records already in the topic before the pipeline first runs.
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"fresh\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\nstart_from = \"latest\"\n[batch]\nlinger_ms = 10\n\
+             [[stage]]\nname = \"copy\"\nmodule = {}\n[sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+            toml_path(&guest("passthrough"))
+        ),
+    );
+    let args = ["--brokers", broker.bootstrap.as_str()];
+    let log = dir.path().join("engine.log");
+    let ingest_only =
+        Engine::start(SLUICE, &[], &["--brokers", &broker.bootstrap, "--ingest-topic", "in"], &log);
+    let client = Client::new();
+    let (status, _) = post(
+        &client,
+        &format!("{}/ingest/in", ingest_only.url),
+        "application/x-ndjson",
+        std::fs::read(&old).unwrap(),
+    );
+    assert_eq!(status, 200);
+    drop(ingest_only);
+
+    let engine = Engine::start(SLUICE, &[&pipeline], &args, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap().contains("partitions assigned") {
+        assert!(Instant::now() < deadline, "no partitions assigned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The assignment's offset lookup finishes just after the log line.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _) =
+        post(&client, &format!("{}/ingest/in", engine.url), "application/x-ndjson", "{\"id\":3}\n");
+    assert_eq!(status, 200);
+    let records = wait_for_records(&dir.path().join("out.ndjson"), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let records_after = read_ndjson(&dir.path().join("out.ndjson"));
+    assert_eq!(records_after, vec![json!({"id": 3})], "only what came after the start: {records:?}");
+    drop(engine);
+}
