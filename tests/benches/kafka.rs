@@ -51,6 +51,22 @@ fn main() {
     }
 }
 
+/// Enqueues a record, waiting while the producer's local queue is full.
+fn send(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, (), [u8]>,
+) -> rdkafka::producer::DeliveryFuture {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((_, returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 /// Produces `count` records to `topic` the way the Kafka sink does; returns
 /// the time until the last one was acknowledged.
 fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
@@ -66,15 +82,7 @@ fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
         let mut deliveries = Vec::with_capacity(count);
         for i in 0..count {
             let payload = value(i);
-            loop {
-                match producer.send_result(FutureRecord::<(), _>::to(topic).payload(&payload)) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-                }
-            }
+            deliveries.push(send(&producer, FutureRecord::to(topic).payload(payload.as_bytes())));
         }
         for delivery in deliveries {
             delivery.await.unwrap().unwrap();
@@ -131,19 +139,8 @@ fn relay(bootstrap: &str, from: &str, to: &str, count: usize) -> Duration {
         while deliveries.len() < count {
             let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
             let message = message.unwrap();
-            let mut record = FutureRecord::<(), _>::to(to).payload(message.payload().unwrap_or_default());
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((_, returned)) => {
-                        record = returned;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                }
-            }
+            deliveries
+                .push(send(&producer, FutureRecord::to(to).payload(message.payload().unwrap_or_default())));
         }
         for delivery in deliveries {
             delivery.await.unwrap().unwrap();

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::engine::Engine;
 use sluice_tests::guest;
 
-use super::{SLUICE, toml_path, wait_for_ids, write_pipeline};
+use super::{SLUICE, post_ids, toml_path, wait_for_ids, write_pipeline};
 
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     write_pipeline(
@@ -29,14 +29,7 @@ fn pipeline(dir: &Path) -> std::path::PathBuf {
 
 /// Posts ids as NDJSON; returns the status and the Retry-After header.
 fn post(http: &reqwest::blocking::Client, engine: &Engine, ids: &[u64]) -> (u16, Option<String>) {
-    let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
-    let response = http
-        .post(format!("{}/ingest/in", engine.url))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap();
+    let response = post_ids(http, &engine.url, ids);
     let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     (response.status().as_u16(), retry)
 }

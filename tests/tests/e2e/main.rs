@@ -74,3 +74,14 @@ pub fn wait_for_ids(paths: &[&Path], expected: &BTreeSet<u64>, seconds: u64) -> 
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// POSTs `ids` as NDJSON (`{"id": N}` lines) to `{url}/ingest/in`.
+pub fn post_ids(http: &reqwest::blocking::Client, url: &str, ids: &[u64]) -> reqwest::blocking::Response {
+    let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
+    http.post(format!("{url}/ingest/in"))
+        .bearer_auth(sluice_tests::engine::TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .expect("ingest request")
+}

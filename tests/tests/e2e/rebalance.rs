@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_tests::broker::Tansu;
-use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::engine::Engine;
 use sluice_tests::guest;
 
-use super::{SLUICE, ids_in, toml_path, wait_for_ids, write_pipeline};
+use super::{SLUICE, ids_in, post_ids, toml_path, wait_for_ids, write_pipeline};
 
 fn member(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -30,15 +30,7 @@ fn ingest(engine: &Engine, range: std::ops::Range<u64>) {
     let http = reqwest::blocking::Client::new();
     let ids: Vec<u64> = range.collect();
     for chunk in ids.chunks(100) {
-        let body: String = chunk.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
-        let response = http
-            .post(format!("{}/ingest/in", engine.url))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(post_ids(&http, &engine.url, chunk).status(), 200);
     }
 }
 
