@@ -51,6 +51,27 @@ fn main() {
     }
 }
 
+/// A producer with the settings the Kafka sink uses.
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap()
+}
+
+/// A consumer in a fresh `group` that reads from the start and commits nothing.
+fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
 /// Enqueues a record, waiting while the producer's local queue is full.
 fn send(
     producer: &FutureProducer,
@@ -70,12 +91,7 @@ fn send(
 /// Produces `count` records to `topic` the way the Kafka sink does; returns
 /// the time until the last one was acknowledged.
 fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
+    let producer = producer(bootstrap);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = Instant::now();
     runtime.block_on(async {
@@ -95,13 +111,7 @@ fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
 
 /// Reads `count` records of `topic` from the start in a fresh group.
 fn consume(bootstrap: &str, topic: &str, count: usize) -> Duration {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-baseline")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer = consumer(bootstrap, "bench-baseline");
     consumer.subscribe(&[topic]).unwrap();
     let started = Instant::now();
     let mut seen = 0;
@@ -118,20 +128,9 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> Duration {
 /// A plain rdkafka consumer feeding a plain rdkafka producer, no sluice:
 /// what the broker allows when it reads and writes at once.
 fn relay(bootstrap: &str, from: &str, to: &str, count: usize) -> Duration {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-relay")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer = consumer(bootstrap, "bench-relay");
     consumer.subscribe(&[from]).unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
+    let producer = producer(bootstrap);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = Instant::now();
     runtime.block_on(async {
