@@ -21,6 +21,7 @@
 
 pub mod ack;
 pub mod api;
+pub mod avro;
 pub mod cli;
 pub mod config;
 pub mod kafka;
@@ -28,4 +29,5 @@ pub mod pipeline;
 pub mod record;
 pub mod sinks;
 pub mod sources;
+pub mod storage;
 pub mod wasm;

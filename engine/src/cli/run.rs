@@ -111,6 +111,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let lake = engine_lake_url(&args.data_dir)?;
+    for config in &mut configs {
+        config.sink.use_engine_lake(&lake);
+    }
+
     let host = WasmHost::new();
     let mut pipelines = Vec::new();
     for config in configs {
@@ -234,4 +239,11 @@ fn print_report(report: &PipelineReport, json: bool) {
             stage.nanos_per_record
         );
     }
+}
+
+/// The lake `hdfs` sinks without a `url` write to: `lake/` in the data
+/// directory, as an absolute `file://` URL.
+fn engine_lake_url(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let dir = std::path::absolute(data_dir.join("lake")).context("cannot resolve the data directory")?;
+    Ok(format!("file://{}", dir.display()))
 }

@@ -268,6 +268,7 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
         Some(v) => parse_sink(doc, v, &join(key, "dead_letter")),
         None => name.as_ref().map(|name| SinkConfig::default_dead_letter(name)),
     };
+    check_lake_placement(doc, table, key, source.as_ref(), sink.as_ref(), dead_letter.as_ref());
 
     Some(PipelineConfig {
         name: name?,
@@ -280,6 +281,34 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
         dead_letter: dead_letter?,
     })
     .filter(|_| shell.is_some())
+}
+
+/// The lake sink names files by Kafka topic, partition and offset (its
+/// exactly-once state), so it needs a Kafka source, and it cannot hold dead
+/// letters (their offsets are not its own).
+fn check_lake_placement(
+    doc: &mut Document<'_>,
+    table: &DeTable<'_>,
+    key: &str,
+    source: Option<&SourceConfig>,
+    sink: Option<&SinkConfig>,
+    dead_letter: Option<&SinkConfig>,
+) {
+    let span = |section: &str| table.get(section).map(|v| v.span()).unwrap_or(0..0);
+    if matches!(sink, Some(SinkConfig::Hdfs(_))) && matches!(source, Some(s) if !matches!(s, SourceConfig::Kafka(_))) {
+        doc.error(
+            span("source"),
+            &join(key, "source.type"),
+            "an `hdfs` sink needs a `kafka` source: lake files are named by topic, partition and offset",
+        );
+    }
+    if matches!(dead_letter, Some(SinkConfig::Hdfs(_))) {
+        doc.error(
+            span("dead_letter"),
+            &join(key, "dead_letter.type"),
+            "dead letters cannot go to an `hdfs` sink; use `file` or `kafka`",
+        );
+    }
 }
 
 fn check_name(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str, name: &str) {

@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod dead_letter;
+pub mod partitions;
 mod runtime;
 pub mod stage;
 pub mod stats;

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetterBatch, DeadLetterSender};
+use super::partitions::{PartitionEventReceiver, PartitionEvents};
 use super::stage::{Stage, StageOutput};
 use super::stats::{PipelineStats, StageStats, add, get};
 use crate::config::{OnError, PipelineConfig};
@@ -43,6 +44,37 @@ pub struct PipelineReport {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub stages: Vec<StageReport>,
+    /// For sinks that write files (the lake).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FilesReport {
+    pub committed: u64,
+    pub bytes: u64,
+    /// Encoded size before compression over size written.
+    pub compression_ratio: f64,
+    pub mean_commit_ms: f64,
+    pub duplicates_skipped: u64,
+}
+
+impl FilesReport {
+    fn from_stats(stats: &super::stats::SinkStats) -> Option<FilesReport> {
+        let committed = get(&stats.files_committed);
+        let skipped = get(&stats.duplicates_skipped);
+        if committed == 0 && skipped == 0 {
+            return None;
+        }
+        let bytes = get(&stats.bytes_written);
+        Some(FilesReport {
+            committed,
+            bytes,
+            compression_ratio: get(&stats.bytes_uncompressed) as f64 / bytes.max(1) as f64,
+            mean_commit_ms: get(&stats.commit_nanos) as f64 / 1e6 / committed.max(1) as f64,
+            duplicates_skipped: skipped,
+        })
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -111,6 +143,8 @@ impl Pipeline {
             )
             .context("sink")?;
 
+        let partitions = PartitionEvents::default();
+        let partition_events = partitions.subscribe();
         let (source_tx, source_rx) = mpsc::channel::<Batch>(QUEUE);
         let (batch_tx, mut next_rx) = mpsc::channel::<Batch>(QUEUE);
         let source_ctx = SourceContext {
@@ -119,6 +153,7 @@ impl Pipeline {
             output: Some(source_tx),
             dead_letters: Some(dead_tx.clone()),
             stats: stats.clone(),
+            partitions,
         };
         let source_task = tokio::spawn(source.run(source_ctx));
         let batcher_task = tokio::spawn(super::batcher::run(config.batch.clone(), source_rx, batch_tx));
@@ -145,7 +180,7 @@ impl Pipeline {
         }
         drop(dead_tx);
 
-        let sink_task = tokio::spawn(run_sink(sink, next_rx));
+        let sink_task = tokio::spawn(run_sink(sink, next_rx, partition_events));
         let shape = config.dead_letter.dead_letter_shape();
         let dead_task = tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone(), shape));
 
@@ -179,6 +214,7 @@ impl Pipeline {
             written: get(&stats.written),
             dead_lettered: get(&stats.dead_lettered),
             dropped: get(&stats.dropped),
+            files: FilesReport::from_stats(&stats.sink),
             stages: modules
                 .into_iter()
                 .map(|(stage, s, module)| {
@@ -255,10 +291,21 @@ impl StageWorker {
     }
 }
 
-async fn run_sink(mut sink: Box<dyn Sink>, mut input: mpsc::Receiver<Batch>) -> anyhow::Result<()> {
+async fn run_sink(
+    mut sink: Box<dyn Sink>,
+    mut input: mpsc::Receiver<Batch>,
+    mut partitions: PartitionEventReceiver,
+) -> anyhow::Result<()> {
     let mut ticker = sink.tick_interval().map(tokio::time::interval);
+    let mut events_open = true;
     loop {
         tokio::select! {
+            // Ownership changes first: a revocation waits on this sink.
+            biased;
+            event = partitions.recv(), if events_open => match event {
+                Some(event) => sink.partitions_changed(event).await?,
+                None => events_open = false,
+            },
             batch = input.recv() => match batch {
                 Some(batch) => sink.write(batch).await?,
                 None => break,

@@ -13,6 +13,23 @@ pub struct PipelineStats {
     pub dead_lettered: AtomicU64,
     /// Records dropped by an `on_error = "drop"` stage.
     pub dropped: AtomicU64,
+    pub sink: SinkStats,
+}
+
+/// What sinks that write files report.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Files being written now.
+    pub open_files: AtomicU64,
+    pub files_committed: AtomicU64,
+    /// Bytes of committed files.
+    pub bytes_written: AtomicU64,
+    /// The same records' encoded size before compression.
+    pub bytes_uncompressed: AtomicU64,
+    /// Time spent committing files (close, sync, rename).
+    pub commit_nanos: AtomicU64,
+    /// Redelivered records the sink had already written.
+    pub duplicates_skipped: AtomicU64,
 }
 
 #[derive(Debug, Default)]

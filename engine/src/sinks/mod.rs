@@ -7,6 +7,7 @@
 //! arm in [`SinkConfig::parse`] / [`SinkConfig::build`].
 
 pub mod file;
+pub mod hdfs;
 pub mod kafka;
 
 use std::sync::Arc;
@@ -14,16 +15,18 @@ use std::time::Duration;
 
 use crate::config::{Document, PipelineConfig, Value};
 use crate::pipeline::dead_letter::DeadLetterSender;
+use crate::pipeline::partitions::PartitionEvent;
 use crate::pipeline::stats::PipelineStats;
 use crate::record::Batch;
 
 /// Sink `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file", "kafka"];
+pub const TYPES: &[&str] = &["file", "hdfs", "kafka"];
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
 pub enum SinkConfig {
     File(file::FileSinkConfig),
+    Hdfs(hdfs::HdfsSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
 }
 
@@ -32,6 +35,10 @@ impl SinkConfig {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SinkConfig::File),
             "kafka" => doc.section(value, key, &["type"]).map(SinkConfig::Kafka),
+            "hdfs" => doc
+                .section::<hdfs::HdfsSinkConfig>(value, key, &["type"])
+                .filter(|config| config.check(doc, value, key))
+                .map(SinkConfig::Hdfs),
             _ => None,
         }
     }
@@ -46,6 +53,7 @@ impl SinkConfig {
         match self {
             SinkConfig::File(config) => Ok(Box::new(file::FileSink::new(config, pipeline, ctx)?)),
             SinkConfig::Kafka(config) => Ok(Box::new(kafka::KafkaSink::new(config, ctx)?)),
+            SinkConfig::Hdfs(config) => Ok(Box::new(hdfs::HdfsSink::new(config, pipeline, ctx)?)),
         }
     }
 
@@ -58,6 +66,7 @@ impl SinkConfig {
             SinkConfig::Kafka(config) => {
                 format!("kafka topic {} at {}", config.topic, config.brokers.as_deref().unwrap_or("?"))
             }
+            SinkConfig::Hdfs(config) => config.describe(),
         }
     }
 
@@ -67,6 +76,15 @@ impl SinkConfig {
             && config.brokers.is_none()
         {
             config.brokers = Some(brokers.to_string());
+        }
+    }
+
+    /// Points a lake sink that names no `url` at the engine's own lake.
+    pub fn use_engine_lake(&mut self, url: &str) {
+        if let SinkConfig::Hdfs(config) = self
+            && config.url.is_none()
+        {
+            config.url = Some(url.to_string());
         }
     }
 
@@ -84,7 +102,7 @@ impl SinkConfig {
     pub fn dead_letter_shape(&self) -> DeadLetterShape {
         match self {
             SinkConfig::Kafka(_) => DeadLetterShape::OriginalWithHeaders,
-            SinkConfig::File(_) => DeadLetterShape::Envelope,
+            SinkConfig::File(_) | SinkConfig::Hdfs(_) => DeadLetterShape::Envelope,
         }
     }
 }
@@ -117,6 +135,13 @@ pub trait Sink: Send {
     }
 
     async fn tick(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The source gained or lost partitions. Sinks that hold records back
+    /// must make a revoked partition's records durable now (the source is
+    /// waiting for their acks) and not hold its later ones.
+    async fn partitions_changed(&mut self, _event: PartitionEvent) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -36,6 +36,7 @@ use super::{Source, SourceContext, TrySendError};
 use crate::ack::{Ack, AckReceiver, AckStatus};
 use crate::config::PipelineConfig;
 use crate::kafka::{Connection, Security};
+use crate::pipeline::partitions::{PartitionEvent, PartitionEvents, PartitionKey};
 use crate::record::{Batch, Header, Origin, Record};
 
 /// `[source]` with `type = "kafka"`.
@@ -143,7 +144,6 @@ impl Source for KafkaSource {
     }
 }
 
-type PartitionKey = (Arc<str>, i32);
 
 /// Records read from one partition, waiting for room in the pipeline.
 struct Chunk {
@@ -238,6 +238,7 @@ struct SourceConsumerContext {
     positions: Mutex<Positions>,
     start_from: StartFrom,
     revoke_timeout: Duration,
+    events: PartitionEvents,
 }
 
 impl SourceConsumerContext {
@@ -260,6 +261,8 @@ impl SourceConsumerContext {
         let keys: HashSet<PartitionKey> =
             revoked.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
         let is_revoked = |key: &PartitionKey| keys.contains(key);
+        // Sinks that hold records back release these partitions' now.
+        self.events.send(PartitionEvent::Revoked(keys.iter().cloned().collect()));
         // Chunks not handed to the pipeline are the new owner's to read.
         let abandoned = {
             let mut positions = self.positions();
@@ -292,6 +295,9 @@ impl SourceConsumerContext {
     fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
         let mut positions = self.positions();
         let mut first_time = Vec::new();
+        let keys: Vec<PartitionKey> =
+            assigned.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        self.events.send(PartitionEvent::Assigned(keys));
         for element in assigned.elements() {
             let key: PartitionKey = (element.topic().into(), element.partition());
             positions.partitions.insert(key.clone(), PartitionState::default());
@@ -364,6 +370,7 @@ impl KafkaSource {
             positions: Mutex::new(Positions::default()),
             start_from: self.config.start_from,
             revoke_timeout: Duration::from_millis(self.config.revoke_timeout_ms),
+            events: ctx.partitions.clone(),
         };
         let consumer: BaseConsumer<SourceConsumerContext> =
             self.client.create_with_context(context).context("cannot create the Kafka consumer")?;

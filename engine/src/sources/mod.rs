@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Document, PipelineConfig, Value};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterSender};
+use crate::pipeline::partitions::PartitionEvents;
 use crate::pipeline::stats::{PipelineStats, add};
 use crate::record::{Batch, Record};
 use crate::wasm::FailureKind;
@@ -85,6 +86,8 @@ pub struct SourceContext {
     pub(crate) output: Option<mpsc::Sender<Batch>>,
     pub(crate) dead_letters: Option<DeadLetterSender>,
     pub(crate) stats: Arc<PipelineStats>,
+    /// Where a source that has partitions says which it owns.
+    pub partitions: PartitionEvents,
 }
 
 /// Why [`SourceContext::try_send`] did not send.

@@ -1,0 +1,381 @@
+//! The `hdfs` sink: the lake. Records become Avro object container files on
+//! HDFS (`hdfs://`) or a local filesystem (`file://`), one open file per
+//! topic-partition, committed by rename.
+//!
+//! Exactly once, with nothing but file names as state:
+//! - a file is written hidden, then closed (durable) and renamed to
+//!   `{topic}+{partition}+{first}+{last}.avro`; only then are its records'
+//!   acks released, so the Kafka source commits offsets after the rename;
+//! - the first time a partition is seen (at start, and again after it was
+//!   revoked and reassigned), its committed names are listed: records at or
+//!   below the last committed offset are already in the lake and are
+//!   skipped, and hidden files a crash left behind are deleted.
+//!
+//! A crash between rename and offset commit therefore replays records the
+//! lake already has, and they are skipped; a crash before the rename loses
+//! only a hidden file whose records were never acknowledged.
+//!
+//! Files rotate at `max_records`, before `max_bytes` would be passed, when
+//! `max_age_ms` has passed since the file was opened (checked on a timer,
+//! so it fires without traffic), when a record belongs in another directory,
+//! on partition revocation and at shutdown.
+
+mod encode;
+pub mod layout;
+mod open_file;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use self::encode::RecordEncoder;
+pub use self::encode::InputFormat;
+use self::layout::{LakeFile, Layout};
+use self::open_file::OpenFile;
+use super::{Sink, SinkContext};
+use crate::ack::Ack;
+use crate::avro::codec::{CodecName, codec};
+use crate::config::{Document, PipelineConfig, Value, join};
+use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch};
+use crate::pipeline::partitions::{PartitionEvent, PartitionKey};
+use crate::pipeline::stats::add;
+use crate::record::{Batch, Record};
+use crate::storage::{HdfsOptions, Storage};
+use crate::wasm::FailureKind;
+
+/// `[sink]` with `type = "hdfs"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HdfsSinkConfig {
+    /// `hdfs://namenode:port/dir`, `file:///dir`, or a directory relative to
+    /// the pipeline file. Left out, `sluice run` uses the engine's own lake
+    /// (`lake/` in its data directory).
+    pub url: Option<String>,
+    /// The Avro schema every record is written with: inline JSON, or the
+    /// path of an `.avsc` file relative to the pipeline file.
+    pub schema: String,
+    #[serde(default)]
+    pub input: InputFormat,
+    /// JSON documents may carry fields the schema lacks (dropped) instead
+    /// of being dead-lettered.
+    #[serde(default)]
+    pub ignore_unknown_fields: bool,
+    /// The directory template; see [`layout`].
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// The record field (a timestamp) that dates a record for the path;
+    /// the record's own timestamp when left out.
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub codec: CodecName,
+    /// deflate: 0, 1, 6 or 9; zstd: 1 to 22 (default 3).
+    pub codec_level: Option<i64>,
+    /// Records are compressed in blocks of about this many bytes.
+    #[serde(default = "default_block_bytes")]
+    pub block_bytes: u64,
+    #[serde(default = "default_max_records")]
+    pub max_records: u64,
+    /// A file is closed before it would grow past this (one record larger
+    /// than this gets a file of its own).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// A file is closed this long after it was opened, traffic or not.
+    #[serde(default = "default_max_age_ms")]
+    pub max_age_ms: u64,
+    /// The HDFS user to write as (default: `HADOOP_USER_NAME`, then the
+    /// login name).
+    pub hdfs_user: Option<String>,
+}
+
+fn default_path() -> String {
+    "topics/{topic}/date={yyyy-MM-dd}".into()
+}
+fn default_block_bytes() -> u64 {
+    64 << 10
+}
+fn default_max_records() -> u64 {
+    100_000
+}
+fn default_max_bytes() -> u64 {
+    128 << 20
+}
+fn default_max_age_ms() -> u64 {
+    60_000
+}
+
+impl HdfsSinkConfig {
+    /// Checks what serde cannot, recording problems at their keys.
+    pub(crate) fn check(&self, doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> bool {
+        let before = doc.diagnostics.len();
+        let span_of = |field: &str| value.get_ref().get(field).map_or(value.span(), |v| v.span());
+        let base = doc.path().parent().unwrap_or(Path::new(".")).to_path_buf();
+        if let Err(e) = crate::avro::load_schema(&self.schema, &base) {
+            doc.error(span_of("schema"), &join(key, "schema"), format!("{e:#}"));
+        }
+        if let Err(e) = Layout::parse(&self.path) {
+            doc.error(span_of("path"), &join(key, "path"), e);
+        }
+        if let Err(e) = codec(self.codec, self.codec_level) {
+            doc.error(span_of("codec_level"), &join(key, "codec_level"), e);
+        }
+        for (field, number) in [
+            ("max_records", self.max_records),
+            ("max_bytes", self.max_bytes),
+            ("max_age_ms", self.max_age_ms),
+            ("block_bytes", self.block_bytes),
+        ] {
+            if number == 0 {
+                doc.error(span_of(field), &join(key, field), "must be at least 1");
+            }
+        }
+        if let Some(url) = &self.url
+            && !(url.starts_with("hdfs://") || url.starts_with("file:///") || !url.contains("://"))
+        {
+            doc.error(span_of("url"), &join(key, "url"), "expected hdfs://host:port/dir, file:///dir or a relative directory");
+        }
+        doc.diagnostics.len() == before
+    }
+
+    pub fn describe(&self) -> String {
+        format!("lake {} ({:?})", self.url.as_deref().unwrap_or("(engine default)"), self.codec).to_lowercase()
+    }
+}
+
+/// What the sink knows about one topic-partition.
+struct PartitionState {
+    /// The last offset in a committed file (`None`: nothing committed).
+    committed: Option<i64>,
+    open: Option<OpenFile>,
+}
+
+pub struct HdfsSink {
+    storage: Arc<dyn Storage>,
+    layout: Layout,
+    encoder: RecordEncoder,
+    schema_json: String,
+    codec: apache_avro::Codec,
+    config: HdfsSinkConfig,
+    partitions: HashMap<PartitionKey, PartitionState>,
+    /// Taken away by the group: their records are committed after every
+    /// batch (not held in open files) until they are assigned again.
+    revoked: HashSet<PartitionKey>,
+    ctx: SinkContext,
+}
+
+impl HdfsSink {
+    pub fn new(config: &HdfsSinkConfig, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Self> {
+        let base = pipeline.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let schema = crate::avro::load_schema(&config.schema, &base)?;
+        let url = config.url.as_deref().context("the lake sink has no `url` and no engine default was set")?;
+        let storage = crate::storage::open(url, &base, &HdfsOptions { user: config.hdfs_user.clone() })?;
+        Ok(HdfsSink {
+            storage,
+            layout: Layout::parse(&config.path).map_err(anyhow::Error::msg)?,
+            schema_json: schema.canonical_form(),
+            encoder: RecordEncoder::new(
+                schema,
+                config.input,
+                config.timestamp_field.clone(),
+                config.ignore_unknown_fields,
+            )?,
+            codec: codec(config.codec, config.codec_level).map_err(anyhow::Error::msg)?,
+            config: config.clone(),
+            partitions: HashMap::new(),
+            revoked: HashSet::new(),
+            ctx,
+        })
+    }
+
+    /// Reads a partition's committed file names: where its data ends. Also
+    /// deletes the hidden files a crash left behind.
+    async fn recover(&self, (topic, partition): &PartitionKey) -> anyhow::Result<PartitionState> {
+        let root = self.layout.topic_root(topic);
+        let mut committed = None;
+        for file in self.storage.list(&root).await? {
+            match LakeFile::parse(file.name()) {
+                Some(LakeFile::Committed { topic: t, partition: p, last, .. }) if *t == **topic && p == *partition => {
+                    committed = committed.max(Some(last));
+                }
+                Some(LakeFile::Temporary { topic: t, partition: p }) if *t == **topic && p == *partition => {
+                    tracing::info!(pipeline = %self.ctx.pipeline, file = %self.storage.url(&file.path), "deleting a file left unfinished by a crash");
+                    self.storage.delete(&file.path).await?;
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(pipeline = %self.ctx.pipeline, topic = %topic, partition, last_committed = ?committed, "lake partition recovered");
+        Ok(PartitionState { committed, open: None })
+    }
+
+    async fn commit(&self, state: &mut PartitionState) -> anyhow::Result<()> {
+        if let Some(file) = state.open.take() {
+            let last = file.last;
+            file.commit(&*self.storage, &self.ctx.stats).await?;
+            state.committed = Some(last);
+        }
+        Ok(())
+    }
+
+    async fn commit_where(&mut self, mut due: impl FnMut(&PartitionKey, &PartitionState) -> bool) -> anyhow::Result<()> {
+        let keys: Vec<PartitionKey> =
+            self.partitions.iter().filter(|(k, s)| s.open.is_some() && due(k, s)).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            let mut state = self.partitions.remove(&key).expect("listed above");
+            let result = self.commit(&mut state).await;
+            self.partitions.insert(key, state);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Appends one record to its partition's file, rotating as needed.
+    /// Returns whether the record is now held by an open file.
+    async fn append(&mut self, key: PartitionKey, record: &Record, datum: &[u8], time_ms: i64) -> anyhow::Result<bool> {
+        let mut state = match self.partitions.remove(&key) {
+            Some(state) => state,
+            None => self.recover(&key).await?,
+        };
+        let result = self.append_to(&key, &mut state, record, datum, time_ms).await;
+        self.partitions.insert(key, state);
+        result
+    }
+
+    async fn append_to(
+        &self,
+        (topic, partition): &PartitionKey,
+        state: &mut PartitionState,
+        record: &Record,
+        datum: &[u8],
+        time_ms: i64,
+    ) -> anyhow::Result<bool> {
+        let offset = record.origin.offset;
+        if state.committed.is_some_and(|last| offset <= last) {
+            add(&self.ctx.stats.sink.duplicates_skipped, 1);
+            return Ok(false);
+        }
+        if let Some(open) = &state.open
+            && offset <= open.last
+        {
+            // Redelivered while its first copy waits in the open file.
+            add(&self.ctx.stats.sink.duplicates_skipped, 1);
+            return Ok(true);
+        }
+        let directory = self.layout.directory(topic, *partition, time_ms);
+        if let Some(open) = &state.open
+            && (open.directory != directory || open.would_exceed(datum.len() as u64, self.config.max_bytes))
+        {
+            self.commit(state).await?;
+        }
+        if state.open.is_none() {
+            let file = OpenFile::create(
+                &*self.storage,
+                directory,
+                (topic, *partition),
+                offset,
+                &self.schema_json,
+                self.codec,
+                self.config.block_bytes as usize,
+            )
+            .await?;
+            add(&self.ctx.stats.sink.open_files, 1);
+            state.open = Some(file);
+        }
+        let open = state.open.as_mut().expect("opened above");
+        open.append(datum, offset).await?;
+        if open.records() >= self.config.max_records {
+            self.commit(state).await?;
+        }
+        Ok(true)
+    }
+
+    async fn dead_letter(&self, refused: Vec<DeadLetter>, acks: &[Ack]) -> anyhow::Result<()> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let dead_letters = self.ctx.dead_letters.as_ref().context("the lake sink cannot be a dead-letter destination")?;
+        add(&self.ctx.stats.dead_lettered, refused.len());
+        dead_letters
+            .send(DeadLetterBatch { letters: refused, acks: acks.to_vec() })
+            .await
+            .context("dead-letter queue closed")
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for HdfsSink {
+    async fn write(&mut self, batch: Batch) -> anyhow::Result<()> {
+        let Batch { records, acks } = batch;
+        let mut refused = Vec::new();
+        let mut holding: Vec<PartitionKey> = Vec::new();
+        for record in records {
+            let encoded = match self.encoder.encode(&record) {
+                Ok(encoded) => encoded,
+                Err(refusal) => {
+                    refused.push(DeadLetter::new(record, "sink", FailureKind::Rejected(refusal.kind.into()), refusal.message));
+                    continue;
+                }
+            };
+            let key: PartitionKey = (record.origin.source.clone(), record.origin.partition);
+            if self.append(key.clone(), &record, &encoded.datum, encoded.time_ms).await? && !holding.contains(&key) {
+                holding.push(key);
+            }
+        }
+        self.dead_letter(refused, &acks).await?;
+        // Each file holding some of this batch's records keeps the batch's
+        // acks until it is committed (a batch's acks are not per record).
+        for key in &holding {
+            if let Some(open) = self.partitions.get_mut(key).and_then(|s| s.open.as_mut()) {
+                open.hold(&acks);
+            }
+        }
+        Ack::all_done(acks);
+        if self.revoked.is_empty() {
+            return Ok(());
+        }
+        let revoked = std::mem::take(&mut self.revoked);
+        let result = self.commit_where(|key, _| revoked.contains(key)).await;
+        self.revoked = revoked;
+        result
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        let age = Duration::from_millis(self.config.max_age_ms);
+        Some((age / 10).clamp(Duration::from_millis(20), Duration::from_secs(1)))
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        let max_age = Duration::from_millis(self.config.max_age_ms);
+        self.commit_where(|_, state| state.open.as_ref().is_some_and(|f| f.age() >= max_age)).await
+    }
+
+    async fn partitions_changed(&mut self, event: PartitionEvent) -> anyhow::Result<()> {
+        match event {
+            PartitionEvent::Revoked(keys) => {
+                self.revoked.extend(keys.iter().cloned());
+                self.commit_where(|key, _| keys.contains(key)).await
+            }
+            PartitionEvent::Assigned(keys) => {
+                // Another owner may have committed files meanwhile: read the
+                // names again before the next record of these partitions.
+                self.commit_where(|key, _| keys.contains(key)).await?;
+                self.partitions.retain(|key, _| !keys.contains(key));
+                self.revoked.retain(|key| !keys.contains(key));
+                Ok(())
+            }
+            PartitionEvent::Lost => {
+                self.commit_where(|_, _| true).await?;
+                self.partitions.clear();
+                self.revoked.clear();
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.commit_where(|_, _| true).await
+    }
+}

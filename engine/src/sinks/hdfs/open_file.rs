@@ -1,0 +1,111 @@
+//! One file of the lake being written: hidden until committed, holding the
+//! acks of the records in it until then.
+
+use std::time::{Duration, Instant};
+
+use super::layout::{committed_name, temporary_name};
+use crate::ack::Ack;
+use crate::avro::container::ContainerWriter;
+use crate::pipeline::stats::{PipelineStats, add};
+use crate::storage::{FileWrite, Storage, join};
+
+/// Bytes a block adds around its records: two varints and the sync marker.
+const BLOCK_FRAMING: u64 = 2 * 10 + 16;
+
+pub struct OpenFile {
+    pub directory: String,
+    temporary: String,
+    topic: String,
+    partition: i32,
+    first: i64,
+    pub last: i64,
+    writer: Box<dyn FileWrite>,
+    container: ContainerWriter,
+    opened: Instant,
+    acks: Vec<Ack>,
+}
+
+impl OpenFile {
+    pub async fn create(
+        storage: &dyn Storage,
+        directory: String,
+        (topic, partition): (&str, i32),
+        first: i64,
+        schema_json: &str,
+        codec: apache_avro::Codec,
+        block_bytes: usize,
+    ) -> anyhow::Result<OpenFile> {
+        let temporary = join(&directory, &temporary_name(topic, partition, first));
+        let writer = storage.create(&temporary).await?;
+        Ok(OpenFile {
+            directory,
+            temporary,
+            topic: topic.to_string(),
+            partition,
+            first,
+            last: first - 1,
+            writer,
+            container: ContainerWriter::new(schema_json, codec, block_bytes),
+            opened: Instant::now(),
+            acks: Vec::new(),
+        })
+    }
+
+    pub async fn append(&mut self, datum: &[u8], offset: i64) -> anyhow::Result<()> {
+        self.container.append(datum)?;
+        self.last = offset;
+        self.flush_framed().await
+    }
+
+    /// Hands finished blocks to storage, so a file is never buffered whole.
+    async fn flush_framed(&mut self) -> anyhow::Result<()> {
+        let framed = self.container.take_output();
+        if !framed.is_empty() {
+            self.writer.write(framed).await?;
+        }
+        Ok(())
+    }
+
+    pub fn records(&self) -> u64 {
+        self.container.records()
+    }
+
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Whether adding a datum of `len` bytes could take the file past
+    /// `max_bytes` (counted before compression, so it is an upper bound).
+    /// An empty file takes any record.
+    pub fn would_exceed(&self, len: u64, max_bytes: u64) -> bool {
+        self.records() > 0 && self.container.estimated_size() + len + BLOCK_FRAMING > max_bytes
+    }
+
+    /// Keeps the acks of a batch with records in this file.
+    pub fn hold(&mut self, acks: &[Ack]) {
+        self.acks.extend(acks.iter().cloned());
+    }
+
+    /// Closes the file durably, renames it to its committed name, and only
+    /// then releases the acks it holds.
+    pub async fn commit(mut self, storage: &dyn Storage, stats: &PipelineStats) -> anyhow::Result<()> {
+        let started = Instant::now();
+        self.container.end_block()?;
+        self.flush_framed().await?;
+        let OpenFile { directory, temporary, topic, partition, first, last, writer, container, acks, .. } = self;
+        writer.finish().await?;
+        let committed = join(&directory, &committed_name(&topic, partition, first, last));
+        storage.rename(&temporary, &committed).await?;
+        Ack::all_done(acks);
+
+        let sink = &stats.sink;
+        add(&stats.written, container.records() as usize);
+        sink.open_files.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        add(&sink.files_committed, 1);
+        add(&sink.bytes_written, container.framed_bytes() as usize);
+        add(&sink.bytes_uncompressed, container.datum_bytes() as usize);
+        add(&sink.commit_nanos, started.elapsed().as_nanos() as usize);
+        tracing::debug!(file = %storage.url(&committed), records = container.records(), bytes = container.framed_bytes(), "lake file committed");
+        Ok(())
+    }
+}

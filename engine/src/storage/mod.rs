@@ -1,0 +1,100 @@
+//! Where the lake lives: one small interface over the local filesystem
+//! (`file://`) and HDFS (`hdfs://`), so the Avro sink, the lake source and
+//! `sluice avro` have one code path for both.
+//!
+//! Paths are relative to the URL the storage was opened at and use `/`.
+//! The operations are the ones a commit protocol needs: create a new file
+//! (never overwrite), make it durable, rename it into place, list and
+//! delete.
+
+pub mod hdfs;
+pub mod local;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The full URL of `path`, for messages.
+    fn url(&self, path: &str) -> String;
+
+    /// Creates a new file (and its parent directories); fails if it exists.
+    async fn create(&self, path: &str) -> anyhow::Result<Box<dyn FileWrite>>;
+
+    /// Moves a file; fails if `to` exists. Durable once it returns.
+    async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()>;
+
+    /// Deletes a file; a file that is already gone is not an error.
+    async fn delete(&self, path: &str) -> anyhow::Result<()>;
+
+    /// Every file under `dir`, recursively, sorted by path; a missing
+    /// directory has none.
+    async fn list(&self, dir: &str) -> anyhow::Result<Vec<FileEntry>>;
+
+    /// A whole file.
+    async fn read(&self, path: &str) -> anyhow::Result<Bytes>;
+}
+
+/// A file being written.
+#[async_trait::async_trait]
+pub trait FileWrite: Send + Sync {
+    async fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()>;
+
+    /// Makes everything written durable and closes the file.
+    async fn finish(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Relative to the storage's root.
+    pub path: String,
+    pub len: u64,
+}
+
+impl FileEntry {
+    /// The last path segment.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Options for reaching HDFS, given beside the URL.
+#[derive(Debug, Clone, Default)]
+pub struct HdfsOptions {
+    /// The user files are written as (default: `HADOOP_USER_NAME`, then the
+    /// login name).
+    pub user: Option<String>,
+}
+
+/// Opens the storage at `url`: `file:///abs/dir`, `hdfs://host:port/dir`,
+/// or a plain path (relative to `base`).
+pub fn open(url: &str, base: &Path, hdfs: &HdfsOptions) -> anyhow::Result<Arc<dyn Storage>> {
+    if let Some(rest) = url.strip_prefix("hdfs://") {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        anyhow::ensure!(!authority.is_empty(), "`{url}` names no NameNode (expected hdfs://host:port/path)");
+        let storage = hdfs::HdfsStorage::connect(&format!("hdfs://{authority}"), &format!("/{path}"), hdfs)
+            .with_context(|| format!("cannot reach {url}"))?;
+        return Ok(Arc::new(storage));
+    }
+    let path = match url.strip_prefix("file://") {
+        Some(path) => {
+            anyhow::ensure!(path.starts_with('/'), "`{url}` is not an absolute file URL (expected file:///path)");
+            Path::new(path).to_path_buf()
+        }
+        None if url.contains("://") => anyhow::bail!("`{url}`: only file:// and hdfs:// lakes are supported"),
+        None => base.join(url),
+    };
+    Ok(Arc::new(local::LocalStorage::new(path)))
+}
+
+/// Joins relative path segments with `/`, ignoring empty ones.
+pub fn join(dir: &str, name: &str) -> String {
+    match (dir.trim_end_matches('/'), name.trim_start_matches('/')) {
+        ("", name) => name.to_string(),
+        (dir, "") => dir.to_string(),
+        (dir, name) => format!("{dir}/{name}"),
+    }
+}
