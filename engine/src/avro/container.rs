@@ -135,14 +135,18 @@ mod tests {
 
     use super::*;
 
-    const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
+    const SCHEMA: &str =
+        r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
 
     fn file(codec: Codec, block_size: usize, count: i64) -> Vec<u8> {
         let schema = Schema::parse_str(SCHEMA).unwrap();
         let mut writer = ContainerWriter::new(SCHEMA, codec, block_size);
         let mut bytes = Vec::new();
         for n in 0..count {
-            let value = Value::Record(vec![("n".into(), Value::Long(n)), ("s".into(), Value::String(format!("r{n}")))]);
+            let value = Value::Record(vec![
+                ("n".into(), Value::Long(n)),
+                ("s".into(), Value::String(format!("r{n}"))),
+            ]);
             writer.append(&apache_avro::to_avro_datum(&schema, value).unwrap()).unwrap();
             bytes.extend(writer.take_output());
         }
@@ -168,7 +172,10 @@ mod tests {
                 assert_eq!(values.len(), 1000, "{codec:?} block {block_size}");
                 assert_eq!(
                     values[999],
-                    Value::Record(vec![("n".into(), Value::Long(999)), ("s".into(), Value::String("r999".into()))])
+                    Value::Record(vec![
+                        ("n".into(), Value::Long(999)),
+                        ("s".into(), Value::String("r999".into()))
+                    ])
                 );
             }
         }
@@ -182,7 +189,9 @@ mod tests {
 
     #[test]
     fn longs_use_zigzag_varints() {
-        for (value, encoded) in [(0, vec![0]), (-1, vec![1]), (1, vec![2]), (64, vec![0x80, 1]), (-65, vec![0x81, 1])] {
+        for (value, encoded) in
+            [(0, vec![0]), (-1, vec![1]), (1, vec![2]), (64, vec![0x80, 1]), (-65, vec![0x81, 1])]
+        {
             let mut out = Vec::new();
             write_long(&mut out, value);
             assert_eq!(out, encoded, "{value}");

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 
+use apache_avro::Schema;
 use apache_avro::schema::{Name, RecordField};
 use apache_avro::types::Value as Avro;
-use apache_avro::Schema;
 use serde_json::Value as Json;
 
 /// Why a document does not fit the schema, and where.
@@ -50,10 +50,13 @@ impl JsonEncoder {
     }
 
     fn convert(&self, json: &Json, schema: &Schema, path: &mut Vec<String>) -> Result<Avro, FieldError> {
-        let mismatch = |path: &Vec<String>, expected: &str| error(path, format!("expected {expected}, found {}", show(json)));
+        let mismatch = |path: &Vec<String>, expected: &str| {
+            error(path, format!("expected {expected}, found {}", show(json)))
+        };
         Ok(match schema {
             Schema::Ref { name } => {
-                let named = self.names.get(name).ok_or_else(|| error(path, format!("unknown type {name}")))?;
+                let named =
+                    self.names.get(name).ok_or_else(|| error(path, format!("unknown type {name}")))?;
                 return self.convert(json, named, path);
             }
             Schema::Null => match json {
@@ -62,13 +65,19 @@ impl JsonEncoder {
             },
             Schema::Boolean => Avro::Boolean(json.as_bool().ok_or_else(|| mismatch(path, "boolean"))?),
             Schema::Int => Avro::Int(
-                json.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| mismatch(path, "int (32-bit)"))?,
+                json.as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(|| mismatch(path, "int (32-bit)"))?,
             ),
             Schema::Long => Avro::Long(json.as_i64().ok_or_else(|| mismatch(path, "long"))?),
             Schema::Float => Avro::Float(json.as_f64().ok_or_else(|| mismatch(path, "float"))? as f32),
             Schema::Double => Avro::Double(json.as_f64().ok_or_else(|| mismatch(path, "double"))?),
-            Schema::String => Avro::String(json.as_str().ok_or_else(|| mismatch(path, "string"))?.to_string()),
-            Schema::Bytes => Avro::Bytes(bytes(json).ok_or_else(|| mismatch(path, "bytes (text or {\"base64\": …})"))?),
+            Schema::String => {
+                Avro::String(json.as_str().ok_or_else(|| mismatch(path, "string"))?.to_string())
+            }
+            Schema::Bytes => {
+                Avro::Bytes(bytes(json).ok_or_else(|| mismatch(path, "bytes (text or {\"base64\": …})"))?)
+            }
             Schema::Fixed(fixed) => {
                 let bytes = bytes(json).ok_or_else(|| mismatch(path, "fixed bytes"))?;
                 if bytes.len() != fixed.size {
@@ -112,8 +121,13 @@ impl JsonEncoder {
                     }
                 }
                 // One non-null branch: its error is the useful one.
-                let non_null: Vec<&FieldError> =
-                    union.variants().iter().zip(&tried).filter(|(s, _)| **s != Schema::Null).map(|(_, e)| e).collect();
+                let non_null: Vec<&FieldError> = union
+                    .variants()
+                    .iter()
+                    .zip(&tried)
+                    .filter(|(s, _)| **s != Schema::Null)
+                    .map(|(_, e)| e)
+                    .collect();
                 if let [only] = non_null[..] {
                     return Err(only.clone());
                 }
@@ -122,7 +136,8 @@ impl JsonEncoder {
             Schema::Record(record) => {
                 let object = json.as_object().ok_or_else(|| mismatch(path, "object (record)"))?;
                 if !self.ignore_unknown_fields
-                    && let Some(unknown) = object.keys().find(|k| !record.fields.iter().any(|f| &f.name == *k))
+                    && let Some(unknown) =
+                        object.keys().find(|k| !record.fields.iter().any(|f| &f.name == *k))
                 {
                     path.push(format!(".{unknown}"));
                     let e = error(path, format!("is not a field of record {}", record.name));
@@ -148,22 +163,32 @@ impl JsonEncoder {
                     Avro::Date((date - chrono::NaiveDate::default()).num_days() as i32)
                 }
                 _ => Avro::Date(
-                    json.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| mismatch(path, "a date"))?,
+                    json.as_i64()
+                        .and_then(|n| i32::try_from(n).ok())
+                        .ok_or_else(|| mismatch(path, "a date"))?,
                 ),
             },
             Schema::TimestampMillis => Avro::TimestampMillis(timestamp(json, 1_000).ok_or_else(|| {
                 mismatch(path, "a timestamp (RFC 3339 text or milliseconds since the epoch)")
             })?),
-            Schema::TimestampMicros => Avro::TimestampMicros(timestamp(json, 1_000_000).ok_or_else(|| {
-                mismatch(path, "a timestamp (RFC 3339 text or microseconds since the epoch)")
-            })?),
-            Schema::TimestampNanos => Avro::TimestampNanos(timestamp(json, 1_000_000_000).ok_or_else(|| {
-                mismatch(path, "a timestamp (RFC 3339 text or nanoseconds since the epoch)")
-            })?),
+            Schema::TimestampMicros => {
+                Avro::TimestampMicros(timestamp(json, 1_000_000).ok_or_else(|| {
+                    mismatch(path, "a timestamp (RFC 3339 text or microseconds since the epoch)")
+                })?)
+            }
+            Schema::TimestampNanos => {
+                Avro::TimestampNanos(timestamp(json, 1_000_000_000).ok_or_else(|| {
+                    mismatch(path, "a timestamp (RFC 3339 text or nanoseconds since the epoch)")
+                })?)
+            }
             Schema::TimeMillis => Avro::TimeMillis(
-                json.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(|| mismatch(path, "time in milliseconds"))?,
+                json.as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(|| mismatch(path, "time in milliseconds"))?,
             ),
-            Schema::TimeMicros => Avro::TimeMicros(json.as_i64().ok_or_else(|| mismatch(path, "time in microseconds"))?),
+            Schema::TimeMicros => {
+                Avro::TimeMicros(json.as_i64().ok_or_else(|| mismatch(path, "time in microseconds"))?)
+            }
             Schema::Uuid => {
                 let text = json.as_str().ok_or_else(|| mismatch(path, "a UUID"))?;
                 Avro::String(text.to_string()).resolve(schema).map_err(|_| mismatch(path, "a UUID"))?
@@ -322,7 +347,8 @@ mod tests {
     #[test]
     fn unknown_fields_can_be_ignored() {
         let encoder = JsonEncoder::new(Schema::parse_str(SCHEMA).unwrap(), true).unwrap();
-        let document = json!({"ts": 1, "status": 1, "method": "GET", "client": {"ip": "a", "x": 1}, "extra": true});
+        let document =
+            json!({"ts": 1, "status": 1, "method": "GET", "client": {"ip": "a", "x": 1}, "extra": true});
         assert!(encoder.encode(&document).is_ok());
     }
 }

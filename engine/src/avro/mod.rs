@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod container;
+pub mod datum;
 pub mod from_json;
 
 use std::path::Path;
@@ -24,18 +25,7 @@ pub fn load_schema(inline_or_path: &str, base: &Path) -> anyhow::Result<Schema> 
         return Schema::parse_str(text).context("the inline schema is not a valid Avro schema");
     }
     let path = base.join(inline_or_path);
-    let json = std::fs::read_to_string(&path).with_context(|| format!("cannot read schema {}", path.display()))?;
+    let json =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read schema {}", path.display()))?;
     Schema::parse_str(&json).with_context(|| format!("{} is not a valid Avro schema", path.display()))
-}
-
-/// Checks that `datum` is exactly one value of `schema` in Avro's binary
-/// encoding (nothing missing, nothing left over).
-pub fn check_datum(schema: &Schema, datum: &[u8]) -> Result<(), String> {
-    let mut rest = datum;
-    apache_avro::from_avro_datum(schema, &mut rest, None).map_err(|e| format!("not a datum of the schema: {e}"))?;
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("not a datum of the schema: {} bytes left over after the record", rest.len()))
-    }
 }

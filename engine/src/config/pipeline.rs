@@ -295,7 +295,9 @@ fn check_lake_placement(
     dead_letter: Option<&SinkConfig>,
 ) {
     let span = |section: &str| table.get(section).map(|v| v.span()).unwrap_or(0..0);
-    if matches!(sink, Some(SinkConfig::Hdfs(_))) && matches!(source, Some(s) if !matches!(s, SourceConfig::Kafka(_))) {
+    if matches!(sink, Some(SinkConfig::Hdfs(_)))
+        && matches!(source, Some(s) if !matches!(s, SourceConfig::Kafka(_)))
+    {
         doc.error(
             span("source"),
             &join(key, "source.type"),

@@ -144,7 +144,6 @@ impl Source for KafkaSource {
     }
 }
 
-
 /// Records read from one partition, waiting for room in the pipeline.
 struct Chunk {
     partition: PartitionKey,

@@ -26,7 +26,11 @@ impl HdfsStorage {
             builder = builder.with_user(user.clone());
         }
         let client = builder.build()?;
-        Ok(HdfsStorage { client, namenode: namenode.to_string(), root: root.trim_end_matches('/').to_string() })
+        Ok(HdfsStorage {
+            client,
+            namenode: namenode.to_string(),
+            root: root.trim_end_matches('/').to_string(),
+        })
     }
 
     fn path(&self, path: &str) -> String {
@@ -42,7 +46,11 @@ impl Storage for HdfsStorage {
 
     async fn create(&self, path: &str) -> anyhow::Result<Box<dyn FileWrite>> {
         let options = WriteOptions { overwrite: false, create_parent: true, ..WriteOptions::default() };
-        let writer = self.client.create(&self.path(path), options).await.with_context(|| format!("cannot create {}", self.url(path)))?;
+        let writer = self
+            .client
+            .create(&self.path(path), options)
+            .await
+            .with_context(|| format!("cannot create {}", self.url(path)))?;
         Ok(Box::new(HdfsFile { writer, url: self.url(path) }))
     }
 
@@ -96,7 +104,10 @@ struct HdfsFile {
 #[async_trait::async_trait]
 impl FileWrite for HdfsFile {
     async fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
-        self.writer.write_bytes(Bytes::from(bytes)).await.with_context(|| format!("cannot write {}", self.url))?;
+        self.writer
+            .write_bytes(Bytes::from(bytes))
+            .await
+            .with_context(|| format!("cannot write {}", self.url))?;
         Ok(())
     }
 

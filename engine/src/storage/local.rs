@@ -34,7 +34,9 @@ impl Storage for LocalStorage {
     async fn create(&self, path: &str) -> anyhow::Result<Box<dyn FileWrite>> {
         let full = self.path(path);
         if let Some(dir) = full.parent() {
-            tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create {}", dir.display()))?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let file = tokio::fs::OpenOptions::new()
             .write(true)

@@ -81,7 +81,10 @@ pub fn open(url: &str, base: &Path, hdfs: &HdfsOptions) -> anyhow::Result<Arc<dy
     }
     let path = match url.strip_prefix("file://") {
         Some(path) => {
-            anyhow::ensure!(path.starts_with('/'), "`{url}` is not an absolute file URL (expected file:///path)");
+            anyhow::ensure!(
+                path.starts_with('/'),
+                "`{url}` is not an absolute file URL (expected file:///path)"
+            );
             Path::new(path).to_path_buf()
         }
         None if url.contains("://") => anyhow::bail!("`{url}`: only file:// and hdfs:// lakes are supported"),

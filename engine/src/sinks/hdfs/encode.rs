@@ -2,10 +2,11 @@
 //! through (checked, never re-encoded), JSON documents are encoded through
 //! the schema. Also finds the time a record is filed under.
 
-use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
+use apache_avro::types::Value as Avro;
 use serde::{Deserialize, Serialize};
 
+use crate::avro::datum::DatumChecker;
 use crate::avro::from_json::JsonEncoder;
 use crate::record::Record;
 
@@ -34,6 +35,7 @@ pub struct Refusal {
 pub struct RecordEncoder {
     schema: Schema,
     json: JsonEncoder,
+    datums: DatumChecker,
     input: InputFormat,
     timestamp_field: Option<String>,
 }
@@ -53,7 +55,8 @@ impl RecordEncoder {
         ignore_unknown_fields: bool,
     ) -> anyhow::Result<Self> {
         let json = JsonEncoder::new(schema.clone(), ignore_unknown_fields)?;
-        Ok(RecordEncoder { schema, json, input, timestamp_field })
+        let datums = DatumChecker::new(schema.clone())?;
+        Ok(RecordEncoder { schema, json, datums, input, timestamp_field })
     }
 
     pub fn encode(&self, record: &Record) -> Result<Encoded, Refusal> {
@@ -64,23 +67,26 @@ impl RecordEncoder {
         };
         let fallback_time = record.timestamp.unwrap_or_else(crate::record::now_millis);
         if is_avro {
-            let mut rest = &record.value[..];
-            let value = apache_avro::from_avro_datum(&self.schema, &mut rest, None)
-                .map_err(|e| refuse("schema-mismatch", format!("the value is not a datum of the lake's schema: {e}")))?;
-            if !rest.is_empty() {
-                return Err(refuse(
-                    "schema-mismatch",
-                    format!("the value is not a datum of the lake's schema: {} bytes left over", rest.len()),
-                ));
-            }
+            self.datums.check(&record.value).map_err(|e| {
+                refuse("schema-mismatch", format!("the value is not a datum of the lake's schema: {e}"))
+            })?;
             let time_ms = match &self.timestamp_field {
-                Some(field) => avro_time(&value, field)?,
+                Some(field) => {
+                    // Checked above, so decoding is safe; only done when asked.
+                    let value = apache_avro::from_avro_datum(&self.schema, &mut &record.value[..], None)
+                        .map_err(|e| refuse("schema-mismatch", e.to_string()))?;
+                    avro_time(&value, field)?
+                }
                 None => fallback_time,
             };
             return Ok(Encoded { datum: record.value.to_vec(), time_ms });
         }
-        let document: serde_json::Value = serde_json::from_slice(&record.value)
-            .map_err(|e| refuse("invalid-json", format!("the value is not JSON ({e}); set input = \"avro\" for Avro datums")))?;
+        let document: serde_json::Value = serde_json::from_slice(&record.value).map_err(|e| {
+            refuse(
+                "invalid-json",
+                format!("the value is not JSON ({e}); set input = \"avro\" for Avro datums"),
+            )
+        })?;
         let datum = self.json.encode(&document).map_err(|e| refuse("schema-mismatch", e.to_string()))?;
         let time_ms = match &self.timestamp_field {
             Some(field) => json_time(&document, field)?,
@@ -96,30 +102,47 @@ fn refuse(kind: &'static str, message: String) -> Refusal {
 
 fn avro_time(value: &Avro, field: &str) -> Result<i64, Refusal> {
     let Avro::Record(fields) = value else {
-        return Err(refuse("schema-mismatch", format!("timestamp_field `{field}`: the record is not an Avro record")));
+        return Err(refuse(
+            "schema-mismatch",
+            format!("timestamp_field `{field}`: the record is not an Avro record"),
+        ));
     };
     let found = fields.iter().find(|(name, _)| name == field).map(|(_, v)| v);
     let value = match found {
         Some(Avro::Union(_, inner)) => &**inner,
         Some(value) => value,
-        None => return Err(refuse("schema-mismatch", format!("timestamp_field `{field}` is not in the record"))),
+        None => {
+            return Err(refuse("schema-mismatch", format!("timestamp_field `{field}` is not in the record")));
+        }
     };
     match value {
         Avro::TimestampMillis(ms) | Avro::Long(ms) | Avro::LocalTimestampMillis(ms) => Ok(*ms),
         Avro::TimestampMicros(us) | Avro::LocalTimestampMicros(us) => Ok(us / 1_000),
         Avro::TimestampNanos(ns) | Avro::LocalTimestampNanos(ns) => Ok(ns / 1_000_000),
-        other => Err(refuse("schema-mismatch", format!("timestamp_field `{field}` holds {other:?}, not a timestamp"))),
+        other => Err(refuse(
+            "schema-mismatch",
+            format!("timestamp_field `{field}` holds {other:?}, not a timestamp"),
+        )),
     }
 }
 
 fn json_time(document: &serde_json::Value, field: &str) -> Result<i64, Refusal> {
     let value = document.get(field).or_else(|| document.pointer(&format!("/{}", field.replace('.', "/"))));
     match value {
-        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| refuse("schema-mismatch", format!("timestamp_field `{field}`: {n} is not whole milliseconds"))),
-        Some(serde_json::Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_millis())
-            .map_err(|e| refuse("schema-mismatch", format!("timestamp_field `{field}`: `{text}` is not RFC 3339 ({e})"))),
-        Some(other) => Err(refuse("schema-mismatch", format!("timestamp_field `{field}` holds {other}, not a time"))),
+        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            refuse("schema-mismatch", format!("timestamp_field `{field}`: {n} is not whole milliseconds"))
+        }),
+        Some(serde_json::Value::String(text)) => {
+            chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|e| {
+                refuse(
+                    "schema-mismatch",
+                    format!("timestamp_field `{field}`: `{text}` is not RFC 3339 ({e})"),
+                )
+            })
+        }
+        Some(other) => {
+            Err(refuse("schema-mismatch", format!("timestamp_field `{field}` holds {other}, not a time")))
+        }
         None => Err(refuse("schema-mismatch", format!("timestamp_field `{field}` is missing"))),
     }
 }

@@ -36,7 +36,8 @@ impl Layout {
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
-            let close = rest[open..].find('}').ok_or_else(|| format!("`{{` at {open} is never closed"))? + open;
+            let close =
+                rest[open..].find('}').ok_or_else(|| format!("`{{` at {open} is never closed"))? + open;
             let name = &rest[open + 1..close];
             pieces.push(match name {
                 "topic" => Piece::Topic,

@@ -32,8 +32,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use self::encode::RecordEncoder;
 pub use self::encode::InputFormat;
+use self::encode::RecordEncoder;
 use self::layout::{LakeFile, Layout};
 use self::open_file::OpenFile;
 use super::{Sink, SinkContext};
@@ -135,13 +135,18 @@ impl HdfsSinkConfig {
         if let Some(url) = &self.url
             && !(url.starts_with("hdfs://") || url.starts_with("file:///") || !url.contains("://"))
         {
-            doc.error(span_of("url"), &join(key, "url"), "expected hdfs://host:port/dir, file:///dir or a relative directory");
+            doc.error(
+                span_of("url"),
+                &join(key, "url"),
+                "expected hdfs://host:port/dir, file:///dir or a relative directory",
+            );
         }
         doc.diagnostics.len() == before
     }
 
     pub fn describe(&self) -> String {
-        format!("lake {} ({:?})", self.url.as_deref().unwrap_or("(engine default)"), self.codec).to_lowercase()
+        format!("lake {} ({:?})", self.url.as_deref().unwrap_or("(engine default)"), self.codec)
+            .to_lowercase()
     }
 }
 
@@ -170,7 +175,8 @@ impl HdfsSink {
     pub fn new(config: &HdfsSinkConfig, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Self> {
         let base = pipeline.file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let schema = crate::avro::load_schema(&config.schema, &base)?;
-        let url = config.url.as_deref().context("the lake sink has no `url` and no engine default was set")?;
+        let url =
+            config.url.as_deref().context("the lake sink has no `url` and no engine default was set")?;
         let storage = crate::storage::open(url, &base, &HdfsOptions { user: config.hdfs_user.clone() })?;
         Ok(HdfsSink {
             storage,
@@ -197,7 +203,9 @@ impl HdfsSink {
         let mut committed = None;
         for file in self.storage.list(&root).await? {
             match LakeFile::parse(file.name()) {
-                Some(LakeFile::Committed { topic: t, partition: p, last, .. }) if *t == **topic && p == *partition => {
+                Some(LakeFile::Committed { topic: t, partition: p, last, .. })
+                    if *t == **topic && p == *partition =>
+                {
                     committed = committed.max(Some(last));
                 }
                 Some(LakeFile::Temporary { topic: t, partition: p }) if *t == **topic && p == *partition => {
@@ -220,9 +228,16 @@ impl HdfsSink {
         Ok(())
     }
 
-    async fn commit_where(&mut self, mut due: impl FnMut(&PartitionKey, &PartitionState) -> bool) -> anyhow::Result<()> {
-        let keys: Vec<PartitionKey> =
-            self.partitions.iter().filter(|(k, s)| s.open.is_some() && due(k, s)).map(|(k, _)| k.clone()).collect();
+    async fn commit_where(
+        &mut self,
+        mut due: impl FnMut(&PartitionKey, &PartitionState) -> bool,
+    ) -> anyhow::Result<()> {
+        let keys: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(k, s)| s.open.is_some() && due(k, s))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in keys {
             let mut state = self.partitions.remove(&key).expect("listed above");
             let result = self.commit(&mut state).await;
@@ -234,7 +249,13 @@ impl HdfsSink {
 
     /// Appends one record to its partition's file, rotating as needed.
     /// Returns whether the record is now held by an open file.
-    async fn append(&mut self, key: PartitionKey, record: &Record, datum: &[u8], time_ms: i64) -> anyhow::Result<bool> {
+    async fn append(
+        &mut self,
+        key: PartitionKey,
+        record: &Record,
+        datum: &[u8],
+        time_ms: i64,
+    ) -> anyhow::Result<bool> {
         let mut state = match self.partitions.remove(&key) {
             Some(state) => state,
             None => self.recover(&key).await?,
@@ -296,7 +317,8 @@ impl HdfsSink {
         if refused.is_empty() {
             return Ok(());
         }
-        let dead_letters = self.ctx.dead_letters.as_ref().context("the lake sink cannot be a dead-letter destination")?;
+        let dead_letters =
+            self.ctx.dead_letters.as_ref().context("the lake sink cannot be a dead-letter destination")?;
         add(&self.ctx.stats.dead_lettered, refused.len());
         dead_letters
             .send(DeadLetterBatch { letters: refused, acks: acks.to_vec() })
@@ -315,12 +337,19 @@ impl Sink for HdfsSink {
             let encoded = match self.encoder.encode(&record) {
                 Ok(encoded) => encoded,
                 Err(refusal) => {
-                    refused.push(DeadLetter::new(record, "sink", FailureKind::Rejected(refusal.kind.into()), refusal.message));
+                    refused.push(DeadLetter::new(
+                        record,
+                        "sink",
+                        FailureKind::Rejected(refusal.kind.into()),
+                        refusal.message,
+                    ));
                     continue;
                 }
             };
             let key: PartitionKey = (record.origin.source.clone(), record.origin.partition);
-            if self.append(key.clone(), &record, &encoded.datum, encoded.time_ms).await? && !holding.contains(&key) {
+            if self.append(key.clone(), &record, &encoded.datum, encoded.time_ms).await?
+                && !holding.contains(&key)
+            {
                 holding.push(key);
             }
         }
@@ -379,3 +408,6 @@ impl Sink for HdfsSink {
         self.commit_where(|_, _| true).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,7 +92,8 @@ impl OpenFile {
         let started = Instant::now();
         self.container.end_block()?;
         self.flush_framed().await?;
-        let OpenFile { directory, temporary, topic, partition, first, last, writer, container, acks, .. } = self;
+        let OpenFile { directory, temporary, topic, partition, first, last, writer, container, acks, .. } =
+            self;
         writer.finish().await?;
         let committed = join(&directory, &committed_name(&topic, partition, first, last));
         storage.rename(&temporary, &committed).await?;
