@@ -23,13 +23,14 @@ demo: transforms build clean-data
 	./scripts/demo-ingest.sh
 	@echo
 	@echo "Parsed documents:  data/weblogs.ndjson, data/apilogs.ndjson, data/weblogs-kafka.ndjson"
+	@echo "Images:            data/lake/topics/images/ (Avro), data/extracted/ (back out)"
 	@echo "Dead letters:      data/*.dead-letter.ndjson (absent when every line parsed)"
 	@echo "First document:"
 	@head -n 1 data/weblogs.ndjson
 
 clean-data:
 	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
-	rm -rf data/kafka
+	rm -rf data/kafka data/lake data/extracted data/images-to-lake.dead-letter.ndjson
 
 ## Every test: unit, golden, end-to-end (builds the guest components first)
 test:

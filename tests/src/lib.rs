@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod engine;
+pub mod hdfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,4 +54,11 @@ pub fn sluice(bin: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
 pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+/// A name no other test in this process uses.
+pub fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }

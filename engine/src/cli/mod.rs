@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+mod avro;
 mod run;
 mod transform;
 mod validate;
@@ -29,6 +30,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Run one transform over records and print what it makes of each.
     Transform(transform::TransformArgs),
+    /// Read the lake's Avro files: print records, or extract files.
+    Avro(avro::AvroArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
         },
         Command::Validate(args) => validate::validate(args),
         Command::Transform(args) => transform::transform(args),
+        Command::Avro(args) => avro::avro(args),
     };
     match result {
         Ok(code) => code,

@@ -113,6 +113,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let lake = engine_lake_url(&args.data_dir)?;
     for config in &mut configs {
+        config.source.use_engine_lake(&lake);
         config.sink.use_engine_lake(&lake);
     }
 

@@ -9,6 +9,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod lake;
 
 use std::sync::Arc;
 
@@ -23,13 +24,14 @@ use crate::record::{Batch, Record};
 use crate::wasm::FailureKind;
 
 /// Source `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file", "kafka"];
+pub const TYPES: &[&str] = &["file", "kafka", "lake"];
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
 pub enum SourceConfig {
     File(file::FileSourceConfig),
     Kafka(kafka::KafkaSourceConfig),
+    Lake(lake::LakeSourceConfig),
 }
 
 impl SourceConfig {
@@ -37,6 +39,7 @@ impl SourceConfig {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SourceConfig::File),
             "kafka" => doc.section(value, key, &["type"]).map(SourceConfig::Kafka),
+            "lake" => doc.section(value, key, &["type"]).map(SourceConfig::Lake),
             _ => None,
         }
     }
@@ -45,6 +48,16 @@ impl SourceConfig {
         match self {
             SourceConfig::File(config) => Ok(Box::new(file::FileSource::new(config, pipeline)?)),
             SourceConfig::Kafka(config) => Ok(Box::new(kafka::KafkaSource::new(config, pipeline)?)),
+            SourceConfig::Lake(config) => Ok(Box::new(lake::LakeSource::new(config, pipeline)?)),
+        }
+    }
+
+    /// Points a lake source that names no `url` at the engine's own lake.
+    pub fn use_engine_lake(&mut self, url: &str) {
+        if let SourceConfig::Lake(config) = self
+            && config.url.is_none()
+        {
+            config.url = Some(url.to_string());
         }
     }
 

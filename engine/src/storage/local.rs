@@ -89,7 +89,9 @@ impl Storage for LocalStorage {
 fn walk(root: &Path, dir: &Path, files: &mut Vec<FileEntry>) -> anyhow::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            return Ok(());
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
     };
     for entry in entries {

@@ -93,6 +93,36 @@ pub fn open(url: &str, base: &Path, hdfs: &HdfsOptions) -> anyhow::Result<Arc<dy
     Ok(Arc::new(local::LocalStorage::new(path)))
 }
 
+/// Opens what a user points at, a lake directory or one file in it, and
+/// lists the data files there (hidden files being written are skipped).
+/// Paths returned are relative to the returned storage.
+pub async fn open_files(
+    target: &str,
+    base: &Path,
+    hdfs: &HdfsOptions,
+) -> anyhow::Result<(Arc<dyn Storage>, Vec<String>)> {
+    let target = target.trim_end_matches('/');
+    let (parent, last) = match target.rfind('/') {
+        // Keep `file:///x` and `hdfs://nn:port/x` whole up to the last slash.
+        Some(at) if !target[..at].ends_with('/') && !target[..at].ends_with(':') => (&target[..at], &target[at + 1..]),
+        Some(at) => (&target[..at + 1], &target[at + 1..]),
+        None => (".", target),
+    };
+    let storage = open(parent, base, hdfs)?;
+    let mut files: Vec<String> = storage
+        .list(last)
+        .await?
+        .into_iter()
+        .filter(|f| crate::sinks::hdfs::layout::is_data_file(f.name()))
+        .map(|f| f.path)
+        .collect();
+    if files.is_empty() {
+        // Not a directory: the target is a file (reading it says if not).
+        files.push(last.to_string());
+    }
+    Ok((storage, files))
+}
+
 /// Joins relative path segments with `/`, ignoring empty ones.
 pub fn join(dir: &str, name: &str) -> String {
     match (dir.trim_end_matches('/'), name.trim_start_matches('/')) {

@@ -9,6 +9,7 @@ mod file_source;
 mod hostile;
 mod images;
 mod ingest;
+mod lake;
 mod interop;
 mod kafka_sink;
 mod rebalance;

@@ -388,11 +388,14 @@ impl Sink for HdfsSink {
                 self.commit_where(|key, _| keys.contains(key)).await
             }
             PartitionEvent::Assigned(keys) => {
-                // Another owner may have committed files meanwhile: read the
-                // names again before the next record of these partitions.
+                // Another owner may have committed files meanwhile, or a
+                // crash left hidden ones: read the names again now.
                 self.commit_where(|key, _| keys.contains(key)).await?;
-                self.partitions.retain(|key, _| !keys.contains(key));
                 self.revoked.retain(|key| !keys.contains(key));
+                for key in keys {
+                    let state = self.recover(&key).await?;
+                    self.partitions.insert(key, state);
+                }
                 Ok(())
             }
             PartitionEvent::Lost => {

@@ -1,0 +1,295 @@
+//! Images to the lake, end to end, as a user runs it: the fixture images
+//! (and broken ones) are POSTed to REST ingest, go through Kafka and
+//! image-serialize into Avro files on a local directory and on a real HDFS;
+//! an independent reader (Python fastavro; Hadoop's own client for HDFS)
+//! and `sluice avro extract` get every image back byte-exact. Then the
+//! crash test: SIGKILL the engine again and again while images stream in,
+//! and find every acknowledged image in the lake exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use reqwest::blocking::multipart;
+use serde_json::Value;
+use sluice_tests::broker::free_port;
+use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::hdfs::Hdfs;
+use sluice_tests::{fixture, guest, root};
+
+use super::{SLUICE, toml_path, write_pipeline};
+
+const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+fn fixtures() -> BTreeMap<String, Vec<u8>> {
+    ["rocket.jpg", "coffee.png", "chelsea.png"]
+        .into_iter()
+        .map(|name| (name.to_string(), std::fs::read(fixture(&format!("images/{name}"))).unwrap()))
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// images-to-lake.toml's pipeline, pointed at `lake`.
+fn pipeline(dir: &Path, lake: &str, extra_source: &str) -> std::path::PathBuf {
+    write_pipeline(
+        dir,
+        &format!(
+            "name = \"images-to-lake\"\n\
+             [source]\ntype = \"kafka\"\ntopics = [\"images\"]\n{extra_source}\n\
+             [batch]\nmax_records = 16\nlinger_ms = 10\n\
+             [[stage]]\nname = \"serialize\"\nmodule = {module}\nmax_memory_mb = 512\ntimeout_ms = 10000\n\
+             [stage.config]\nverify = true\nthumbnail_px = 64\n\
+             [sink]\ntype = \"hdfs\"\nurl = \"{lake}\"\nschema = {schema}\ninput = \"avro\"\ncodec = \"zstd\"\n\
+             timestamp_field = \"ingested_at\"\nmax_records = 5\nmax_age_ms = 300\n\
+             [dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+            module = toml_path(&guest("image-serialize")),
+            schema = toml_path(&root().join("pipelines/schemas/image.avsc")),
+        ),
+    )
+}
+
+fn post_images(http: &reqwest::blocking::Client, url: &str, images: &[(String, Vec<u8>)]) -> reqwest::blocking::Response {
+    let mut form = multipart::Form::new();
+    for (name, bytes) in images {
+        form = form.part("file", multipart::Part::bytes(bytes.clone()).file_name(name.clone()));
+    }
+    http.post(format!("{url}/ingest/images")).bearer_auth(TOKEN).multipart(form).send().unwrap()
+}
+
+/// `sluice avro cat` over a lake directory or URL.
+fn avro_cat(target: &str) -> Vec<Value> {
+    let output = Command::new(SLUICE).args(["avro", "cat", target]).output().unwrap();
+    assert!(output.status.success(), "sluice avro cat {target}: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+/// fastavro's view of every visible Avro file under `dir`.
+fn fastavro(dir: &Path) -> Vec<Value> {
+    let script = root().join("tests/scripts/read_avro.py");
+    let output = Command::new("python3").arg(script).arg(dir).output().expect("python3");
+    assert!(output.status.success(), "fastavro: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+fn wait_until(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    done()
+}
+
+/// The whole flow on one lake URL; `local` is where the lake's files can
+/// be read on this machine (fetched with Hadoop's client for HDFS).
+fn images_round_trip(lake: &str, fetch: impl Fn(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), lake, "");
+    let data_dir = dir.path().join("data");
+    let log = dir.path().join("engine.log");
+    let engine = Engine::start(SLUICE, &[&file], &["--data-dir", data_dir.to_str().unwrap()], &log);
+
+    let originals = fixtures();
+    let png = &originals["coffee.png"];
+    let mut posted: Vec<(String, Vec<u8>)> = originals.iter().map(|(n, b)| (n.clone(), b.clone())).collect();
+    posted.push(("cut.png".into(), png[..png.len() / 2].to_vec()));
+    posted.push(("noise.jpg".into(), b"random bytes, not a picture".to_vec()));
+    posted.push(("zero.png".into(), Vec::new()));
+    posted.push(("gif-renamed.png".into(), GIF.to_vec()));
+    let http = reqwest::blocking::Client::new();
+    let response = post_images(&http, &engine.url, &posted);
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+
+    let dead = dir.path().join("dead.ndjson");
+    let arrived = wait_until(60, || avro_cat(lake).len() >= 3 && sluice_tests::read_ndjson(&dead).len() >= 4);
+    assert!(arrived, "images did not reach the lake; see {}", log.display());
+    let status = engine.signal("TERM");
+    assert!(status.success());
+
+    // Broken images: dead-lettered with their reasons, nothing else moved.
+    let mut reasons: Vec<(String, String)> = sluice_tests::read_ndjson(&dead)
+        .iter()
+        .map(|d| (d["record"]["key"].as_str().unwrap().to_string(), d["error"]["kind"].as_str().unwrap().to_string()))
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons[0].0, "cut.png");
+    assert!(["truncated", "corrupt"].contains(&reasons[0].1.as_str()), "{reasons:?}");
+    assert_eq!(
+        reasons[1..],
+        [
+            ("gif-renamed.png".into(), "format-mismatch".into()),
+            ("noise.jpg".into(), "unsupported-format".into()),
+            ("zero.png".into(), "empty".into())
+        ]
+    );
+
+    // sluice's own reader: each image once, with the right hash.
+    let records = avro_cat(lake);
+    let seen: BTreeMap<String, String> = records
+        .iter()
+        .map(|r| (r["filename"].as_str().unwrap().to_string(), r["data"]["sha256"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(records.len(), 3);
+    let expected: BTreeMap<String, String> = originals.iter().map(|(n, b)| (n.clone(), sha256(b))).collect();
+    assert_eq!(seen, expected);
+
+    // The independent reader, on the files as they lie in the lake.
+    let local = dir.path().join("lake-copy");
+    fetch(&local);
+    let independent = fastavro(&local);
+    assert_eq!(independent.len(), 3, "{independent:?}");
+    for row in &independent {
+        assert_eq!(row["codec"], "zstandard");
+        let name = row["record"]["filename"].as_str().unwrap();
+        assert_eq!(row["record"]["data"]["sha256"].as_str().unwrap(), expected[name], "{name}");
+        assert_eq!(row["record"]["size"].as_u64().unwrap(), originals[name].len() as u64);
+        let file = row["file"].as_str().unwrap();
+        let file_name = file.rsplit('/').next().unwrap();
+        assert!(file.starts_with("topics/images/date="), "{file}");
+        assert!(file_name.starts_with("images+") && file_name.ends_with(".avro"), "{file}");
+    }
+
+    // And back out as files, byte-exact.
+    let out = dir.path().join("extracted");
+    let output = Command::new(SLUICE).args(["avro", "extract", lake, "--out"]).arg(&out).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (name, bytes) in &originals {
+        assert_eq!(&std::fs::read(out.join(name)).unwrap(), bytes, "{name} is not byte-exact");
+    }
+}
+
+#[test]
+fn images_reach_a_local_lake_once_and_come_back_byte_exact() {
+    let lake_dir = tempfile::tempdir().unwrap();
+    let lake = format!("file://{}", lake_dir.path().display());
+    images_round_trip(&lake, |local| {
+        copy_dir(lake_dir.path(), local);
+    });
+}
+
+#[test]
+fn images_reach_hdfs_once_and_come_back_byte_exact() {
+    let hdfs = Hdfs::shared();
+    let lake = hdfs.directory("images");
+    images_round_trip(&lake, |local| {
+        hdfs.get(&lake, local);
+    });
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Kills the engine with SIGKILL `kills` times while a client posts images
+/// (each with its own name), then checks the lake holds every image the
+/// client was told was accepted, exactly once.
+fn crash_loop(lake: &str, kills: usize) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("images", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(
+        dir.path(),
+        lake,
+        "commit_interval_ms = 200\n[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("engine.log");
+    let data_dir = dir.path().join("data");
+    let args = ["--brokers", bootstrap.as_str(), "--data-dir", data_dir.to_str().unwrap()];
+    let start = || Engine::start_on(SLUICE, &listen, &[&file], &args, &log);
+
+    let image = fixtures().remove("coffee.png").unwrap();
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (accepted, stop, url) = (accepted.clone(), stop.clone(), format!("http://{listen}"));
+        std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+            let mut next = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<(String, Vec<u8>)> =
+                    (next..next + 3).map(|n| (format!("img-{n:05}.png"), image.clone())).collect();
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    post_images(&http, &url, &batch).status() == 200
+                }));
+                if ok.unwrap_or(false) {
+                    accepted.lock().unwrap().extend(batch.into_iter().map(|(name, _)| name));
+                    next += 3;
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+    };
+
+    let mut engine = start();
+    for round in 0..kills {
+        std::thread::sleep(Duration::from_millis(400 + (round as u64 * 337) % 900));
+        assert!(!engine.signal("KILL").success());
+        engine = start();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 30, "too few images got through: {}", accepted.len());
+
+    // Everything accepted reaches the lake; then a clean stop.
+    let names = || -> Vec<String> {
+        avro_cat(lake).iter().map(|r| r["filename"].as_str().unwrap().to_string()).collect()
+    };
+    let complete = wait_until(120, || accepted.iter().all(|n| names().contains(n)));
+    assert!(engine.signal("TERM").success());
+    let names = names();
+    let unique: BTreeSet<&String> = names.iter().collect();
+    let missing: Vec<&String> = accepted.iter().filter(|n| !unique.contains(n)).collect();
+    assert!(complete && missing.is_empty(), "{} accepted images are not in the lake, e.g. {:?}; see {}", missing.len(), &missing[..missing.len().min(5)], log.display());
+    assert_eq!(names.len(), unique.len(), "an image is in the lake twice");
+    println!("lake crash test ({lake}): {kills} kills, {} images accepted, {} in the lake, none twice", accepted.len(), names.len());
+}
+
+#[test]
+fn sigkill_while_images_stream_into_a_local_lake_loses_and_duplicates_nothing() {
+    let lake_dir = tempfile::tempdir().unwrap();
+    crash_loop(&format!("file://{}", lake_dir.path().display()), 8);
+    let leftovers: Vec<_> = walk(lake_dir.path()).into_iter().filter(|p| p.ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "unfinished files left behind: {leftovers:?}");
+}
+
+#[test]
+fn sigkill_while_images_stream_into_hdfs_loses_and_duplicates_nothing() {
+    let lake = Hdfs::shared().directory("crash");
+    crash_loop(&lake, 5);
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
