@@ -42,3 +42,4 @@ test:
 bench:
 	$(CARGO) bench -p sluice-tests --bench transform
 	$(CARGO) bench -p sluice-tests --bench kafka
+	$(CARGO) bench -p sluice-tests --bench lake

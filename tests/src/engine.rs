@@ -28,7 +28,7 @@ impl Engine {
         command.arg("run").args(["--listen", listen]).args(pipelines).args(extra);
         command
             .env("SLUICE_API_TOKEN", TOKEN)
-            .env("SLUICE_LOG", "info")
+            .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

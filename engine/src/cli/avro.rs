@@ -80,11 +80,14 @@ async fn for_each_record(
 ) -> anyhow::Result<()> {
     let options = HdfsOptions { user: target.hdfs_user.clone() };
     let (storage, files) = crate::storage::open_files(&target.target, Path::new("."), &options).await?;
+    if files.is_empty() {
+        eprintln!("no Avro files under {}", target.target);
+    }
     for file in files {
         let bytes = storage.read(&file).await?;
         let url = storage.url(&file);
-        let reader =
-            apache_avro::Reader::new(&bytes[..]).with_context(|| format!("{url} is not an Avro container file"))?;
+        let reader = apache_avro::Reader::new(&bytes[..])
+            .with_context(|| format!("{url} is not an Avro container file"))?;
         let schema = reader.writer_schema().clone();
         for value in reader {
             let value = value.with_context(|| format!("{url}: a block is corrupt"))?;
@@ -100,7 +103,8 @@ async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.schema {
         let options = HdfsOptions { user: args.target.hdfs_user.clone() };
-        let (storage, files) = crate::storage::open_files(&args.target.target, Path::new("."), &options).await?;
+        let (storage, files) =
+            crate::storage::open_files(&args.target.target, Path::new("."), &options).await?;
         let first = files.first().context("no Avro files found")?;
         let bytes = storage.read(first).await?;
         let reader = apache_avro::Reader::new(&bytes[..])
@@ -132,7 +136,11 @@ async fn extract(args: ExtractArgs) -> anyhow::Result<ExitCode> {
         };
         if let Some(Value::String(expected)) = field("sha256") {
             let actual = hex::encode(sha2::Sha256::digest(data));
-            anyhow::ensure!(&actual == expected, "{url}: a record's {} does not match its sha256", args.data_field);
+            anyhow::ensure!(
+                &actual == expected,
+                "{url}: a record's {} does not match its sha256",
+                args.data_field
+            );
         }
         let name = match field(&args.name_field) {
             Some(Value::String(name)) => safe_file_name(name),

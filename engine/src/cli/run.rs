@@ -240,6 +240,16 @@ fn print_report(report: &PipelineReport, json: bool) {
             stage.nanos_per_record
         );
     }
+    if let Some(files) = &report.files {
+        println!(
+            "  files: {} committed, {} bytes, compression {:.2}x, {:.1} ms per commit, {} replayed records skipped",
+            files.committed,
+            files.bytes,
+            files.compression_ratio,
+            files.mean_commit_ms,
+            files.duplicates_skipped
+        );
+    }
 }
 
 /// The lake `hdfs` sinks without a `url` write to: `lake/` in the data

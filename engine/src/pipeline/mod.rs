@@ -9,4 +9,4 @@ pub mod stage;
 pub mod stats;
 
 pub use crate::config::BatchConfig;
-pub use runtime::{Pipeline, PipelineReport, StageReport};
+pub use runtime::{FilesReport, Pipeline, PipelineReport, StageReport};

@@ -55,7 +55,11 @@ impl LakeSource {
 #[async_trait::async_trait]
 impl Source for LakeSource {
     async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
-        let url = self.config.url.as_deref().context("the lake source has no `url` and no engine default was set")?;
+        let url = self
+            .config
+            .url
+            .as_deref()
+            .context("the lake source has no `url` and no engine default was set")?;
         let target = join(url, &self.config.path);
         let options = HdfsOptions { user: self.config.hdfs_user.clone() };
         let (storage, files) = crate::storage::open_files(&target, &self.base, &options).await?;
@@ -94,15 +98,21 @@ impl Source for LakeSource {
 
 /// A container file's records, each as one binary datum.
 fn datums(bytes: &[u8], file: &Arc<str>) -> anyhow::Result<Vec<Record>> {
-    let reader = apache_avro::Reader::new(bytes).with_context(|| format!("{file} is not an Avro container file"))?;
+    let reader =
+        apache_avro::Reader::new(bytes).with_context(|| format!("{file} is not an Avro container file"))?;
     let schema = reader.writer_schema().clone();
     let mut records = Vec::new();
     for (index, value) in reader.enumerate() {
         let value = value.with_context(|| format!("{file}: a block is corrupt"))?;
         let datum = apache_avro::to_avro_datum(&schema, value)?;
-        let mut record = Record::new(datum, Origin { source: file.clone(), partition: 0, offset: index as i64 });
-        record.headers.push(Header { name: "content-type".into(), value: Bytes::from_static(b"avro/binary") });
-        record.headers.push(Header { name: "lake-file".into(), value: Bytes::copy_from_slice(file.as_bytes()) });
+        let mut record =
+            Record::new(datum, Origin { source: file.clone(), partition: 0, offset: index as i64 });
+        record
+            .headers
+            .push(Header { name: "content-type".into(), value: Bytes::from_static(b"avro/binary") });
+        record
+            .headers
+            .push(Header { name: "lake-file".into(), value: Bytes::copy_from_slice(file.as_bytes()) });
         records.push(record);
     }
     Ok(records)

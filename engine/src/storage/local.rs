@@ -96,14 +96,19 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<FileEntry>) -> anyhow::Result<(
     };
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let kind = entry.file_type()?;
         let path = entry.path();
-        if kind.is_dir() {
+        // A file being committed or cleaned up may vanish mid-listing.
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", path.display())),
+        };
+        if metadata.is_dir() {
             walk(root, &path, files)?;
-        } else if kind.is_file() {
+        } else if metadata.is_file() {
             let relative = path.strip_prefix(root).unwrap_or(&path);
             let relative = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-            files.push(FileEntry { path: relative, len: entry.metadata()?.len() });
+            files.push(FileEntry { path: relative, len: metadata.len() });
         }
     }
     Ok(())

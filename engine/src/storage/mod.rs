@@ -104,7 +104,9 @@ pub async fn open_files(
     let target = target.trim_end_matches('/');
     let (parent, last) = match target.rfind('/') {
         // Keep `file:///x` and `hdfs://nn:port/x` whole up to the last slash.
-        Some(at) if !target[..at].ends_with('/') && !target[..at].ends_with(':') => (&target[..at], &target[at + 1..]),
+        Some(at) if !target[..at].ends_with('/') && !target[..at].ends_with(':') => {
+            (&target[..at], &target[at + 1..])
+        }
         Some(at) => (&target[..at + 1], &target[at + 1..]),
         None => (".", target),
     };
@@ -116,7 +118,7 @@ pub async fn open_files(
         .filter(|f| crate::sinks::hdfs::layout::is_data_file(f.name()))
         .map(|f| f.path)
         .collect();
-    if files.is_empty() {
+    if files.is_empty() && last.ends_with(".avro") {
         // Not a directory: the target is a file (reading it says if not).
         files.push(last.to_string());
     }
