@@ -140,3 +140,21 @@ fn several_pipelines_per_file() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("pipeline `a` is valid") && stdout.contains("pipeline `b` is valid"), "{stdout}");
 }
+
+#[test]
+fn lake_sink_mistakes_are_reported_at_their_keys() {
+    let toml = "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n\
+                [sink]\ntype = \"hdfs\"\nschema = \"missing.avsc\"\npath = \"topics/{day}\"\n\
+                codec = \"deflate\"\ncodec_level = 4\nmax_records = 0\nurl = \"s3://bucket/x\"\n";
+    let errors = errors(toml);
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    assert!(errors[0].starts_with("P:7:10: key `sink.schema`: cannot read schema "), "{errors:?}");
+    assert!(errors[1].starts_with("P:8:8: key `sink.path`: `{day}` is not a known placeholder"), "{errors:?}");
+    assert!(errors[2].starts_with("P:10:15: key `sink.codec_level`: deflate level 4 is not available"), "{errors:?}");
+    assert_eq!(errors[3], "P:11:15: key `sink.max_records`: must be at least 1");
+    assert!(errors[4].starts_with("P:12:7: key `sink.url`: expected hdfs://"), "{errors:?}");
+    assert_eq!(
+        errors[5],
+        "P:2:1: key `source.type`: an `hdfs` sink needs a `kafka` source: lake files are named by topic, partition and offset"
+    );
+}
