@@ -146,15 +146,35 @@ fn lake_sink_mistakes_are_reported_at_their_keys() {
     let toml = "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n\
                 [sink]\ntype = \"hdfs\"\nschema = \"missing.avsc\"\npath = \"topics/{day}\"\n\
                 codec = \"deflate\"\ncodec_level = 4\nmax_records = 0\nurl = \"s3://bucket/x\"\n";
-    let errors = errors(toml);
-    assert_eq!(errors.len(), 6, "{errors:?}");
+    let errors = self::errors(toml);
+    assert_eq!(errors.len(), 5, "{errors:?}");
     assert!(errors[0].starts_with("P:7:10: key `sink.schema`: cannot read schema "), "{errors:?}");
-    assert!(errors[1].starts_with("P:8:8: key `sink.path`: `{day}` is not a known placeholder"), "{errors:?}");
-    assert!(errors[2].starts_with("P:10:15: key `sink.codec_level`: deflate level 4 is not available"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("P:8:8: key `sink.path`: `{day}` is not a known placeholder"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].starts_with("P:10:15: key `sink.codec_level`: deflate level 4 is not available"),
+        "{errors:?}"
+    );
     assert_eq!(errors[3], "P:11:15: key `sink.max_records`: must be at least 1");
     assert!(errors[4].starts_with("P:12:7: key `sink.url`: expected hdfs://"), "{errors:?}");
-    assert_eq!(
-        errors[5],
-        "P:2:1: key `source.type`: an `hdfs` sink needs a `kafka` source: lake files are named by topic, partition and offset"
+
+    // A valid lake sink in the wrong place: behind a file source, or as
+    // the dead-letter destination.
+    let schema = r#"schema = '{"type":"record","name":"R","fields":[]}'"#;
+    let toml = format!(
+        "name = \"p\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[sink]\ntype = \"hdfs\"\n{schema}\n\
+         [dead_letter]\ntype = \"hdfs\"\n{schema}\n"
+    );
+    let placement = self::errors(&toml);
+    assert_eq!(placement.len(), 2, "{placement:?}");
+    assert!(
+        placement[0].contains("key `source.type`: an `hdfs` sink needs a `kafka` source"),
+        "{placement:?}"
+    );
+    assert!(
+        placement[1].contains("key `dead_letter.type`: dead letters cannot go to an `hdfs` sink"),
+        "{placement:?}"
     );
 }

@@ -208,7 +208,9 @@ fn images_round_trip(lake: &str, fetch: impl Fn(&Path)) {
     let mut replayed = BTreeMap::new();
     for record in sluice_tests::read_ndjson(&dir.path().join("replayed.ndjson")) {
         use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(record["value_base64"].as_str().unwrap()).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(record["value_base64"].as_str().unwrap())
+            .unwrap();
         replayed.insert(record["headers"]["filename"].as_str().unwrap().to_string(), bytes);
     }
     assert_eq!(replayed, originals);
