@@ -32,4 +32,5 @@ pub mod record;
 pub mod sinks;
 pub mod sources;
 pub mod storage;
+pub mod template;
 pub mod wasm;

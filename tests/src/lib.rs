@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod engine;
 pub mod hdfs;
+pub mod opensearch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -30,6 +30,8 @@ pub struct SinkStats {
     pub commit_nanos: AtomicU64,
     /// Redelivered records the sink had already written.
     pub duplicates_skipped: AtomicU64,
+    /// Requests sent again (a busy or unreachable server).
+    pub retries: AtomicU64,
 }
 
 #[derive(Debug, Default)]

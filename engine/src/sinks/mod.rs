@@ -9,6 +9,7 @@
 pub mod file;
 pub mod hdfs;
 pub mod kafka;
+pub mod opensearch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::pipeline::stats::PipelineStats;
 use crate::record::Batch;
 
 /// Sink `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file", "hdfs", "kafka"];
+pub const TYPES: &[&str] = &["file", "hdfs", "kafka", "opensearch"];
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
@@ -28,6 +29,7 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     Hdfs(hdfs::HdfsSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
+    OpenSearch(opensearch::OpenSearchSinkConfig),
 }
 
 impl SinkConfig {
@@ -39,6 +41,10 @@ impl SinkConfig {
                 .section::<hdfs::HdfsSinkConfig>(value, key, &["type"])
                 .filter(|config| config.check(doc, value, key))
                 .map(SinkConfig::Hdfs),
+            "opensearch" => doc
+                .section::<opensearch::OpenSearchSinkConfig>(value, key, &["type"])
+                .filter(|config| config.check(doc, value, key))
+                .map(SinkConfig::OpenSearch),
             _ => None,
         }
     }
@@ -54,6 +60,9 @@ impl SinkConfig {
             SinkConfig::File(config) => Ok(Box::new(file::FileSink::new(config, pipeline, ctx)?)),
             SinkConfig::Kafka(config) => Ok(Box::new(kafka::KafkaSink::new(config, ctx)?)),
             SinkConfig::Hdfs(config) => Ok(Box::new(hdfs::HdfsSink::new(config, pipeline, ctx)?)),
+            SinkConfig::OpenSearch(config) => {
+                Ok(Box::new(opensearch::OpenSearchSink::new(config, pipeline, ctx)?))
+            }
         }
     }
 
@@ -67,6 +76,7 @@ impl SinkConfig {
                 format!("kafka topic {} at {}", config.topic, config.brokers.as_deref().unwrap_or("?"))
             }
             SinkConfig::Hdfs(config) => config.describe(),
+            SinkConfig::OpenSearch(config) => config.describe(),
         }
     }
 
@@ -102,7 +112,9 @@ impl SinkConfig {
     pub fn dead_letter_shape(&self) -> DeadLetterShape {
         match self {
             SinkConfig::Kafka(_) => DeadLetterShape::OriginalWithHeaders,
-            SinkConfig::File(_) | SinkConfig::Hdfs(_) => DeadLetterShape::Envelope,
+            SinkConfig::File(_) | SinkConfig::Hdfs(_) | SinkConfig::OpenSearch(_) => {
+                DeadLetterShape::Envelope
+            }
         }
     }
 }

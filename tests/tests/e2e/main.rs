@@ -13,6 +13,7 @@ mod interop;
 mod kafka_sink;
 mod lake;
 mod rebalance;
+mod search;
 mod shutdown;
 mod transform_cli;
 mod weblogs;

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::encode::InputFormat;
 use self::encode::RecordEncoder;
-use self::layout::{LakeFile, Layout};
+use self::layout::LakeFile;
 use self::open_file::OpenFile;
 use super::{Sink, SinkContext};
 use crate::ack::Ack;
@@ -45,6 +45,7 @@ use crate::pipeline::partitions::{PartitionEvent, PartitionKey};
 use crate::pipeline::stats::add;
 use crate::record::{Batch, Record};
 use crate::storage::{HdfsOptions, Storage};
+use crate::template::Template;
 use crate::wasm::FailureKind;
 
 /// `[sink]` with `type = "hdfs"`.
@@ -64,7 +65,7 @@ pub struct HdfsSinkConfig {
     /// of being dead-lettered.
     #[serde(default)]
     pub ignore_unknown_fields: bool,
-    /// The directory template; see [`layout`].
+    /// The directory template; see [`crate::template`].
     #[serde(default = "default_path")]
     pub path: String,
     /// The record field (a timestamp) that dates a record for the path;
@@ -116,7 +117,7 @@ impl HdfsSinkConfig {
         if let Err(e) = crate::avro::load_schema(&self.schema, &base) {
             doc.error(span_of("schema"), &join(key, "schema"), format!("{e:#}"));
         }
-        if let Err(e) = Layout::parse(&self.path) {
+        if let Err(e) = Template::parse(&self.path) {
             doc.error(span_of("path"), &join(key, "path"), e);
         }
         if let Err(e) = codec(self.codec, self.codec_level) {
@@ -159,7 +160,7 @@ struct PartitionState {
 
 pub struct HdfsSink {
     storage: Arc<dyn Storage>,
-    layout: Layout,
+    layout: Template,
     encoder: RecordEncoder,
     schema_json: String,
     codec: apache_avro::Codec,
@@ -180,7 +181,7 @@ impl HdfsSink {
         let storage = crate::storage::open(url, &base, &HdfsOptions { user: config.hdfs_user.clone() })?;
         Ok(HdfsSink {
             storage,
-            layout: Layout::parse(&config.path).map_err(anyhow::Error::msg)?,
+            layout: Template::parse(&config.path).map_err(anyhow::Error::msg)?,
             schema_json: schema.canonical_form(),
             encoder: RecordEncoder::new(
                 schema,
@@ -285,7 +286,7 @@ impl HdfsSink {
             add(&self.ctx.stats.sink.duplicates_skipped, 1);
             return Ok(true);
         }
-        let directory = self.layout.directory(topic, *partition, time_ms);
+        let directory = self.layout.render(topic, *partition, time_ms);
         if let Some(open) = &state.open
             && (open.directory != directory || open.would_exceed(datum.len() as u64, self.config.max_bytes))
         {
