@@ -31,6 +31,7 @@
 mod config;
 mod error;
 mod layout;
+pub mod lookup;
 mod output;
 mod record;
 mod runner;

@@ -50,6 +50,13 @@ impl TestRecord {
     }
 }
 
+/// Grants lookup table `name` to transforms run natively on this thread:
+/// `lookup(key)` answers as the host's table would (a JSON object or none).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn grant_lookup(name: &str, lookup: impl Fn(&str) -> Option<String> + 'static) {
+    crate::lookup::imp::grant(name, Box::new(lookup));
+}
+
 /// Builds a transform from a JSON config, as the host does at deploy.
 pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
     T::init(&Config::from_json(config_json)?)

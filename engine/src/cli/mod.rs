@@ -2,6 +2,7 @@
 
 mod avro;
 mod run;
+mod test;
 mod transform;
 mod validate;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Check pipeline files: syntax, keys, types, and that every stage's
     /// module loads and accepts its config.
     Validate(validate::ValidateArgs),
+    /// Run the `[[tests]]` of pipeline files: inputs through the transform
+    /// chain, checked against expected outputs and dead letters.
+    Test(test::TestArgs),
     /// Run one transform over records and print what it makes of each.
     Transform(transform::TransformArgs),
     /// Read the lake's Avro files: print records, or extract files.
@@ -45,6 +49,7 @@ pub fn main() -> ExitCode {
             Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
         },
         Command::Validate(args) => validate::validate(args),
+        Command::Test(args) => test::test(args),
         Command::Transform(args) => transform::transform(args),
         Command::Avro(args) => avro::avro(args),
     };

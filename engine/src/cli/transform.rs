@@ -10,6 +10,7 @@ use bytes::Bytes;
 use toml::Spanned;
 
 use crate::config::{OnError, StageConfig};
+use crate::lookup::{KeyMatch, LookupTable, Lookups};
 use crate::pipeline::stage::Stage;
 use crate::record::{Header, Origin, Record};
 use crate::wasm::WasmHost;
@@ -31,6 +32,11 @@ pub struct TransformArgs {
     /// Records per call.
     #[arg(long, default_value_t = 1024)]
     batch: usize,
+    /// Grant a lookup table: `NAME=FILE.csv` (exact keys) or
+    /// `NAME=FILE.csv:ip` (keys are addresses, rows are networks), as
+    /// `[lookup.NAME]` and `capabilities = ["lookup:NAME"]` do. Repeatable.
+    #[arg(long = "lookup", value_name = "NAME=FILE[:ip]")]
+    lookups: Vec<String>,
     /// Input records: each file is one record (key = its name). Without
     /// files, each line of standard input is one record.
     files: Vec<PathBuf>,
@@ -49,8 +55,9 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         quarantine_after: u32::MAX,
         capabilities: Spanned::new(0..0, Vec::new()),
     };
+    let lookups = load_lookups(&args.lookups)?;
     let host = WasmHost::new();
-    let mut stage = Stage::build_at(&stage_config, &args.module, &host)
+    let mut stage = Stage::build_at(&stage_config, &args.module, lookups, &host)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.module, e.source))?;
 
     let stdout = std::io::stdout();
@@ -129,6 +136,21 @@ fn print_results(stage: &mut Stage, inputs: Vec<Record>, out: &mut dyn Write) ->
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+fn load_lookups(specs: &[String]) -> anyhow::Result<Lookups> {
+    let mut lookups = Lookups::new();
+    for spec in specs {
+        let (name, file) =
+            spec.split_once('=').with_context(|| format!("--lookup {spec}: expected NAME=FILE[:ip]"))?;
+        let (file, key_match) = match file.strip_suffix(":ip") {
+            Some(file) => (file, KeyMatch::Ip),
+            None => (file, KeyMatch::Exact),
+        };
+        let table = LookupTable::load(name, std::path::Path::new(file), key_match)?;
+        lookups.insert(name.to_string(), std::sync::Arc::new(table));
+    }
+    Ok(lookups)
 }
 
 fn parse_config(entries: &[String]) -> anyhow::Result<toml::Table> {

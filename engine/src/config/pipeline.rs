@@ -17,7 +17,7 @@
 //!
 //! or several, as `[[pipeline]]` tables with the same keys.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,8 @@ use toml::de::DeTable;
 
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::document::{Document, Value, join};
+use crate::lookup::{CAPABILITY_PREFIX, LookupConfig};
+use crate::pipeline::test_case::TestCase;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 
@@ -42,10 +44,14 @@ pub struct PipelineConfig {
     pub source: SourceConfig,
     pub batch: BatchConfig,
     pub stages: Vec<StageConfig>,
+    /// Lookup tables (`[lookup.NAME]`) stages may be granted.
+    pub lookups: BTreeMap<String, LookupConfig>,
     pub sink: SinkConfig,
     /// Where failed records go. Defaults to `<name>.dead-letter.ndjson`
     /// beside the pipeline file.
     pub dead_letter: SinkConfig,
+    /// `[[tests]]`, run by `sluice test` (ignored by `sluice run`).
+    pub tests: Vec<TestCase>,
 }
 
 impl PipelineConfig {
@@ -72,8 +78,10 @@ struct PipelineKeys {
     source: toml::Table,
     batch: Option<toml::Table>,
     stage: Option<Vec<toml::Table>>,
+    lookup: Option<toml::Table>,
     sink: toml::Table,
     dead_letter: Option<toml::Table>,
+    tests: Option<Vec<toml::Table>>,
 }
 
 /// How records are grouped into the batches a transform is called with.
@@ -139,8 +147,10 @@ pub struct StageConfig {
     /// `quarantined`, handled per `on_error`.
     #[serde(default = "defaults::quarantine_after")]
     pub quarantine_after: u32,
-    /// Capabilities granted to the module: `clock`, `random`. Nothing else
-    /// (files, network, environment) is reachable from a transform.
+    /// Capabilities granted to the module: `clock`, `random`, and
+    /// `lookup:NAME` for a table the pipeline declares as `[lookup.NAME]`.
+    /// Nothing else (files, network, environment) is reachable from a
+    /// transform.
     #[serde(default = "defaults::capabilities")]
     pub capabilities: Spanned<Vec<String>>,
 }
@@ -262,13 +272,15 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
     {
         doc.error(v.span(), &join(key, "batch"), "max_records and max_bytes must be at least 1");
     }
-    let stages = parse_stages(doc, table, key);
+    let lookups = parse_lookups(doc, table, key);
+    let stages = parse_stages(doc, table, key, lookups.as_ref());
     let sink = table.get("sink").and_then(|v| parse_sink(doc, v, &join(key, "sink")));
     let dead_letter = match table.get("dead_letter") {
         Some(v) => parse_sink(doc, v, &join(key, "dead_letter")),
         None => name.as_ref().map(|name| SinkConfig::default_dead_letter(name)),
     };
     check_lake_placement(doc, table, key, source.as_ref(), sink.as_ref(), dead_letter.as_ref());
+    let tests = parse_tests(doc, table, key, stages.as_deref());
 
     Some(PipelineConfig {
         name: name?,
@@ -277,10 +289,74 @@ fn parse_pipeline(doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> Optio
         source: source?,
         batch: batch?,
         stages: stages?,
+        lookups: lookups?,
         sink: sink?,
         dead_letter: dead_letter?,
+        tests: tests?,
     })
     .filter(|_| shell.is_some())
+}
+
+/// `[[tests]]` tables; `from` and `to` must name stages, in that order.
+fn parse_tests(
+    doc: &mut Document<'_>,
+    table: &DeTable<'_>,
+    key: &str,
+    stages: Option<&[StageConfig]>,
+) -> Option<Vec<TestCase>> {
+    let Some(list) = table.get("tests") else {
+        return Some(Vec::new());
+    };
+    let Some(items) = list.get_ref().as_array() else {
+        doc.error(list.span(), &join(key, "tests"), "expected [[tests]] tables");
+        return None;
+    };
+    let mut tests = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let test_key = join(key, &format!("tests[{i}]"));
+        let Some(case) = doc.section::<TestCase>(item, &test_key, &[]) else {
+            ok = false;
+            continue;
+        };
+        let span_of = |field: &str| {
+            item.get_ref().as_table().and_then(|t| t.get(field)).map_or(item.span(), |v| v.span())
+        };
+        if case.inputs.is_empty() {
+            doc.error(span_of("inputs"), &join(&test_key, "inputs"), "a test needs at least one input");
+            ok = false;
+        }
+        if let Some(stages) = stages {
+            let mut position = |field: &str, name: &Option<String>| -> Option<usize> {
+                let name = name.as_ref()?;
+                let found = stages.iter().position(|s| &s.name == name);
+                if found.is_none() {
+                    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                    doc.error(
+                        span_of(field),
+                        &join(&test_key, field),
+                        format!("no stage is named `{name}`; the stages are: {}", names.join(", ")),
+                    );
+                    ok = false;
+                }
+                found
+            };
+            let from = position("from", &case.from);
+            let to = position("to", &case.to);
+            if let (Some(from), Some(to)) = (from, to)
+                && from > to
+            {
+                doc.error(span_of("to"), &join(&test_key, "to"), "`to` names a stage before `from`");
+                ok = false;
+            }
+            if stages.is_empty() {
+                doc.error(item.span(), &test_key, "the pipeline has no stages to test");
+                ok = false;
+            }
+        }
+        tests.push(case);
+    }
+    ok.then_some(tests)
 }
 
 /// The lake sink names files by Kafka topic, partition and offset (its
@@ -323,7 +399,55 @@ fn check_name(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str, name: &str
     }
 }
 
-fn parse_stages(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str) -> Option<Vec<StageConfig>> {
+/// `[lookup.NAME]` tables. Each file must be readable now; its content is
+/// checked when a stage granted it is built (`sluice validate` does that).
+fn parse_lookups(
+    doc: &mut Document<'_>,
+    table: &DeTable<'_>,
+    key: &str,
+) -> Option<BTreeMap<String, LookupConfig>> {
+    let mut lookups = BTreeMap::new();
+    let Some(section) = table.get("lookup") else {
+        return Some(lookups);
+    };
+    let Some(entries) = section.get_ref().as_table() else {
+        doc.error(section.span(), &join(key, "lookup"), "expected [lookup.NAME] tables");
+        return None;
+    };
+    let mut ok = true;
+    for (name, item) in entries {
+        let table_key = join(key, &format!("lookup.{}", name.get_ref()));
+        let valid_name = !name.get_ref().is_empty()
+            && name.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            doc.error(name.span(), &table_key, "a lookup name is made of a-z, A-Z, 0-9, `-` and `_`");
+            ok = false;
+            continue;
+        }
+        let Some(config) = doc.section::<LookupConfig>(item, &table_key, &[]) else {
+            ok = false;
+            continue;
+        };
+        let path = resolve(doc.path(), Path::new(config.file.get_ref()));
+        if let Err(e) = std::fs::metadata(&path) {
+            doc.error(
+                config.file.span(),
+                &join(&table_key, "file"),
+                format!("cannot read {}: {e}", path.display()),
+            );
+            ok = false;
+        }
+        lookups.insert(name.get_ref().to_string(), config);
+    }
+    ok.then_some(lookups)
+}
+
+fn parse_stages(
+    doc: &mut Document<'_>,
+    table: &DeTable<'_>,
+    key: &str,
+    lookups: Option<&BTreeMap<String, LookupConfig>>,
+) -> Option<Vec<StageConfig>> {
     let Some(list) = table.get("stage") else {
         return Some(Vec::new());
     };
@@ -345,21 +469,47 @@ fn parse_stages(doc: &mut Document<'_>, table: &DeTable<'_>, key: &str) -> Optio
             );
             ok = false;
         }
-        ok &= validate_stage(doc, &stage, item, &stage_key);
+        ok &= validate_stage(doc, &stage, item, &stage_key, lookups);
         stages.push(stage);
     }
     ok.then_some(stages)
 }
 
 /// Checks a stage without loading its module (see `check_modules` for that).
-fn validate_stage(doc: &mut Document<'_>, stage: &StageConfig, table: &Value<'_>, key: &str) -> bool {
+fn validate_stage(
+    doc: &mut Document<'_>,
+    stage: &StageConfig,
+    table: &Value<'_>,
+    key: &str,
+    lookups: Option<&BTreeMap<String, LookupConfig>>,
+) -> bool {
     let before = doc.diagnostics.len();
     let span_of = |field: &str| table.get_ref().get(field).map_or(table.span(), |v| v.span());
     for capability in stage.capabilities.get_ref() {
+        if let Some(name) = capability.strip_prefix(CAPABILITY_PREFIX) {
+            // Undeclared tables are reported once lookups parsed; a broken
+            // [lookup] section already has its own error.
+            if let Some(lookups) = lookups
+                && !lookups.contains_key(name)
+            {
+                let declared = match did_you_mean(name, lookups.keys().map(String::as_str)) {
+                    Some(close) => format!("did you mean `lookup:{close}`?"),
+                    None => format!("declare it with a [lookup.{name}] table naming its file"),
+                };
+                doc.error(
+                    stage.capabilities.span(),
+                    &join(key, "capabilities"),
+                    format!(
+                        "`{capability}` grants a lookup table this pipeline does not declare; {declared}"
+                    ),
+                );
+            }
+            continue;
+        }
         if !CAPABILITIES.contains(&capability.as_str()) {
             let hint = match did_you_mean(capability, CAPABILITIES.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`?"),
-                None => format!("expected one of: {}", CAPABILITIES.join(", ")),
+                None => format!("expected one of: {}, lookup:NAME", CAPABILITIES.join(", ")),
             };
             doc.error(
                 stage.capabilities.span(),

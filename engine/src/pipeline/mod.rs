@@ -7,6 +7,7 @@ pub mod partitions;
 mod runtime;
 pub mod stage;
 pub mod stats;
+pub mod test_case;
 
 pub use crate::config::BatchConfig;
 pub use runtime::{FilesReport, Pipeline, PipelineReport, StageReport};

@@ -48,13 +48,22 @@ impl Stage {
     /// Loads the module and initialises a first instance, so a bad module or
     /// a config its `init` rejects fails here, before any record moves.
     pub fn build(config: &StageConfig, base: &PipelineConfig, host: &WasmHost) -> Result<Stage, StageError> {
-        Self::build_at(config, &base.resolve(config.module.get_ref().as_ref()), host)
+        let path = base.resolve(config.module.get_ref().as_ref());
+        let lookups =
+            crate::lookup::load_granted(config.capabilities.get_ref(), &base.lookups, |p| base.resolve(p))
+                .map_err(|e| StageError {
+                    stage: config.name.clone(),
+                    module: path.display().to_string(),
+                    source: LoadError::Capability(format!("a granted lookup table cannot be loaded: {e}")),
+                })?;
+        Self::build_at(config, &path, lookups, host)
     }
 
     /// Like [`Stage::build`], with the module path already resolved.
     pub fn build_at(
         config: &StageConfig,
         path: &std::path::Path,
+        lookups: crate::lookup::Lookups,
         host: &WasmHost,
     ) -> Result<Stage, StageError> {
         let error =
@@ -66,9 +75,9 @@ impl Stage {
             max_fuel: config.max_fuel,
             max_output_bytes: config.max_output_bytes as usize,
         };
-        let grants = instance_grants(config.capabilities.get_ref());
+        let grants = instance_grants(config.capabilities.get_ref(), lookups);
         let config_json = table_to_json(config.config.get_ref());
-        let instance = TransformInstance::new(&module, &limits, grants, &config_json).map_err(error)?;
+        let instance = TransformInstance::new(&module, &limits, &grants, &config_json).map_err(error)?;
         Ok(Stage {
             name: config.name.clone(),
             on_error: config.on_error,
@@ -134,7 +143,7 @@ impl Stage {
             Some(instance) => instance,
             None => {
                 add(&self.stats.recycles, 1);
-                TransformInstance::new(&self.module, &self.limits, self.grants, &self.config_json).map_err(
+                TransformInstance::new(&self.module, &self.limits, &self.grants, &self.config_json).map_err(
                     |e| CallFailure {
                         kind: FailureKind::Trap,
                         message: format!("cannot recreate the instance: {e}"),

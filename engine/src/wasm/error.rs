@@ -22,6 +22,10 @@ pub enum LoadError {
     Invalid(anyhow::Error),
     #[error("the component does not implement the sluice:transform/transform world: {0}")]
     WrongWorld(String),
+    /// A granted capability cannot be provided (e.g. its lookup table
+    /// does not load).
+    #[error("capability: {0}")]
+    Capability(String),
     #[error("init rejected the stage config: {0}")]
     InitRejected(String),
     #[error("init failed: {0}")]

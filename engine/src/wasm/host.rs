@@ -188,6 +188,11 @@ impl Runtime {
         // decided per instance by its WasiCtx (no files, no sockets, a frozen
         // clock unless granted).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // The `lookup` import; what it can reach is the instance's grants.
+        super::bindings::sluice::transform::lookup::add_to_linker::<
+            StoreState,
+            wasmtime::component::HasSelf<StoreState>,
+        >(&mut linker, |state| state)?;
         Ok(Runtime { engine, linker })
     }
 }

@@ -14,15 +14,25 @@ use super::bindings::{Batch, Transform};
 use super::error::{FailureKind, LoadError};
 use super::host::{EPOCH_TICK, Module};
 use super::limits::{Limits, MemoryLimiter};
+use super::lookup::LookupState;
 use super::stdio::CapturedStderr;
+use crate::lookup::Lookups;
 use crate::record::Record;
 
-/// Per-store state: the guest's (empty) WASI world and its limits.
+/// Per-store state: the guest's (empty) WASI world, its limits and the
+/// lookup tables it was granted.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
     stderr: CapturedStderr,
+    lookup: LookupState,
+}
+
+impl StoreState {
+    pub(super) fn lookup_state(&mut self) -> &mut LookupState {
+        &mut self.lookup
+    }
 }
 
 impl WasiView for StoreState {
@@ -32,19 +42,23 @@ impl WasiView for StoreState {
 }
 
 /// Capabilities a stage can grant its module. Everything else is denied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Grants {
     /// The real wall and monotonic clocks (otherwise both read zero).
     pub clock: bool,
     /// Real randomness (otherwise a fixed-seed generator).
     pub random: bool,
+    /// Lookup tables, by name (`lookup:NAME`).
+    pub lookups: Arc<Lookups>,
 }
 
-/// The grants named by a stage's `capabilities` list (already validated).
-pub fn instance_grants(capabilities: &[String]) -> Grants {
+/// The grants named by a stage's `capabilities` list (already validated),
+/// with the lookup tables loaded for its `lookup:NAME` entries.
+pub fn instance_grants(capabilities: &[String], lookups: Lookups) -> Grants {
     Grants {
         clock: capabilities.iter().any(|c| c == "clock"),
         random: capabilities.iter().any(|c| c == "random"),
+        lookups: Arc::new(lookups),
     }
 }
 
@@ -71,7 +85,7 @@ impl TransformInstance {
     pub fn new(
         module: &Arc<Module>,
         limits: &Limits,
-        grants: Grants,
+        grants: &Grants,
         config_json: &str,
     ) -> Result<Self, LoadError> {
         let stderr = CapturedStderr::default();
@@ -90,6 +104,7 @@ impl TransformInstance {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.max_memory_bytes),
             stderr,
+            lookup: LookupState::new(grants.lookups.clone()),
         };
         let mut store = Store::new(&module.engine, state);
         if module.sandboxed {

@@ -8,6 +8,7 @@ mod error;
 mod host;
 mod instance;
 mod limits;
+mod lookup;
 mod stdio;
 
 pub use abi::{CallOutput, RecordOutcome};

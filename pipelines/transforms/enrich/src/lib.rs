@@ -1,0 +1,140 @@
+//! `enrich`: a sluice transform that adds derived fields to the Elastic
+//! Common Schema documents `log-parse` writes.
+//!
+//! - [`user_agent`]: `user_agent.name/version/os/device` from
+//!   `user_agent.original`, parsed inside the module, and the `user_agent.bot`
+//!   flag;
+//! - `client.geo.*` / `client.as.*`: `client.ip` looked up in a table the
+//!   host loads and the pipeline grants (`capabilities = ["lookup:geoip"]`,
+//!   config `geoip_table = "geoip"`); the row is merged under `client`;
+//! - [`url`]: `url.extension`, and `url.scheme`/`url.domain`/`url.port` for
+//!   absolute request targets (proxy requests);
+//! - [`visitor`]: `visitor.id`, a stable key for one client (the session id
+//!   when the log has one, else address + user agent), to count visitors.
+//!
+//! A document that is not a JSON object is refused (`invalid-json`); fields
+//! a document lacks are simply not derived, so `_parse_failure` documents
+//! pass through unchanged.
+
+pub mod config;
+pub mod url;
+pub mod user_agent;
+pub mod visitor;
+
+use serde_json::{Map, Value};
+use sluice_guest::lookup::Table;
+use sluice_guest::{Config, Error, Output, Record, Transform};
+
+pub use config::EnrichConfig;
+
+pub struct Enrich {
+    config: EnrichConfig,
+    geoip: Option<Table>,
+    agents: user_agent::Parser,
+}
+
+impl Enrich {
+    /// Builds the transform; opens the geo table now so a stage that was
+    /// not granted it fails at deploy, not on the first record.
+    pub fn new(config: EnrichConfig) -> Result<Enrich, String> {
+        let geoip = match &config.geoip_table {
+            Some(name) => Some(Table::open(name)?),
+            None => None,
+        };
+        Ok(Enrich { config, geoip, agents: user_agent::Parser::new() })
+    }
+
+    /// Adds the derived fields to `document`.
+    pub fn enrich(&self, document: &mut Map<String, Value>) {
+        if self.config.user_agent
+            && let Some(original) = get_str(document, &["user_agent", "original"]).map(str::to_owned)
+        {
+            let fields = self.agents.parse(&original);
+            merge(object_at(document, "user_agent"), fields);
+        }
+        if let Some(geoip) = &self.geoip
+            && let Some(ip) = get_str(document, &["client", "ip"])
+            && let Some(row) = geoip.get(ip)
+            && let Ok(Value::Object(row)) = serde_json::from_str::<Value>(&row)
+        {
+            merge(object_at(document, "client"), row);
+        }
+        if self.config.url
+            && let Some(original) = get_str(document, &["url", "original"]).map(str::to_owned)
+        {
+            merge(object_at(document, "url"), url::derived(&original));
+        }
+        if self.config.visitor
+            && let Some(id) = visitor::id(document)
+        {
+            object_at(document, "visitor").insert("id".into(), Value::String(id));
+        }
+    }
+}
+
+impl Transform for Enrich {
+    fn init(config: &Config) -> Result<Self, String> {
+        Enrich::new(config.deserialize()?)
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+        let mut document = match serde_json::from_slice::<Value>(record.value()) {
+            Ok(Value::Object(document)) => document,
+            Ok(other) => {
+                return Err(Error::new(
+                    "invalid-json",
+                    format!("expected a JSON object, found {}", kind_of(&other)),
+                ));
+            }
+            Err(e) => return Err(Error::new("invalid-json", format!("the record is not JSON: {e}"))),
+        };
+        self.enrich(&mut document);
+        let value = serde_json::to_vec(&document).map_err(|e| Error::new("invalid-json", e.to_string()))?;
+        out.push(value).key(record.key()).timestamp(record.timestamp()).headers_from(record);
+        Ok(())
+    }
+}
+
+sluice_guest::export_transform!(Enrich);
+
+/// The string at `path`, if every step is an object and the end a string.
+pub fn get_str<'a>(document: &'a Map<String, Value>, path: &[&str]) -> Option<&'a str> {
+    let (last, parents) = path.split_last()?;
+    let mut object = document;
+    for part in parents {
+        object = object.get(*part)?.as_object()?;
+    }
+    object.get(*last)?.as_str()
+}
+
+/// The object at `key`, created (or replacing a non-object) if need be.
+fn object_at<'a>(document: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let entry = document.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("just made an object")
+}
+
+/// Deep-merges `fields` into `into`; existing leaves are overwritten.
+fn merge(into: &mut Map<String, Value>, fields: Map<String, Value>) {
+    for (key, value) in fields {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(nested)) => merge(existing, nested),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,55 @@
+//! `visitor.id`: one key per client, to count and follow visitors.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::get_str;
+
+/// The log's session id when it has one (`labels.session_id`, from API
+/// server logs); otherwise a hash of client address and user agent — the
+/// usual web-analytics visitor key when there are no cookies. 16 hex
+/// digits; no address appears in it.
+pub fn id(document: &Map<String, Value>) -> Option<String> {
+    if let Some(session) = get_str(document, &["labels", "session_id"]) {
+        return Some(hash(&["session", session]));
+    }
+    let ip = get_str(document, &["client", "ip"])?;
+    let agent = get_str(document, &["user_agent", "original"]).unwrap_or("");
+    Some(hash(&["client", ip, agent]))
+}
+
+fn hash(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        // Length-prefixed, so ("a", "bc") and ("ab", "c") differ.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn doc(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn same_client_same_id_and_sessions_win() {
+        let a = id(&doc(json!({"client": {"ip": "10.0.0.1"}, "user_agent": {"original": "x"}}))).unwrap();
+        let b = id(&doc(json!({"client": {"ip": "10.0.0.1"}, "user_agent": {"original": "x"}, "url": {}})))
+            .unwrap();
+        let c = id(&doc(json!({"client": {"ip": "10.0.0.1"}, "user_agent": {"original": "y"}}))).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 16);
+        let s = id(&doc(json!({"client": {"ip": "10.0.0.1"}, "labels": {"session_id": "abc"}}))).unwrap();
+        let t = id(&doc(json!({"client": {"ip": "10.9.9.9"}, "labels": {"session_id": "abc"}}))).unwrap();
+        assert_eq!(s, t);
+        assert_eq!(id(&doc(json!({"url": {}}))), None);
+    }
+}
