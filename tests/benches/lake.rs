@@ -128,7 +128,7 @@ fn main() {
             ..config.clone()
         };
         let json = if verify { r#"{"verify":true,"thumbnail_px":128}"# } else { "{}" };
-        let mut wasm = TransformInstance::new(&module, &limits, Grants::default(), json).unwrap();
+        let mut wasm = TransformInstance::new(&module, &limits, &Grants::default(), json).unwrap();
         let w = mb(mean(|| wasm.call(&records).unwrap()), image_bytes);
         let n = mb(
             mean(|| {

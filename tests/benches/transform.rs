@@ -50,7 +50,7 @@ fn as_test_records(records: &[Record]) -> Vec<TestRecord> {
 
 fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
     let module = host.load_file(&guest(name), false).unwrap();
-    TransformInstance::new(&module, &Limits::default(), Grants::default(), config).unwrap()
+    TransformInstance::new(&module, &Limits::default(), &Grants::default(), config).unwrap()
 }
 
 fn log_lines() -> Vec<Record> {
@@ -128,7 +128,7 @@ fn instantiate(c: &mut Criterion) {
     group.bench_function("instantiate_init_first_call", |b| {
         b.iter(|| {
             let mut instance =
-                TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+                TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
             instance.call(&one).unwrap()
         })
     });
@@ -196,7 +196,7 @@ fn ratios() {
     let one = small_records(1);
     let t = mean(|| {
         let mut instance =
-            TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+            TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
         instance.call(&one).unwrap()
     });
     println!("instantiate + init + first call: {:.1} us", t.as_secs_f64() * 1e6);

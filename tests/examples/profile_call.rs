@@ -37,7 +37,7 @@ fn main() {
         let mut count = 0u32;
         while started.elapsed().as_secs() < seconds {
             let mut instance =
-                TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+                TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
             std::hint::black_box(instance.call(&records[..1]).unwrap());
             count += 1;
         }
@@ -47,7 +47,7 @@ fn main() {
         );
         return;
     }
-    let mut instance = TransformInstance::new(&module, &Limits::default(), Grants::default(), "{}").unwrap();
+    let mut instance = TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
     let started = std::time::Instant::now();
     let mut calls = 0u64;
     while started.elapsed().as_secs() < seconds {

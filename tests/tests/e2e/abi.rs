@@ -11,7 +11,7 @@ use sluice_tests::guest;
 fn instance() -> TransformInstance {
     let module = sluice_tests::host().load_file(&guest("passthrough"), false).unwrap();
     let limits = Limits { max_memory_bytes: 256 << 20, ..Limits::default() };
-    TransformInstance::new(&module, &limits, Grants::default(), "{}").unwrap()
+    TransformInstance::new(&module, &limits, &Grants::default(), "{}").unwrap()
 }
 
 fn record(

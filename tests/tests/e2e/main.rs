@@ -14,6 +14,7 @@ mod kafka_sink;
 mod lake;
 mod rebalance;
 mod search;
+mod search_pipeline;
 mod shutdown;
 mod transform_cli;
 mod weblogs;
