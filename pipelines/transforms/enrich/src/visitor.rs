@@ -6,14 +6,15 @@ use sha2::{Digest, Sha256};
 use crate::get_str;
 
 /// The log's session id when it has one (`labels.session_id`, from API
-/// server logs); otherwise a hash of client address and user agent — the
-/// usual web-analytics visitor key when there are no cookies. 16 hex
-/// digits; no address appears in it.
+/// server logs); otherwise a hash of client address (or logged host name)
+/// and user agent — the usual web-analytics visitor key when there are no
+/// cookies. 16 hex digits; no address appears in it.
 pub fn id(document: &Map<String, Value>) -> Option<String> {
     if let Some(session) = get_str(document, &["labels", "session_id"]) {
         return Some(hash(&["session", session]));
     }
-    let ip = get_str(document, &["client", "ip"])?;
+    // Servers with HostnameLookups log a name instead of the address.
+    let ip = get_str(document, &["client", "ip"]).or_else(|| get_str(document, &["client", "domain"]))?;
     let agent = get_str(document, &["user_agent", "original"]).unwrap_or("");
     Some(hash(&["client", ip, agent]))
 }
