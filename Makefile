@@ -30,7 +30,7 @@ demo: transforms build clean-data
 
 clean-data:
 	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
-	rm -rf data/kafka data/lake data/extracted data/images-to-lake.dead-letter.ndjson
+	rm -rf data/kafka data/lake data/extracted data/images-to-lake.dead-letter.ndjson data/weblogs-to-search.dead-letter.ndjson
 
 ## Every test: unit, golden, end-to-end (builds the guest components first)
 test:
@@ -43,3 +43,4 @@ bench:
 	$(CARGO) bench -p sluice-tests --bench transform
 	$(CARGO) bench -p sluice-tests --bench kafka
 	$(CARGO) bench -p sluice-tests --bench lake
+	$(CARGO) bench -p sluice-tests --bench search

@@ -3,7 +3,10 @@
 # and lake, POST the fixture access log and the fixture images (plus one
 # broken image) to REST ingest, wait until every line is a document and
 # every image is in an Avro file of the lake, stop the engine with SIGTERM,
-# then read the lake back with `sluice avro`.
+# then read the lake back with `sluice avro`. The same lines also go through
+# log-parse → enrich into a search index: a real OpenSearch when
+# SLUICE_OPENSEARCH_URL is set, otherwise osmem-server, an in-memory
+# OpenSearch-API emulator (not OpenSearch), started here on a free port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +22,41 @@ auth=(-H "Authorization: Bearer $SLUICE_API_TOKEN")
 
 images_in_lake() { "$sluice" avro cat "$lake" 2>/dev/null | grep -c . || true; }
 
+# The search side of weblogs-to-search.toml.
+search_url=${SLUICE_OPENSEARCH_URL:-}
+search_label="OpenSearch at $search_url"
+emulator=
+if [ -z "$search_url" ]; then
+  python3 -c 'import osmem_server' 2>/dev/null ||
+    python3 -m pip install --quiet 'osmem-server==0.1.6' 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'osmem-server==0.1.6' 2>/dev/null || true
+  if binary=$(python3 -c 'import osmem_server; print(osmem_server.resolve_binary())' 2>/dev/null); then
+    ready=$(mktemp)
+    "$binary" -addr 127.0.0.1:0 -no-ja -no-stdin-watch > "$ready" 2>/dev/null &
+    emulator=$!
+    for _ in $(seq 1 50); do grep -q '"url"' "$ready" && break; sleep 0.1; done
+    search_url=$(grep -o '"url":"[^"]*"' "$ready" | cut -d'"' -f4)
+    rm -f "$ready"
+    search_label="osmem-server at $search_url (an OpenSearch-API emulator, in memory; not OpenSearch)"
+  fi
+fi
+pipelines=(pipelines/weblogs-kafka.toml pipelines/images-to-lake.toml)
+if [ -n "$search_url" ]; then
+  # The shipped pipeline, pointed at this cluster (relative paths inside
+  # resolve from pipelines/, so the copy stays there).
+  search_pipeline=pipelines/.demo-weblogs-to-search.toml
+  sed "s|^hosts = .*|hosts = [\"$search_url\"]|" pipelines/weblogs-to-search.toml > "$search_pipeline"
+  pipelines+=("$search_pipeline")
+  echo "Search: $search_label"
+else
+  echo "Search: skipped (no SLUICE_OPENSEARCH_URL, and osmem-server could not be installed)"
+fi
+search_count() { curl -sf "$search_url/weblogs-*/_count" | grep -o '"count":[0-9]*' | cut -d: -f2 || echo 0; }
+
 before=$( [ -f "$out" ] && wc -l < "$out" || echo 0 )
-"$sluice" run pipelines/weblogs-kafka.toml pipelines/images-to-lake.toml \
-  --listen "127.0.0.1:$port" --data-dir data &
+"$sluice" run "${pipelines[@]}" --listen "127.0.0.1:$port" --data-dir data &
 engine=$!
-trap 'kill "$engine" 2>/dev/null || true' EXIT
+trap 'kill "$engine" ${emulator:+"$emulator"} 2>/dev/null || true' EXIT
 
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
@@ -48,13 +81,28 @@ rm -f "$broken"
 
 expected=$(( before + $(grep -c . "$log") ))
 for _ in $(seq 1 150); do
-  [ -f "$out" ] && [ "$(wc -l < "$out")" -ge "$expected" ] && [ "$(images_in_lake)" -ge "${#images[@]}" ] && break
+  [ -f "$out" ] && [ "$(wc -l < "$out")" -ge "$expected" ] && [ "$(images_in_lake)" -ge "${#images[@]}" ] &&
+    { [ -z "$search_url" ] || [ "$(search_count)" -ge "$(grep -c . "$log")" ]; } && break
   sleep 0.2
 done
 kill -TERM "$engine"
 wait "$engine"
-trap - EXIT
 echo "Documents from Kafka: $out ($(wc -l < "$out") lines)"
+if [ -n "$search_url" ]; then
+  echo
+  echo "Indexed, parsed and enriched, in $search_label:"
+  echo "  weblogs-* holds $(search_count) documents (ids from topic-partition-offset: a replay overwrites)"
+  bots=$(curl -sf "$search_url/weblogs-*/_count?q=user_agent.bot:true" | grep -o '"count":[0-9]*' | cut -d: -f2)
+  echo "  of which $bots from bots (enrich's user_agent.bot)"
+  echo "  one of them, from $search_url/weblogs-*/_search?q=client.geo.country_iso_code:US&size=1:"
+  curl -sf "$search_url/weblogs-*/_search?q=client.geo.country_iso_code:US&size=1" |
+    python3 -c 'import json,sys; h=json.load(sys.stdin)["hits"]["hits"]; print(json.dumps(h[0]["_source"])[:400] if h else "(none)")' |
+    sed 's/^/    /'
+  [ -n "$emulator" ] && echo "  (the emulator stops with this script; set SLUICE_OPENSEARCH_URL to use a real cluster)"
+fi
+[ -n "$emulator" ] && kill "$emulator" 2>/dev/null || true
+rm -f pipelines/.demo-weblogs-to-search.toml
+trap - EXIT
 echo
 echo "Images in the lake (Avro, zstd):"
 find "$lake" -name '*.avro' | sort | sed 's/^/  /'

@@ -34,7 +34,11 @@ fn stages() -> String {
 
 #[test]
 fn the_shipped_pipeline_passes_its_own_golden_tests() {
-    let output = sluice(SLUICE, &["test", &root().join("pipelines/weblogs-to-search.toml").display().to_string()], None);
+    let output = sluice(
+        SLUICE,
+        &["test", &root().join("pipelines/weblogs-to-search.toml").display().to_string()],
+        None,
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("6 tests, 6 passed, 0 failed"), "{stdout}");
@@ -80,7 +84,12 @@ fn a_failing_test_shows_a_diff_and_the_unmet_conditions() {
     let output = sluice(SLUICE, &["test", &file.display().to_string()], None);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(":31:8: key `tests[1].from`: no stage is named `enrichh`; the stages are: parse, enrich"), "{stderr}");
+    assert!(
+        stderr.contains(
+            ":31:8: key `tests[1].from`: no stage is named `enrichh`; the stages are: parse, enrich"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -120,7 +129,8 @@ fn lookups_reach_only_stages_granted_them() {
     // A table that does not load says which line and column.
     let table = dir.path().join("bad.csv");
     std::fs::write(&table, "network,as.number:int\n192.0.2.0/24,many\n").unwrap();
-    let broken = stages().replace(&toml_path(&root().join("pipelines/lookups/geoip-sample.csv")), &toml_path(&table));
+    let broken =
+        stages().replace(&toml_path(&root().join("pipelines/lookups/geoip-sample.csv")), &toml_path(&table));
     let (code, stderr) = validate(&pipeline(&broken));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("bad.csv:2: column `as.number`: `many` is not an integer"), "{stderr}");
@@ -154,7 +164,10 @@ fn every_fixture_line_is_enriched() {
     // Visitor ids: equal exactly when address and user agent are.
     let mut by_client: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
     for doc in &docs {
-        by_client.entry(agent_and_ip(doc)).or_default().insert(doc["visitor"]["id"].as_str().unwrap().to_string());
+        by_client
+            .entry(agent_and_ip(doc))
+            .or_default()
+            .insert(doc["visitor"]["id"].as_str().unwrap().to_string());
     }
     assert!(by_client.values().all(|ids| ids.len() == 1));
     let distinct_ids: BTreeSet<&String> = by_client.values().flatten().collect();
@@ -190,7 +203,9 @@ fn every_fixture_line_is_enriched() {
         let path = doc["url"]["path"].as_str().unwrap();
         let last = path.rsplit('/').next().unwrap();
         match last.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Some((stem, ext))
+                if !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
                 assert_eq!(doc["url"]["extension"].as_str(), Some(ext.to_lowercase().as_str()), "{doc}")
             }
             _ => assert!(doc["url"]["extension"].is_null(), "{doc}"),
@@ -279,7 +294,8 @@ fn kafka_pipeline(dir: &std::path::Path, hosts: &str) -> std::path::PathBuf {
 fn post_lines(http: &reqwest::blocking::Client, url: &str, body: String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let sent = http.post(url).bearer_auth(TOKEN).header("content-type", "text/plain").body(body.clone()).send();
+        let sent =
+            http.post(url).bearer_auth(TOKEN).header("content-type", "text/plain").body(body.clone()).send();
         if matches!(&sent, Ok(r) if r.status() == 200) {
             return;
         }
@@ -378,17 +394,25 @@ fn a_cluster_that_is_down_pauses_the_pipeline_and_nothing_is_dropped() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let during: Vec<Vec<String>> = seen.lock().unwrap().clone();
-    assert!(during.len() >= 2, "the sink keeps retrying while the cluster is down: {} requests", during.len());
+    assert!(
+        during.len() >= 2,
+        "the sink keeps retrying while the cluster is down: {} requests",
+        during.len()
+    );
     // The failing request is retried as it was; the sink takes nothing
     // new meanwhile, so the pipeline stops reading (the Kafka consumer
     // pauses behind the bounded channels) instead of buffering the topic.
-    assert!(during.iter().all(|ids| ids == &during[0]), "while the cluster is down only the failed request is retried");
+    assert!(
+        during.iter().all(|ids| ids == &during[0]),
+        "while the cluster is down only the failed request is retried"
+    );
     assert!(during[0].len() < 300 + 200, "one flush: under max_docs + one batch ({})", during[0].len());
 
     down.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(60);
     let indexed = loop {
-        let indexed: BTreeSet<String> = seen.lock().unwrap().iter().skip(during.len()).flatten().cloned().collect();
+        let indexed: BTreeSet<String> =
+            seen.lock().unwrap().iter().skip(during.len()).flatten().cloned().collect();
         if indexed.len() >= 2000 || Instant::now() > deadline {
             break indexed;
         }
@@ -414,7 +438,10 @@ fn switchable_bulk_server() -> (String, Arc<Mutex<Vec<Vec<String>>>>, Arc<Atomic
                 .lines()
                 .step_by(2)
                 .map(|action| {
-                    serde_json::from_str::<serde_json::Value>(action).unwrap()["index"]["_id"].as_str().unwrap().to_string()
+                    serde_json::from_str::<serde_json::Value>(action).unwrap()["index"]["_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
                 })
                 .collect();
             seen.lock().unwrap().push(ids.clone());
