@@ -66,7 +66,7 @@ fn missing_required_keys() {
     let errors = errors("name = \"p\"\n[source]\ntype = \"file\"\n[sink]\npath = \"x\"\n");
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("P:2:1: key `source`: missing field `path`"), "{errors:?}");
-    assert_eq!(errors[1], "P:4:1: key `sink`: missing key `type` (one of: file, hdfs, kafka)");
+    assert_eq!(errors[1], "P:4:1: key `sink`: missing key `type` (one of: file, hdfs, kafka, opensearch)");
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn semantic_checks() {
         errors(&toml),
         [
             "P:1:8: key `name`: expected 1-64 characters of a-z, A-Z, 0-9, `-` and `_`",
-            "P:8:16: key `stage[0].capabilities`: unknown capability `network`; expected one of: clock, random",
+            "P:8:16: key `stage[0].capabilities`: unknown capability `network`; expected one of: clock, random, lookup:NAME",
             "P:9:1: key `stage[1].name`: another stage is already named `s`",
             "P:12:17: key `stage[1].max_memory_mb`: expected 1 to 4096 (a wasm32 memory is at most 4 GiB)",
         ]
