@@ -58,3 +58,59 @@ impl Drop for Emulator {
         let _ = self.child.wait();
     }
 }
+
+/// What a scripted `_bulk` endpoint saw: each request's document ids.
+pub type BulkRequests = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+/// A local `POST /_bulk` endpoint that answers as `answer(n, ids)` says —
+/// `n` counts requests from 1 — for the statuses OpenSearch documents and
+/// the emulator never sends (429, 503). Returns its URL and the requests.
+pub fn scripted_bulk(
+    answer: impl Fn(usize, &[String]) -> (u16, String) + Send + Sync + 'static,
+) -> (String, BulkRequests) {
+    use axum::body::Bytes;
+    use axum::http::StatusCode;
+    let requests = BulkRequests::default();
+    let seen = requests.clone();
+    let answer = std::sync::Arc::new(answer);
+    let handler = move |body: Bytes| {
+        let (seen, answer) = (seen.clone(), answer.clone());
+        async move {
+            let ids: Vec<String> = String::from_utf8_lossy(&body)
+                .lines()
+                .step_by(2)
+                .map(|action| {
+                    let action: serde_json::Value = serde_json::from_str(action).expect("an action line");
+                    action["index"]["_id"].as_str().expect("an _id").to_string()
+                })
+                .collect();
+            let n = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(ids.clone());
+                seen.len()
+            };
+            let (status, body) = answer(n, &ids);
+            (StatusCode::from_u16(status).expect("a status code"), body)
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().route("/_bulk", axum::routing::post(handler));
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{}", rx.recv().unwrap()), requests)
+}
+
+/// A `_bulk` response accepting every id (201 created).
+pub fn all_created(ids: &[String]) -> String {
+    let items: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"index": {"_id": id, "status": 201, "result": "created"}}))
+        .collect();
+    serde_json::json!({"took": 1, "errors": false, "items": items}).to_string()
+}

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::dead_letter::DeadLetter;
 use super::stage::{Stage, StageError};
 use crate::config::PipelineConfig;
 use crate::record::{Header, Origin, Record};
@@ -154,12 +155,7 @@ pub fn run_case(
 
     for letter in &dead {
         let input = letter.record.origin.offset as usize;
-        let listed = case.dead_letters.iter().any(|want| {
-            want.input == input
-                && want.stage.as_ref().is_none_or(|s| *s == letter.stage)
-                && want.kind.as_ref().is_none_or(|k| k == letter.kind.name())
-                && want.message.as_ref().is_none_or(|m| letter.message.contains(m.as_str()))
-        });
+        let listed = case.dead_letters.iter().any(|want| want.matches(letter));
         if !listed {
             failures.push(format!(
                 "input {input} was dead-lettered by stage `{}` ({}: {}), which the test does not expect",
@@ -171,12 +167,7 @@ pub fn run_case(
     }
     for want in &case.dead_letters {
         let found: Vec<_> = dead.iter().filter(|d| d.record.origin.offset as usize == want.input).collect();
-        let matching = found.iter().any(|letter| {
-            want.stage.as_ref().is_none_or(|s| *s == letter.stage)
-                && want.kind.as_ref().is_none_or(|k| k == letter.kind.name())
-                && want.message.as_ref().is_none_or(|m| letter.message.contains(m.as_str()))
-        });
-        if !matching {
+        if !found.iter().any(|letter| want.matches(letter)) {
             let wanted = [
                 want.stage.as_ref().map(|s| format!("stage `{s}`")),
                 want.kind.as_ref().map(|k| format!("kind `{k}`")),
@@ -199,6 +190,15 @@ pub fn run_case(
         }
     }
     Ok(TestOutcome { name: case.name.clone(), failures })
+}
+
+impl ExpectedDeadLetter {
+    fn matches(&self, letter: &DeadLetter) -> bool {
+        self.input == letter.record.origin.offset as usize
+            && self.stage.as_ref().is_none_or(|s| *s == letter.stage)
+            && self.kind.as_ref().is_none_or(|k| k == letter.kind.name())
+            && self.message.as_ref().is_none_or(|m| letter.message.contains(m.as_str()))
+    }
 }
 
 impl TestInput {

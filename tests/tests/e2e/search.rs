@@ -5,10 +5,9 @@
 //! emulator never does. With `SLUICE_TEST_OPENSEARCH_URL` set, the first
 //! test also runs against that real cluster.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_tests::opensearch::Emulator;
+use sluice_tests::opensearch::{BulkRequests, Emulator, all_created, scripted_bulk};
 use sluice_tests::{fixture, guest, read_ndjson, root};
 
 use super::{run_pipeline_file, toml_path, write_pipeline};
@@ -120,67 +119,28 @@ fn documents_opensearch_rejects_are_dead_lettered_with_its_reason() {
     );
 }
 
-/// What the scripted server saw: each `_bulk` body's documents.
-type Seen = Arc<Mutex<Vec<Vec<String>>>>;
-
 /// A `_bulk` endpoint that answers 503 for its first `down` requests,
 /// then 200 with the first document of the next request refused with 429
 /// (es_rejected_execution_exception), then accepts everything.
-fn scripted_server(down: usize) -> (String, Seen) {
-    use axum::body::Bytes;
-    use axum::http::StatusCode;
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let state = seen.clone();
-    let handler = move |body: Bytes| {
-        let seen = state.clone();
-        async move {
-            let lines: Vec<String> = String::from_utf8_lossy(&body).lines().map(str::to_string).collect();
-            let ids: Vec<String> = lines
-                .chunks(2)
-                .map(|pair| {
-                    serde_json::from_str::<serde_json::Value>(&pair[0]).unwrap()["index"]["_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect();
-            let request = {
-                let mut seen = seen.lock().unwrap();
-                seen.push(ids.clone());
-                seen.len()
-            };
-            if request <= down {
-                let busy = r#"{"error":{"type":"unavailable_shards_exception","reason":"primary shard is not active"},"status":503}"#;
-                return (StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
-            }
-            let items: Vec<serde_json::Value> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| {
-                    if request == down + 1 && i == 0 {
-                        serde_json::json!({"index": {"_id": id, "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}}})
-                    } else {
-                        serde_json::json!({"index": {"_id": id, "status": 201, "result": "created"}})
-                    }
-                })
-                .collect();
-            (
-                StatusCode::OK,
-                serde_json::json!({"took": 1, "errors": request == down + 1, "items": items}).to_string(),
-            )
+fn scripted_server(down: usize) -> (String, BulkRequests) {
+    scripted_bulk(move |request, ids| {
+        if request <= down {
+            let busy = r#"{"error":{"type":"unavailable_shards_exception","reason":"primary shard is not active"},"status":503}"#;
+            return (503, busy.to_string());
         }
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().route("/_bulk", axum::routing::post(handler));
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{}", rx.recv().unwrap()), seen)
+        if request > down + 1 {
+            return (200, all_created(ids));
+        }
+        let items: Vec<serde_json::Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i {
+                0 => serde_json::json!({"index": {"_id": id, "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}}}),
+                _ => serde_json::json!({"index": {"_id": id, "status": 201, "result": "created"}}),
+            })
+            .collect();
+        (200, serde_json::json!({"took": 1, "errors": true, "items": items}).to_string())
+    })
 }
 
 #[test]

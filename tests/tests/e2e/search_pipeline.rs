@@ -6,14 +6,14 @@
 //! endpoint where the test needs OpenSearch's 503s.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use sluice_tests::broker::{free_port, read_topic};
 use sluice_tests::engine::{Engine, TOKEN};
-use sluice_tests::opensearch::Emulator;
+use sluice_tests::opensearch::{BulkRequests, Emulator, all_created, scripted_bulk};
 use sluice_tests::{fixture, guest, read_ndjson, root, sluice};
 
 use super::{SLUICE, run_pipeline_file, toml_path, write_pipeline};
@@ -424,45 +424,16 @@ fn a_cluster_that_is_down_pauses_the_pipeline_and_nothing_is_dropped() {
 }
 
 /// A `_bulk` endpoint answering 503 while `down` is set, and accepting
-/// every document otherwise; records each request's document ids.
-fn switchable_bulk_server() -> (String, Arc<Mutex<Vec<Vec<String>>>>, Arc<AtomicBool>) {
-    use axum::body::Bytes;
-    use axum::http::StatusCode;
-    let seen = Arc::new(Mutex::new(Vec::new()));
+/// every document otherwise.
+fn switchable_bulk_server() -> (String, BulkRequests, Arc<AtomicBool>) {
     let down = Arc::new(AtomicBool::new(false));
-    let (state, is_down) = (seen.clone(), down.clone());
-    let handler = move |body: Bytes| {
-        let (seen, down) = (state.clone(), is_down.load(Ordering::Relaxed));
-        async move {
-            let ids: Vec<String> = String::from_utf8_lossy(&body)
-                .lines()
-                .step_by(2)
-                .map(|action| {
-                    serde_json::from_str::<serde_json::Value>(action).unwrap()["index"]["_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect();
-            seen.lock().unwrap().push(ids.clone());
-            if down {
-                let busy = r#"{"error":{"type":"cluster_block_exception","reason":"blocked by: [SERVICE_UNAVAILABLE/1/state not recovered]"},"status":503}"#;
-                return (StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
-            }
-            let items: Vec<serde_json::Value> =
-                ids.iter().map(|id| serde_json::json!({"index": {"_id": id, "status": 201}})).collect();
-            (StatusCode::OK, serde_json::json!({"took": 1, "errors": false, "items": items}).to_string())
+    let is_down = down.clone();
+    let (url, requests) = scripted_bulk(move |_, ids| {
+        if is_down.load(Ordering::Relaxed) {
+            let blocked = r#"{"error":{"type":"cluster_block_exception","reason":"blocked by: [SERVICE_UNAVAILABLE/1/state not recovered]"},"status":503}"#;
+            return (503, blocked.to_string());
         }
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().route("/_bulk", axum::routing::post(handler));
-            axum::serve(listener, app).await.unwrap();
-        });
+        (200, all_created(ids))
     });
-    (format!("http://{}", rx.recv().unwrap()), seen, down)
+    (url, requests, down)
 }
