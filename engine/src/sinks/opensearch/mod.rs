@@ -368,19 +368,24 @@ impl OpenSearchSink {
         }
         add(&self.ctx.stats.written, indexed);
         if !rejected.is_empty() {
-            let dead_letters = self
-                .ctx
-                .dead_letters
-                .as_ref()
-                .context("the opensearch sink cannot be a dead-letter destination")?;
-            add(&self.ctx.stats.dead_lettered, rejected.len());
-            dead_letters
-                .send(DeadLetterBatch { letters: rejected, acks: acks.clone() })
-                .await
-                .context("dead-letter queue closed")?;
+            self.dead_letter(rejected, &acks).await?;
         }
         Ack::all_done(acks);
         Ok(())
+    }
+
+    /// Hands `letters` to the dead-letter destination; they hold `acks` too.
+    async fn dead_letter(&self, letters: Vec<DeadLetter>, acks: &[Ack]) -> anyhow::Result<()> {
+        let dead_letters = self
+            .ctx
+            .dead_letters
+            .as_ref()
+            .context("the opensearch sink cannot be a dead-letter destination")?;
+        add(&self.ctx.stats.dead_lettered, letters.len());
+        dead_letters
+            .send(DeadLetterBatch { letters, acks: acks.to_vec() })
+            .await
+            .context("dead-letter queue closed")
     }
 }
 
@@ -407,16 +412,7 @@ impl Sink for OpenSearchSink {
             }
         }
         if !refused.is_empty() {
-            let dead_letters = self
-                .ctx
-                .dead_letters
-                .as_ref()
-                .context("the opensearch sink cannot be a dead-letter destination")?;
-            add(&self.ctx.stats.dead_lettered, refused.len());
-            dead_letters
-                .send(DeadLetterBatch { letters: refused, acks: acks.clone() })
-                .await
-                .context("dead-letter queue closed")?;
+            self.dead_letter(refused, &acks).await?;
         }
         self.acks.extend(acks);
         self.oldest.get_or_insert_with(Instant::now);
