@@ -38,7 +38,7 @@ impl Token {
         if constant_time_eq(presented.trim().as_bytes(), self.0.as_bytes()) {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
+            Err(ApiError::new(StatusCode::FORBIDDEN, "invalid API token"))
         }
     }
 }
@@ -60,7 +60,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(token.check(&headers).unwrap_err().status, StatusCode::UNAUTHORIZED);
         headers.insert(header::AUTHORIZATION, "Bearer 0123456789abcdeX".parse().unwrap());
-        assert!(token.check(&headers).is_err());
+        assert_eq!(token.check(&headers).unwrap_err().status, StatusCode::FORBIDDEN);
         headers.insert(header::AUTHORIZATION, "Basic 0123456789abcdef".parse().unwrap());
         assert!(token.check(&headers).is_err());
         headers.insert(header::AUTHORIZATION, "Bearer 0123456789abcdef".parse().unwrap());

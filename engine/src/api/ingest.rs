@@ -72,6 +72,8 @@ impl Default for IngestConfig {
 pub struct Ingest {
     producer: FutureProducer<IngestContext>,
     config: IngestConfig,
+    /// Open topics: the configured ones, plus those pipelines deployed later read.
+    topics: std::sync::RwLock<Vec<String>>,
     /// Set by the producer's error callback when every broker is down.
     brokers_down: Arc<AtomicBool>,
     /// When the brokers were last found reachable again after going down;
@@ -122,11 +124,23 @@ impl Ingest {
             .set("message.max.bytes", (config.max_record_bytes + (64 << 10)).to_string())
             .create_with_context(context)
             .context("cannot create the ingest producer")?;
-        Ok(Ingest { producer, config, brokers_down, last_probe: Mutex::new(None) })
+        let topics = std::sync::RwLock::new(config.topics.clone());
+        Ok(Ingest { producer, config, topics, brokers_down, last_probe: Mutex::new(None) })
     }
 
     pub fn topics(&self) -> Vec<String> {
-        self.config.topics.clone()
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Opens more topics for ingest (a pipeline deployed through the API reads them).
+    pub fn open_topics(&self, more: &[String]) {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        for topic in more {
+            if !topics.contains(topic) {
+                topics.push(topic.clone());
+            }
+        }
+        topics.sort();
     }
 
     fn check_topic(&self, topic: &str) -> Result<(), ApiError> {
@@ -136,13 +150,11 @@ impl Ingest {
                 format!("`{topic}` is not a valid topic name (1-249 of a-z, A-Z, 0-9, `.`, `_`, `-`)"),
             ));
         }
-        if !self.config.topics.iter().any(|t| t == topic) {
+        let topics = self.topics();
+        if !topics.iter().any(|t| t == topic) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "topic `{topic}` is not open for ingest; open topics: {}",
-                    self.config.topics.join(", ")
-                ),
+                format!("topic `{topic}` is not open for ingest; open topics: {}", topics.join(", ")),
             ));
         }
         Ok(())

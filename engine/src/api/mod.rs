@@ -1,14 +1,22 @@
-//! The engine's HTTP server: REST ingest and health today; the REST API,
-//! `/metrics` and the dashboard join it later.
+//! The engine's HTTP server: the REST API (modules, pipelines, dead
+//! letters, live tap), REST ingest, `/metrics`, health, the OpenAPI
+//! document and the dashboard.
 //!
 //! Requests that change anything need `Authorization: Bearer <token>`; the
 //! token comes from `SLUICE_API_TOKEN` or is generated at start and printed
-//! once. Errors are JSON objects with an `error` message.
+//! once. Reads are open when the server listens on loopback only, and need
+//! the token otherwise. Errors are JSON objects with an `error` message.
 
 mod auth;
+mod dead_letters;
+mod errors;
 pub mod ingest;
+mod modules;
+mod pipelines;
+mod tap;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,22 +24,42 @@ use anyhow::Context as _;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Token;
+
+use crate::control::Supervisor;
+use crate::metrics::Metrics;
 
 /// What the handlers share.
 pub struct ApiState {
     pub token: Token,
     /// `None` when the engine has no Kafka cluster to ingest into.
-    pub ingest: Option<ingest::Ingest>,
-    pub pipelines: Vec<String>,
+    pub ingest: Option<Arc<ingest::Ingest>>,
+    pub supervisor: Arc<Supervisor>,
+    pub metrics: Metrics,
+    /// The built dashboard (`web-ui/dist`), if there is one.
+    pub ui_dir: Option<PathBuf>,
     /// False once the engine is stopping: health turns 503 so load
     /// balancers move traffic away while the pipelines drain.
     pub ready: AtomicBool,
+    /// Whether reads need the token too (the server is reachable from
+    /// other hosts).
+    pub reads_need_token: AtomicBool,
+}
+
+impl ApiState {
+    /// Lets a read through when reads are open, else checks the token.
+    pub fn check_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.reads_need_token.load(Ordering::Relaxed) { self.token.check(headers) } else { Ok(()) }
+    }
 }
 
 /// The HTTP server, bound and ready to serve.
@@ -44,6 +72,8 @@ impl Server {
     pub async fn bind(addr: &str, state: ApiState) -> anyhow::Result<Server> {
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        state.reads_need_token.store(!local.ip().is_loopback(), Ordering::Relaxed);
         Ok(Server { listener, state: Arc::new(state) })
     }
 
@@ -66,24 +96,110 @@ impl Server {
     }
 }
 
-fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ingest/{topic}", post(ingest::ingest))
-        // Bodies are limited by ingest itself, with a clearer message.
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "sluice", description = "Control plane of the sluice stream processor: transform modules, pipelines, dead letters, live tap."),
+    modifiers(&BearerToken),
+    tags((name = "modules"), (name = "pipelines"), (name = "dead letters"), (name = "engine"))
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
 }
 
+/// The API routes with their OpenAPI description, built together so the
+/// document cannot miss a route.
+pub fn api_router() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(modules::list))
+        .routes(routes!(modules::show, modules::upload, modules::delete))
+        .routes(routes!(pipelines::list))
+        .routes(routes!(pipelines::show, pipelines::apply, pipelines::delete))
+        .routes(routes!(pipelines::pause))
+        .routes(routes!(pipelines::resume))
+        .routes(routes!(pipelines::deploy_stage))
+        .routes(routes!(pipelines::rollback_stage))
+        .routes(routes!(tap::tap))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::show))
+        .routes(routes!(dead_letters::replay))
+        .split_for_parts()
+}
+
+fn router(state: Arc<ApiState>) -> Router {
+    let (api, openapi) = api_router();
+    let openapi = Arc::new(openapi);
+    let mut app = api
+        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route("/ingest/{topic}", post(ingest::ingest));
+    app = match &state.ui_dir {
+        Some(dir) => app.fallback_service(
+            tower_http::services::ServeDir::new(dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html"))),
+        ),
+        None => app.route("/", get(no_dashboard)),
+    };
+    // Bodies are limited by each handler, with clearer messages.
+    app.layer(axum::extract::DefaultBodyLimit::disable()).with_state(state)
+}
+
+async fn no_dashboard() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "The dashboard is not built: run `make ui` (or start the engine with --ui-dir pointing at web-ui/dist).\n\
+         The API is at /api (see /api/openapi.json), metrics at /metrics.\n",
+    )
+        .into_response()
+}
+
+/// Readiness: 503 while the engine drains.
+#[utoipa::path(get, path = "/health", tag = "engine", responses((status = 200, body = Object), (status = 503)))]
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let ready = state.ready.load(Ordering::Relaxed);
+    let pipelines: Vec<String> = state.supervisor.list().iter().map(|m| m.name.clone()).collect();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "stopping" },
-        "pipelines": state.pipelines,
+        "pipelines": pipelines,
         "ingest_topics": state.ingest.as_ref().map(|i| i.topics()).unwrap_or_default(),
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
+}
+
+/// Prometheus text exposition of every pipeline, stage and sink counter.
+#[utoipa::path(get, path = "/metrics", tag = "engine", responses((status = 200, content_type = "text/plain; version=0.0.4")))]
+async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.check_read(&headers)?;
+    let text = state.metrics.render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+/// Reads a request body of at most `limit` bytes, answering 413 (with the
+/// limit) beyond it.
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the {what} is larger than the limit of {limit} bytes"),
+            )
+            .with("limit", limit)
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {error}"))
+        }
+    })
 }
 
 /// An error answer: a status and a JSON body with at least `error`.

@@ -26,6 +26,10 @@ enum Command {
     /// Run pipelines until their inputs end or the process is stopped
     /// (SIGINT/SIGTERM: in-flight batches are drained first).
     Run(run::RunArgs),
+    /// Serve the API, dashboard and metrics until stopped, running the
+    /// pipelines of the files named and those deployed through the API
+    /// (kept in the data directory across restarts).
+    Serve(run::RunArgs),
     /// Check pipeline files: syntax, keys, types, and that every stage's
     /// module loads and accepts its config.
     Validate(validate::ValidateArgs),
@@ -44,10 +48,8 @@ pub fn main() -> ExitCode {
     // Only `run` needs the async runtime. The others call wasm directly on
     // this thread, and WASI's blocking host calls must not run inside it.
     let result = match cli.command {
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run::run(args)),
-            Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-        },
+        Command::Run(args) => serve(args, run::Mode::Run),
+        Command::Serve(args) => serve(args, run::Mode::Serve),
         Command::Validate(args) => validate::validate(args),
         Command::Test(args) => test::test(args),
         Command::Transform(args) => transform::transform(args),
@@ -60,6 +62,14 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: run::RunArgs, mode: run::Mode) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run::run(args, mode))
 }
 
 fn init_tracing(filter: Option<&str>) {

@@ -1,7 +1,8 @@
 //! `sluice run`: run pipelines until their inputs end or a signal arrives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -9,14 +10,16 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ingest::{Ingest, IngestConfig};
 use crate::api::{ApiState, Server, Token};
 use crate::config;
+use crate::control::{EngineEnv, StateStore, Supervisor};
 use crate::kafka::{self, embedded::EmbeddedCluster};
-use crate::pipeline::{Pipeline, PipelineReport};
+use crate::metrics::Metrics;
+use crate::pipeline::PipelineReport;
 use crate::wasm::WasmHost;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Pipeline definition files (TOML). None: serve REST ingest only
-    /// (with `--ingest-topic`).
+    /// Pipeline definition files (TOML). `run` with none serves REST ingest
+    /// only (with `--ingest-topic`).
     #[arg(value_name = "PIPELINE.toml")]
     files: Vec<PathBuf>,
     /// Print the end-of-run summary as JSON lines instead of text.
@@ -31,7 +34,11 @@ pub struct RunArgs {
     /// installed, else an in-memory cluster).
     #[arg(long, env = "SLUICE_BROKERS", default_value = "embedded")]
     brokers: String,
-    /// Where the engine keeps its state (the embedded broker's data).
+    /// The dashboard's built files (default: web-ui/dist when it exists).
+    #[arg(long, env = "SLUICE_UI_DIR")]
+    ui_dir: Option<PathBuf>,
+    /// Where the engine keeps its state: uploaded modules and API
+    /// pipelines (state/), the embedded broker's data, the lake.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Port of the embedded broker (0: any free port; the address is logged).
@@ -65,12 +72,20 @@ struct IngestArgs {
     ingest_delivery_timeout_ms: u64,
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Whether the engine exits when its file pipelines end (`run`) or keeps
+/// serving until stopped (`serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Serve,
+}
+
+pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        !args.files.is_empty() || !args.ingest.topics.is_empty(),
-        "nothing to run: name pipeline files, or open topics for ingest with --ingest-topic"
+        mode == Mode::Serve || !args.files.is_empty() || !args.ingest.topics.is_empty(),
+        "nothing to run: name pipeline files, or open topics for ingest with --ingest-topic (or use `sluice serve`)"
     );
-    let mut configs = match config::load_files(&args.files) {
+    let configs = match config::load_files(&args.files) {
         Ok(configs) => configs,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
@@ -81,13 +96,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(kafka::valid_topic_name(topic), "--ingest-topic `{topic}` is not a valid topic name");
     }
 
-    // The engine's cluster: what ingest and broker-less pipelines use.
+    // The engine's cluster: what ingest and broker-less pipelines use. A
+    // serving engine always has one, for the pipelines deployed later.
     let (source_topics, sink_topics) = engine_topics(&configs);
     let mut ingest_topics = source_topics.clone();
     ingest_topics.extend(args.ingest.topics.iter().cloned());
     ingest_topics.sort();
     ingest_topics.dedup();
-    let needs_cluster = !ingest_topics.is_empty() || !sink_topics.is_empty();
+    let needs_cluster = mode == Mode::Serve || !ingest_topics.is_empty() || !sink_topics.is_empty();
     let mut embedded = None;
     let bootstrap = match (needs_cluster, args.brokers.as_str()) {
         (false, _) => None,
@@ -103,33 +119,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         (true, brokers) => Some(brokers.to_string()),
     };
-    if let Some(bootstrap) = &bootstrap {
-        for config in &mut configs {
-            config.source.use_engine_cluster(bootstrap);
-            config.sink.use_engine_cluster(bootstrap);
-            config.dead_letter.use_engine_cluster(bootstrap);
-        }
-    }
-
-    let lake = engine_lake_url(&args.data_dir)?;
-    for config in &mut configs {
-        config.source.use_engine_lake(&lake);
-        config.sink.use_engine_lake(&lake);
-    }
-
-    let host = WasmHost::new();
-    let mut pipelines = Vec::new();
-    for config in configs {
-        let sink = config.sink.describe(&config);
-        let pipeline = Pipeline::build(config, &host)?;
-        tracing::info!(pipeline = %pipeline.name, sink = %sink, "pipeline ready");
-        pipelines.push(pipeline);
-    }
-
     let ingest = match &bootstrap {
-        Some(bootstrap) => Some(Ingest::new(bootstrap, args.ingest.config(ingest_topics))?),
+        Some(bootstrap) => Some(Arc::new(Ingest::new(bootstrap, args.ingest.config(ingest_topics))?)),
         None => None,
     };
+
+    let store = Arc::new(StateStore::open(&args.data_dir.join("state"))?);
+    let env = EngineEnv {
+        bootstrap,
+        embedded_cluster: embedded.is_some(),
+        topic_partitions: args.topic_partitions,
+        lake_url: engine_lake_url(&args.data_dir)?,
+        ingest: ingest.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let supervisor = Supervisor::new(WasmHost::new(), store, env, shutdown.child_token());
+    let file_pipelines: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
+    for config in &configs {
+        tracing::info!(pipeline = %config.name, sink = %config.sink.describe(config), "pipeline ready");
+    }
+    supervisor.start_file_pipelines(configs).await?;
+    if mode == Mode::Serve {
+        supervisor.restore().await?;
+    }
+
     let (token, generated) = Token::from_env_or_generate()?;
     if generated {
         eprintln!("API token (set SLUICE_API_TOKEN to choose your own): {}", token.as_str());
@@ -137,32 +150,46 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let state = ApiState {
         token,
         ingest,
-        pipelines: pipelines.iter().map(|p| p.name.to_string()).collect(),
+        supervisor: supervisor.clone(),
+        metrics: Metrics::new(supervisor.clone()),
+        ui_dir: ui_dir(args.ui_dir.as_deref()),
         ready: true.into(),
+        reads_need_token: false.into(),
     };
     let server = Server::bind(&args.listen, state).await?;
     tracing::info!("listening on http://{}", server.local_addr()?);
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let server_stop = CancellationToken::new();
     let server_task = tokio::spawn(server.serve(server_stop.clone()));
-    let ingest_only = pipelines.is_empty();
-    let runs: Vec<_> = pipelines.into_iter().map(|p| tokio::spawn(p.run(shutdown.clone()))).collect();
-    if ingest_only {
-        shutdown.cancelled().await;
-    }
 
     let mut failed = false;
-    for run in runs {
-        match run.await.context("pipeline task panicked")? {
-            Ok(report) => print_report(&report, args.json_summary),
-            Err(error) => {
-                failed = true;
-                eprintln!("error: {error:#}");
+    if mode == Mode::Run && !file_pipelines.is_empty() {
+        let waited = tokio::select! {
+            results = supervisor.wait_for(&file_pipelines) => Some(results),
+            _ = shutdown.cancelled() => None,
+        };
+        // A signal: every pipeline drains, then reports.
+        let results = match waited {
+            Some(results) => results,
+            None => {
+                supervisor.stop_all().await;
+                supervisor.wait_for(&file_pipelines).await
+            }
+        };
+        for (_, result) in results {
+            match result {
+                Ok(report) => print_report(&report, args.json_summary),
+                Err(error) => {
+                    failed = true;
+                    eprintln!("error: {error}");
+                }
             }
         }
+    } else {
+        shutdown.cancelled().await;
     }
+    supervisor.stop_all().await;
     // Ingest stays open while pipelines drain (its answers wait for Kafka,
     // not for them) and closes with the last one.
     server_stop.cancel();
@@ -172,6 +199,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     drop(embedded);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The dashboard's files: `--ui-dir`, else `web-ui/dist` if it was built.
+fn ui_dir(chosen: Option<&Path>) -> Option<PathBuf> {
+    match chosen {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Some(PathBuf::from("web-ui/dist")).filter(|d| d.join("index.html").exists()),
+    }
 }
 
 impl IngestArgs {

@@ -2,6 +2,7 @@
 //! letters on the side.
 
 pub mod batcher;
+pub mod controls;
 pub mod dead_letter;
 pub mod partitions;
 mod runtime;
@@ -10,4 +11,4 @@ pub mod stats;
 pub mod test_case;
 
 pub use crate::config::BatchConfig;
-pub use runtime::{FilesReport, Pipeline, PipelineReport, StageReport};
+pub use runtime::{FilesReport, History, Pipeline, PipelineReport, StageReport};

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::controls::{PipelineControls, SwapRequest, TapSide};
 use super::dead_letter::{DeadLetterBatch, DeadLetterSender};
 use super::partitions::{PartitionEventReceiver, PartitionEvents};
 use super::stage::{Stage, StageOutput};
@@ -33,6 +34,17 @@ pub struct Pipeline {
     source: Box<dyn Source>,
     stages: Vec<Stage>,
     pub stats: Arc<PipelineStats>,
+    /// What the control plane reaches while it runs.
+    pub controls: Arc<PipelineControls>,
+    swaps: Vec<mpsc::Receiver<SwapRequest>>,
+}
+
+/// Counters and dead letters of earlier runs of the same pipeline, for a
+/// new run to carry on with.
+#[derive(Default)]
+pub struct History {
+    pub stats: Option<Arc<PipelineStats>>,
+    pub dead_letters: Option<Arc<super::controls::DeadLetterLog>>,
 }
 
 /// How a run went, for the summary `sluice run` prints.
@@ -96,7 +108,7 @@ impl Pipeline {
     /// Builds the source and loads every stage's module (calling `init`), so
     /// configuration problems surface before any record moves.
     pub fn build(config: PipelineConfig, host: &WasmHost) -> anyhow::Result<Pipeline> {
-        let name: Arc<str> = config.name.as_str().into();
+        let name = &config.name;
         let source = config.source.build(&config).with_context(|| format!("pipeline `{name}`: source"))?;
         let stages = config
             .stages
@@ -104,7 +116,28 @@ impl Pipeline {
             .map(|stage| Stage::build(stage, &config, host))
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("pipeline `{name}`"))?;
-        Ok(Pipeline { name, config, source, stages, stats: Arc::new(PipelineStats::default()) })
+        Ok(Self::assemble(config, source, stages, History::default()))
+    }
+
+    /// A pipeline from parts already built (the control plane builds
+    /// stages from its module registry), continuing `history`.
+    pub fn assemble(
+        config: PipelineConfig,
+        source: Box<dyn Source>,
+        stages: Vec<Stage>,
+        history: History,
+    ) -> Pipeline {
+        let dead_letters = history.dead_letters.unwrap_or_default();
+        let (controls, swaps) = PipelineControls::new(stages.iter().map(|s| s.name.clone()), dead_letters);
+        Pipeline {
+            name: config.name.as_str().into(),
+            config,
+            source,
+            stages,
+            stats: history.stats.unwrap_or_default(),
+            controls: Arc::new(controls),
+            swaps,
+        }
     }
 
     pub fn stage_stats(&self) -> Vec<(String, Arc<StageStats>)> {
@@ -113,9 +146,9 @@ impl Pipeline {
 
     /// Runs until the source ends or `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<PipelineReport> {
-        let Pipeline { name, config, source, stages, stats } = self;
-        let modules: Vec<(String, Arc<StageStats>, String)> =
-            stages.iter().map(|s| (s.name.clone(), s.stats.clone(), s.module().name.clone())).collect();
+        let Pipeline { name, config, source, stages, stats, controls, swaps } = self;
+        let modules: Vec<(String, Arc<StageStats>)> =
+            stages.iter().map(|s| (s.name.clone(), s.stats.clone())).collect();
         // A stage with `on_error = "stop"` cancels this to stop the source.
         let stop = shutdown.child_token();
 
@@ -146,6 +179,7 @@ impl Pipeline {
         let partitions = PartitionEvents::default();
         let partition_events = partitions.subscribe();
         let (source_tx, source_rx) = mpsc::channel::<Batch>(QUEUE);
+        controls.set_replay(&source_tx);
         let (batch_tx, mut next_rx) = mpsc::channel::<Batch>(QUEUE);
         let source_ctx = SourceContext {
             pipeline: name.clone(),
@@ -159,12 +193,16 @@ impl Pipeline {
         let batcher_task = tokio::spawn(super::batcher::run(config.batch.clone(), source_rx, batch_tx));
 
         let mut stage_threads = Vec::new();
-        for stage in stages {
+        for (index, (stage, swaps)) in stages.into_iter().zip(swaps).enumerate() {
             let (tx, rx) = mpsc::channel::<Batch>(QUEUE);
             let input = std::mem::replace(&mut next_rx, rx);
             let worker = StageWorker {
                 stage,
                 input,
+                swaps,
+                controls: controls.clone(),
+                index,
+                runtime: tokio::runtime::Handle::current(),
                 output: tx,
                 dead_letters: dead_tx.clone(),
                 stats: stats.clone(),
@@ -182,7 +220,8 @@ impl Pipeline {
 
         let sink_task = tokio::spawn(run_sink(sink, next_rx, partition_events));
         let shape = config.dead_letter.dead_letter_shape();
-        let dead_task = tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone(), shape));
+        let dead_task =
+            tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone(), shape, controls.clone()));
 
         let mut errors = Vec::new();
         match source_task.await {
@@ -217,11 +256,11 @@ impl Pipeline {
             files: FilesReport::from_stats(&stats.sink),
             stages: modules
                 .into_iter()
-                .map(|(stage, s, module)| {
+                .map(|(stage, s)| {
                     let records_in = get(&s.records_in);
                     StageReport {
                         stage,
-                        module,
+                        module: s.module_name(),
                         records_in,
                         records_out: get(&s.records_out),
                         records_failed: get(&s.records_failed),
@@ -244,6 +283,13 @@ impl Pipeline {
 struct StageWorker {
     stage: Stage,
     input: mpsc::Receiver<Batch>,
+    /// Modules to swap in, between batches.
+    swaps: mpsc::Receiver<SwapRequest>,
+    controls: Arc<PipelineControls>,
+    /// This stage's position, for its controls.
+    index: usize,
+    /// Lets this thread wait on its input and its swaps at once.
+    runtime: tokio::runtime::Handle,
     output: mpsc::Sender<Batch>,
     dead_letters: DeadLetterSender,
     stats: Arc<PipelineStats>,
@@ -251,9 +297,39 @@ struct StageWorker {
 }
 
 impl StageWorker {
+    /// The next batch, swapping modules in as requests arrive first.
+    fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            let next = self.runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    Some(swap) = self.swaps.recv() => Err(swap),
+                    batch = self.input.recv() => Ok(batch),
+                }
+            });
+            match next {
+                Ok(batch) => return batch,
+                Err(SwapRequest { mut stage, done }) => {
+                    // Counters carry on across versions; a redeploy lifts a quarantine.
+                    stage.stats = self.stage.stats.clone();
+                    stage.stats.quarantined.store(false, std::sync::atomic::Ordering::Relaxed);
+                    stage.stats.set_module(&stage.module().name);
+                    tracing::info!(stage = %stage.name, from = %self.stage.module().name, to = %stage.module().name, "module swapped");
+                    self.stage = stage;
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
     fn run(mut self) -> anyhow::Result<()> {
-        while let Some(Batch { records, acks }) = self.input.blocking_recv() {
+        while let Some(Batch { records, acks }) = self.next_batch() {
+            let tap = &self.controls.stages[self.index].tap;
+            tap.observe(&self.stage.name, TapSide::In, &records);
+            let started = std::time::Instant::now();
             let StageOutput { records, failed } = self.stage.process(records);
+            self.stage.stats.batch_latency.observe(started.elapsed());
+            tap.observe(&self.stage.name, TapSide::Out, &records);
             if !failed.is_empty() {
                 match self.stage.on_error {
                     OnError::Dlq => {
@@ -321,9 +397,11 @@ async fn run_dead_letters(
     mut input: mpsc::Receiver<DeadLetterBatch>,
     pipeline: Arc<str>,
     shape: DeadLetterShape,
+    controls: Arc<PipelineControls>,
 ) -> anyhow::Result<()> {
     while let Some(letters) = input.recv().await {
         for letter in &letters.letters {
+            controls.dead_letters.push(&pipeline, letter);
             tracing::debug!(pipeline = %pipeline, stage = %letter.stage, kind = %letter.kind, source = %letter.record.origin.source, offset = letter.record.origin.offset, "dead letter: {}", letter.message);
         }
         sink.write(letters.into_batch(&pipeline, shape)).await?;

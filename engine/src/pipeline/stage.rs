@@ -69,6 +69,16 @@ impl Stage {
         let error =
             |source| StageError { stage: config.name.clone(), module: path.display().to_string(), source };
         let module = host.load_file(path, config.max_fuel.is_some()).map_err(error)?;
+        Self::from_module(config, module, lookups)
+    }
+
+    /// A stage running `module` (already compiled), with a first instance.
+    pub fn from_module(
+        config: &StageConfig,
+        module: Arc<Module>,
+        lookups: crate::lookup::Lookups,
+    ) -> Result<Stage, StageError> {
+        let error = |source| StageError { stage: config.name.clone(), module: module.name.clone(), source };
         let limits = Limits {
             timeout: Duration::from_millis(config.timeout_ms),
             max_memory_bytes: (config.max_memory_mb as usize) << 20,
@@ -78,6 +88,8 @@ impl Stage {
         let grants = instance_grants(config.capabilities.get_ref(), lookups);
         let config_json = table_to_json(config.config.get_ref());
         let instance = TransformInstance::new(&module, &limits, &grants, &config_json).map_err(error)?;
+        let stats = Arc::new(StageStats::default());
+        stats.set_module(&module.name);
         Ok(Stage {
             name: config.name.clone(),
             on_error: config.on_error,
@@ -88,7 +100,7 @@ impl Stage {
             quarantine_after: config.quarantine_after.max(1),
             instance: Some(instance),
             consecutive_failures: 0,
-            stats: Arc::new(StageStats::default()),
+            stats,
         })
     }
 

@@ -123,6 +123,8 @@ impl KafkaSource {
                     if config.start_from == StartFrom::Latest { "latest" } else { "earliest" },
                 ),
                 ("enable.partition.eof", "false"),
+                // Consumer lag per partition for /metrics, from librdkafka's statistics.
+                ("statistics.interval.ms", "5000"),
             ],
         )?;
         anyhow::ensure!(!config.topics.is_empty(), "`topics` is empty");
@@ -238,6 +240,7 @@ struct SourceConsumerContext {
     start_from: StartFrom,
     revoke_timeout: Duration,
     events: PartitionEvents,
+    stats: Arc<crate::pipeline::stats::PipelineStats>,
 }
 
 impl SourceConsumerContext {
@@ -335,6 +338,22 @@ impl SourceConsumerContext {
 }
 
 impl ClientContext for SourceConsumerContext {
+    /// Keeps the lag (high watermark minus committed offset) of the
+    /// partitions this consumer owns.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(move |p| ((topic.clone(), p.partition), p.consumer_lag))
+            })
+            .collect();
+        *self.stats.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(pipeline = %self.pipeline, "kafka consumer: {error}: {reason}");
     }
@@ -370,6 +389,7 @@ impl KafkaSource {
             start_from: self.config.start_from,
             revoke_timeout: Duration::from_millis(self.config.revoke_timeout_ms),
             events: ctx.partitions.clone(),
+            stats: ctx.stats.clone(),
         };
         let consumer: BaseConsumer<SourceConsumerContext> =
             self.client.create_with_context(context).context("cannot create the Kafka consumer")?;

@@ -52,6 +52,21 @@ impl SourceConfig {
         }
     }
 
+    /// One line saying what the source reads, for the API and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::File(config) => format!("file {}", config.path),
+            SourceConfig::Kafka(config) => format!(
+                "kafka topics {} at {}",
+                config.topics.join(", "),
+                config.brokers.as_deref().unwrap_or("the engine's cluster")
+            ),
+            SourceConfig::Lake(config) => {
+                format!("lake {}/{}", config.url.as_deref().unwrap_or("(engine lake)"), config.path)
+            }
+        }
+    }
+
     /// Points a lake source that names no `url` at the engine's own lake.
     pub fn use_engine_lake(&mut self, url: &str) {
         if let SourceConfig::Lake(config) = self

@@ -182,7 +182,7 @@ fn bad_requests_are_refused_whole_with_the_reason() {
         .body("x")
         .send()
         .unwrap();
-    assert_eq!(response.status(), 401, "wrong token");
+    assert_eq!(response.status(), 403, "wrong token");
 
     let (status, body) = post(&client, &format!("{}/ingest/other", engine.url), "text/plain", "x");
     assert_eq!(status, 404);

@@ -106,6 +106,7 @@ impl OpenFile {
         add(&sink.bytes_written, container.framed_bytes() as usize);
         add(&sink.bytes_uncompressed, container.datum_bytes() as usize);
         add(&sink.commit_nanos, started.elapsed().as_nanos() as usize);
+        sink.commit_latency.observe(started.elapsed());
         tracing::debug!(file = %storage.url(&committed), records = container.records(), bytes = container.framed_bytes(), "lake file committed");
         Ok(())
     }

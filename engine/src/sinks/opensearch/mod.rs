@@ -301,6 +301,7 @@ impl OpenSearchSink {
         if !self.template_installed {
             self.install_template().await?;
         }
+        let started = Instant::now();
         let mut todo = std::mem::take(&mut self.pending);
         let acks = std::mem::take(&mut self.acks);
         self.pending_bytes = 0;
@@ -361,12 +362,15 @@ impl OpenSearchSink {
                 }
             };
             add(&self.ctx.stats.sink.retries, 1);
+            self.ctx.stats.sink.pending_items.store(todo.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let wait = self.backoff(attempt);
             tracing::warn!(pipeline = %self.ctx.pipeline, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "opensearch: {problem}");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
         add(&self.ctx.stats.written, indexed);
+        self.ctx.stats.sink.pending_items.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.stats.sink.commit_latency.observe(started.elapsed());
         if !rejected.is_empty() {
             self.dead_letter(rejected, &acks).await?;
         }
@@ -415,6 +419,11 @@ impl Sink for OpenSearchSink {
             self.dead_letter(refused, &acks).await?;
         }
         self.acks.extend(acks);
+        self.ctx
+            .stats
+            .sink
+            .pending_items
+            .store(self.pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.oldest.get_or_insert_with(Instant::now);
         if self.pending.len() >= self.config.max_docs || self.pending_bytes >= self.config.max_bytes {
             self.flush().await?;

@@ -1,0 +1,12 @@
+//! The control plane: the module registry, the pipelines the engine runs
+//! and every change to them, and the durable state behind both.
+
+pub mod modules;
+pub mod store;
+pub mod supervisor;
+pub mod view;
+
+pub use modules::{ModuleError, ModuleRegistry, ModuleVersion};
+pub use store::StateStore;
+pub use supervisor::{ControlError, EngineEnv, Managed, Status, Supervisor};
+pub use view::{PipelineView, StageView};

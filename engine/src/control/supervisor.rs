@@ -1,0 +1,904 @@
+//! The supervisor: the pipelines this engine runs — from files named on the
+//! command line and from the API — and every change to them (deploy, pause,
+//! resume, delete, module swaps and rollbacks, dead-letter replay).
+//!
+//! Changes to one pipeline are serialised; a change that fails leaves the
+//! pipeline as it was. Pipelines created through the API are recorded in
+//! the state store and come back, paused or running, after a restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::modules::{ModuleError, ModuleRegistry, ModuleVersion, validate_name};
+use super::store::StateStore;
+use super::view::{PipelineView, StageView};
+use crate::ack::{Ack, AckStatus};
+use crate::api::ingest::Ingest;
+use crate::config::{self, Diagnostic, Diagnostics, PipelineConfig, StageConfig};
+use crate::pipeline::controls::{DeadLetterLog, PipelineControls};
+use crate::pipeline::stage::Stage;
+use crate::pipeline::stats::{PipelineStats, StageStats};
+use crate::pipeline::{History, Pipeline, PipelineReport};
+use crate::record::Batch;
+use crate::sinks::SinkConfig;
+use crate::wasm::{Module, WasmHost};
+
+/// Where the engine's pipelines find its own Kafka cluster and lake.
+#[derive(Default)]
+pub struct EngineEnv {
+    pub bootstrap: Option<String>,
+    /// Whether the engine started its own cluster, where it creates the
+    /// topics of pipelines deployed later.
+    pub embedded_cluster: bool,
+    pub topic_partitions: i32,
+    pub lake_url: String,
+    /// New pipelines' source topics are opened for REST ingest.
+    pub ingest: Option<Arc<Ingest>>,
+}
+
+impl EngineEnv {
+    fn apply(&self, config: &mut PipelineConfig) {
+        if let Some(bootstrap) = &self.bootstrap {
+            config.source.use_engine_cluster(bootstrap);
+            config.sink.use_engine_cluster(bootstrap);
+            config.dead_letter.use_engine_cluster(bootstrap);
+        }
+        config.source.use_engine_lake(&self.lake_url);
+        config.sink.use_engine_lake(&self.lake_url);
+    }
+}
+
+/// What went wrong with a control-plane request; the API maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the pipeline definition has errors")]
+    Invalid(Diagnostics),
+    #[error("{0}")]
+    Conflict(String),
+    /// The definition is valid but cannot run (a module's `init` refused
+    /// its config, a lookup table is missing, …).
+    #[error("{0:#}")]
+    Unusable(anyhow::Error),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Starting,
+    Running,
+    Paused,
+    /// Its source ended and everything was written.
+    Finished,
+    Failed,
+}
+
+/// Where a pipeline's definition lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Api,
+}
+
+/// A stage's module from the registry, as recorded in the deploy history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRef {
+    pub name: String,
+    pub version: u32,
+}
+
+/// What the store keeps of an API pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPipeline {
+    toml: String,
+    paused: bool,
+    /// Per stage, the registry versions deployed, oldest first; the last
+    /// is running. Stages with file modules are absent.
+    #[serde(default)]
+    history: BTreeMap<String, Vec<ModuleRef>>,
+}
+
+pub struct Supervisor {
+    host: WasmHost,
+    store: Arc<StateStore>,
+    pub modules: ModuleRegistry,
+    env: EngineEnv,
+    pipelines: RwLock<BTreeMap<String, Arc<Managed>>>,
+    /// Serialises creating and deleting pipelines.
+    membership: tokio::sync::Mutex<()>,
+    shutdown: CancellationToken,
+}
+
+/// One pipeline under supervision.
+pub struct Managed {
+    pub name: String,
+    pub origin: Origin,
+    /// Counters and dead letters outlive runs, so they carry on across
+    /// pause/resume and redeploys.
+    pub stats: Arc<PipelineStats>,
+    pub dead_letters: Arc<DeadLetterLog>,
+    state: Mutex<ManagedState>,
+    status: watch::Sender<Status>,
+    /// Serialises changes to this pipeline.
+    op: tokio::sync::Mutex<()>,
+}
+
+struct ManagedState {
+    toml: String,
+    config: PipelineConfig,
+    error: Option<String>,
+    history: BTreeMap<String, Vec<ModuleRef>>,
+    stages: Vec<StageInfo>,
+    running: Option<Running>,
+    report: Option<PipelineReport>,
+}
+
+#[derive(Clone)]
+pub(crate) struct StageInfo {
+    pub name: String,
+    pub module: Arc<Module>,
+    pub stats: Arc<StageStats>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    controls: Arc<PipelineControls>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    pub fn new(
+        host: WasmHost,
+        store: Arc<StateStore>,
+        env: EngineEnv,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let modules = ModuleRegistry::new(store.clone(), host.clone());
+        Arc::new(Supervisor {
+            host,
+            store,
+            modules,
+            env,
+            pipelines: RwLock::new(BTreeMap::new()),
+            membership: tokio::sync::Mutex::new(()),
+            shutdown,
+        })
+    }
+
+    /// Starts pipelines read from files (`sluice run`/`serve` arguments).
+    pub async fn start_file_pipelines(self: &Arc<Self>, configs: Vec<PipelineConfig>) -> anyhow::Result<()> {
+        let _membership = self.membership.lock().await;
+        for config in configs {
+            let toml = std::fs::read_to_string(&config.file).unwrap_or_default();
+            let origin = Origin::File(config.file.clone());
+            let managed = self.insert(config.name.clone(), origin, toml, config, BTreeMap::new());
+            self.start(&managed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Brings back the pipelines created through the API before a restart.
+    pub async fn restore(self: &Arc<Self>) -> anyhow::Result<()> {
+        let _membership = self.membership.lock().await;
+        for (key, stored) in self.store.scan::<StoredPipeline>("pipeline/") {
+            let name = key.trim_start_matches("pipeline/").to_string();
+            if self.get(&name).is_some() {
+                tracing::warn!(pipeline = %name, "a pipeline file defines this name too; the stored definition is not restored");
+                continue;
+            }
+            let config = match self.parse(&name, &stored.toml) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(pipeline = %name, "stored definition no longer valid: {e}");
+                    continue;
+                }
+            };
+            let managed = self.insert(name.clone(), Origin::Api, stored.toml, config, stored.history);
+            if stored.paused {
+                managed.status.send_replace(Status::Paused);
+            } else if let Err(e) = self.start(&managed).await {
+                tracing::error!(pipeline = %name, "cannot start: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Managed>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Managed>> {
+        self.read().values().cloned().collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Managed>>> {
+        self.pipelines.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn require(&self, name: &str) -> Result<Arc<Managed>> {
+        self.get(name).ok_or_else(|| ControlError::NotFound(format!("no pipeline named `{name}`")))
+    }
+
+    /// Where an API pipeline's relative paths (lookup files, …) resolve.
+    fn api_file(&self, name: &str) -> PathBuf {
+        self.store.dir().join("pipelines").join(format!("{name}.toml"))
+    }
+
+    /// Parses an API pipeline's TOML: one pipeline named `name`, whose
+    /// registry modules exist.
+    fn parse(&self, name: &str, toml: &str) -> Result<PipelineConfig> {
+        let file = self.api_file(name);
+        let mut configs = config::parse_str(&file, toml).map_err(ControlError::Invalid)?;
+        let at = |line, column, key: &str, message: String| {
+            ControlError::Invalid(Diagnostics(vec![Diagnostic {
+                file: file.clone(),
+                line,
+                column,
+                key: Some(key.to_string()),
+                message,
+            }]))
+        };
+        if configs.len() != 1 {
+            return Err(at(
+                1,
+                1,
+                "pipeline",
+                format!("define exactly one pipeline here (found {})", configs.len()),
+            ));
+        }
+        let config = configs.remove(0);
+        if config.name != name {
+            let (line, column) = find_line_column(toml, "name");
+            return Err(at(
+                line,
+                column,
+                "name",
+                format!("the pipeline is named `{}` but was sent to `{name}`", config.name),
+            ));
+        }
+        for (index, stage) in config.stages.iter().enumerate() {
+            let reference = stage.module.get_ref();
+            if let Some((module, _)) = ModuleRegistry::parse_reference(reference)
+                && self.modules.versions(module).is_empty()
+                && !config.resolve(Path::new(reference)).exists()
+            {
+                let (line, column) = line_column(toml, stage.module.span().start);
+                let uploaded: Vec<String> = self.modules.list().into_keys().collect();
+                return Err(at(
+                    line,
+                    column,
+                    &format!("stage[{index}].module"),
+                    format!(
+                        "no module named `{module}` is uploaded (uploaded: {})",
+                        if uploaded.is_empty() { "none".to_string() } else { uploaded.join(", ") }
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    fn insert(
+        &self,
+        name: String,
+        origin: Origin,
+        toml: String,
+        config: PipelineConfig,
+        history: BTreeMap<String, Vec<ModuleRef>>,
+    ) -> Arc<Managed> {
+        let managed = Arc::new(Managed {
+            name: name.clone(),
+            origin,
+            stats: Arc::new(PipelineStats::default()),
+            dead_letters: Arc::new(DeadLetterLog::default()),
+            state: Mutex::new(ManagedState {
+                toml,
+                config,
+                error: None,
+                history,
+                stages: Vec::new(),
+                running: None,
+                report: None,
+            }),
+            status: watch::Sender::new(Status::Starting),
+            op: tokio::sync::Mutex::new(()),
+        });
+        self.pipelines.write().unwrap_or_else(|e| e.into_inner()).insert(name, managed.clone());
+        managed
+    }
+
+    /// Creates or replaces an API pipeline from its TOML. A replaced
+    /// pipeline drains and stops before the new definition starts; its
+    /// consumer group carries on where it stopped.
+    pub async fn apply(self: &Arc<Self>, name: &str, toml: &str) -> Result<(PipelineView, bool)> {
+        validate_name("pipeline", name).map_err(ControlError::BadRequest)?;
+        let config = self.parse(name, toml)?;
+        let _membership = self.membership.lock().await;
+        let existing = self.get(name);
+        if let Some(existing) = &existing
+            && let Origin::File(path) = &existing.origin
+        {
+            return Err(ControlError::Conflict(format!(
+                "pipeline `{name}` is defined in {}; change it there",
+                path.display()
+            )));
+        }
+        // Build before stopping the old one: a definition that cannot run
+        // leaves the running pipeline alone.
+        let mut history = BTreeMap::new();
+        let (pipeline, stages) = self.build(config.clone(), &mut history, Default::default()).await?;
+        self.open_topics(&config).await;
+        let created = existing.is_none();
+        let managed = match existing {
+            Some(existing) => {
+                let _op = existing.op.lock().await;
+                self.stop(&existing, None).await;
+                {
+                    let mut state = existing.lock();
+                    state.toml = toml.to_string();
+                    state.config = config;
+                    state.history = history;
+                    state.error = None;
+                }
+                self.launch(&existing, pipeline, stages);
+                existing.clone()
+            }
+            None => {
+                let managed = self.insert(name.to_string(), Origin::Api, toml.to_string(), config, history);
+                self.launch(&managed, pipeline, stages);
+                managed
+            }
+        };
+        self.persist(&managed).map_err(ControlError::Internal)?;
+        Ok((self.view(&managed), created))
+    }
+
+    /// Stops a pipeline (draining what it holds) and remembers it paused.
+    pub async fn pause(&self, name: &str) -> Result<PipelineView> {
+        let managed = self.require(name)?;
+        let _op = managed.op.lock().await;
+        self.stop(&managed, Some(Status::Paused)).await;
+        self.persist(&managed).map_err(ControlError::Internal)?;
+        Ok(self.view(&managed))
+    }
+
+    pub async fn resume(self: &Arc<Self>, name: &str) -> Result<PipelineView> {
+        let managed = self.require(name)?;
+        let _op = managed.op.lock().await;
+        if matches!(*managed.status.borrow(), Status::Running | Status::Starting) {
+            return Ok(self.view(&managed));
+        }
+        self.start(&managed).await?;
+        self.persist(&managed).map_err(ControlError::Internal)?;
+        Ok(self.view(&managed))
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let _membership = self.membership.lock().await;
+        let managed = self.require(name)?;
+        if let Origin::File(path) = &managed.origin {
+            return Err(ControlError::Conflict(format!(
+                "pipeline `{name}` is defined in {}; stop the engine and remove it from the command line",
+                path.display()
+            )));
+        }
+        let _op = managed.op.lock().await;
+        self.stop(&managed, Some(Status::Paused)).await;
+        self.store.delete(&format!("pipeline/{name}")).map_err(ControlError::Internal)?;
+        self.pipelines.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+
+    /// Pipelines whose stages run `module` (any version).
+    pub fn users_of(&self, module: &str) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .filter(|m| {
+                let state = m.lock();
+                state.history.values().any(|h| h.last().is_some_and(|r| r.name == module))
+            })
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Runs `version` of `module` in `stage`: built and initialised first,
+    /// then swapped in between two batches. `module` defaults to the
+    /// stage's current registry module, `version` to its latest.
+    pub async fn deploy_stage(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        module: Option<&str>,
+        version: Option<u32>,
+    ) -> Result<StageView> {
+        let managed = self.require(pipeline)?;
+        let _op = managed.op.lock().await;
+        let (stage_config, current) = self.stage_config(&managed, stage)?;
+        let module = match (module, &current) {
+            (Some(module), _) => module.to_string(),
+            (None, Some(current)) => current.name.clone(),
+            (None, None) => {
+                return Err(ControlError::BadRequest(format!(
+                    "stage `{stage}` runs a module from a file; name the uploaded module to deploy"
+                )));
+            }
+        };
+        let target = self.modules.version(&module, version)?;
+        self.swap(&managed, &stage_config, &target).await?;
+        managed
+            .lock()
+            .history
+            .entry(stage.to_string())
+            .or_default()
+            .push(ModuleRef { name: target.name.clone(), version: target.version });
+        self.persist(&managed).map_err(ControlError::Internal)?;
+        self.stage_view(&managed, stage)
+    }
+
+    /// Goes back to the version the stage ran before its last deploy.
+    pub async fn rollback_stage(&self, pipeline: &str, stage: &str) -> Result<StageView> {
+        let managed = self.require(pipeline)?;
+        let _op = managed.op.lock().await;
+        let (stage_config, _) = self.stage_config(&managed, stage)?;
+        let previous = {
+            let state = managed.lock();
+            let history = state.history.get(stage).map(Vec::as_slice).unwrap_or_default();
+            match history {
+                [.., previous, _] => previous.clone(),
+                _ => {
+                    return Err(ControlError::Conflict(format!(
+                        "stage `{stage}` has no earlier module version to roll back to"
+                    )));
+                }
+            }
+        };
+        let target = self.modules.version(&previous.name, Some(previous.version))?;
+        self.swap(&managed, &stage_config, &target).await?;
+        if let Some(history) = managed.lock().history.get_mut(stage) {
+            history.pop();
+        }
+        self.persist(&managed).map_err(ControlError::Internal)?;
+        self.stage_view(&managed, stage)
+    }
+
+    fn stage_config(&self, managed: &Managed, stage: &str) -> Result<(StageConfig, Option<ModuleRef>)> {
+        let state = managed.lock();
+        let config = state.config.stages.iter().find(|s| s.name == stage).cloned().ok_or_else(|| {
+            ControlError::NotFound(format!("pipeline `{}` has no stage `{stage}`", managed.name))
+        })?;
+        let current = state.history.get(stage).and_then(|h| h.last().cloned());
+        Ok((config, current))
+    }
+
+    async fn swap(
+        &self,
+        managed: &Managed,
+        stage_config: &StageConfig,
+        target: &ModuleVersion,
+    ) -> Result<()> {
+        let pipeline_config = managed.lock().config.clone();
+        let module = self.load_blocking(target.clone(), stage_config.max_fuel.is_some()).await?;
+        let stage = build_stage(stage_config, &pipeline_config, module.clone())
+            .await
+            .map_err(ControlError::Unusable)?;
+        let controls = managed.lock().running.as_ref().map(|r| r.controls.clone());
+        if let Some(controls) = controls {
+            let control = controls.stage(&stage_config.name).ok_or_else(|| {
+                ControlError::Internal(anyhow::anyhow!("stage `{}` has no controls", stage_config.name))
+            })?;
+            // A stopped worker means the pipeline is ending; the new version
+            // takes effect at its next start, like for a paused pipeline.
+            let _ = control.swap(stage).await;
+        }
+        let mut state = managed.lock();
+        if let Some(info) = state.stages.iter_mut().find(|s| s.name == stage_config.name) {
+            info.module = module;
+        }
+        Ok(())
+    }
+
+    /// Sends kept dead letters through the pipeline's current version and
+    /// waits until each is written again (or dead-lettered again).
+    pub async fn replay(&self, pipeline: &str, ids: &[u64]) -> Result<ReplayOutcome> {
+        let managed = self.require(pipeline)?;
+        if ids.is_empty() {
+            return Err(ControlError::BadRequest("name the dead letters to replay (`ids`)".into()));
+        }
+        let (controls, sink) = {
+            let state = managed.lock();
+            (state.running.as_ref().map(|r| r.controls.clone()), state.config.sink.clone())
+        };
+        if let SinkConfig::Hdfs(_) = sink {
+            return Err(ControlError::Conflict(
+                "the lake sink names its files by source offsets, so records cannot be replayed into it; \
+                 replay from the dead-letter destination with a `lake` or `kafka` source pipeline"
+                    .into(),
+            ));
+        }
+        let controls = controls.ok_or_else(|| {
+            ControlError::Conflict(format!("pipeline `{pipeline}` is not running; resume it first"))
+        })?;
+        let mut records = Vec::new();
+        for id in ids {
+            let letter = managed.dead_letters.get(*id).ok_or_else(|| {
+                ControlError::NotFound(format!("no dead letter {id} is kept for `{pipeline}`"))
+            })?;
+            if letter.replayed {
+                return Err(ControlError::Conflict(format!("dead letter {id} was replayed already")));
+            }
+            records.push(letter.letter.record);
+        }
+        let dead_lettered_before = crate::pipeline::stats::get(&managed.stats.dead_lettered);
+        let (ack, outcome) = Ack::new();
+        controls
+            .replay(Batch::new(records, vec![ack]))
+            .await
+            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        match tokio::time::timeout(Duration::from_secs(60), outcome.wait()).await {
+            Ok(AckStatus::Delivered) => {
+                managed.dead_letters.mark_replayed(ids);
+                let dead_lettered_again =
+                    crate::pipeline::stats::get(&managed.stats.dead_lettered) - dead_lettered_before;
+                Ok(ReplayOutcome { replayed: ids.len(), dead_lettered_again })
+            }
+            Ok(AckStatus::Failed) => Err(ControlError::Internal(anyhow::anyhow!(
+                "the replayed records could not be written (the pipeline is stopping or failed)"
+            ))),
+            Err(_) => Err(ControlError::Internal(anyhow::anyhow!(
+                "the replayed records were not written within 60 s; they are still in flight"
+            ))),
+        }
+    }
+
+    /// Builds every part of a pipeline (compiling modules and calling
+    /// `init` on a blocking thread), resolving registry modules through
+    /// `history` and recording the versions picked.
+    async fn build(
+        &self,
+        config: PipelineConfig,
+        history: &mut BTreeMap<String, Vec<ModuleRef>>,
+        carry: Carry,
+    ) -> Result<(Pipeline, Vec<StageInfo>)> {
+        // The definition is kept as written; the engine's cluster and lake
+        // are filled in for each run.
+        let mut config = config;
+        self.env.apply(&mut config);
+        let source = config.source.build(&config).map_err(|e| ControlError::Unusable(e.context("source")))?;
+        let mut stages = Vec::new();
+        let mut infos = Vec::new();
+        for stage_config in &config.stages {
+            let metered = stage_config.max_fuel.is_some();
+            let reference = stage_config.module.get_ref();
+            let pinned = history.get(&stage_config.name).and_then(|h| h.last()).cloned();
+            let registry = match pinned {
+                Some(pinned) => Some(self.modules.version(&pinned.name, Some(pinned.version))?),
+                None => match ModuleRegistry::parse_reference(reference) {
+                    Some((name, version)) if !self.modules.versions(name).is_empty() => {
+                        Some(self.modules.version(name, version)?)
+                    }
+                    _ => None,
+                },
+            };
+            let module = match &registry {
+                Some(version) => {
+                    history.entry(stage_config.name.clone()).or_insert_with(|| {
+                        vec![ModuleRef { name: version.name.clone(), version: version.version }]
+                    });
+                    self.load_blocking(version.clone(), metered).await?
+                }
+                None => {
+                    let host = self.host.clone();
+                    let path = config.resolve(Path::new(reference));
+                    tokio::task::spawn_blocking(move || host.load_file(&path, metered))
+                        .await
+                        .map_err(|e| ControlError::Internal(e.into()))?
+                        .map_err(|e| {
+                            ControlError::Unusable(anyhow::anyhow!("stage `{}`: {e}", stage_config.name))
+                        })?
+                }
+            };
+            let mut stage =
+                build_stage(stage_config, &config, module.clone()).await.map_err(ControlError::Unusable)?;
+            if let Some(stats) = carry.stages.get(&stage_config.name) {
+                stats.set_module(&module.name);
+                stage.stats = stats.clone();
+            }
+            infos.push(StageInfo { name: stage.name.clone(), module, stats: stage.stats.clone() });
+            stages.push(stage);
+        }
+        let history = History { stats: carry.stats, dead_letters: carry.dead_letters };
+        Ok((Pipeline::assemble(config, source, stages, history), infos))
+    }
+
+    async fn load_blocking(&self, version: ModuleVersion, metered: bool) -> Result<Arc<Module>> {
+        let registry_host = self.host.clone();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || ModuleRegistry::new(store, registry_host).load(&version, metered))
+            .await
+            .map_err(|e| ControlError::Internal(e.into()))?
+            .map_err(ControlError::from)
+    }
+
+    /// Builds and launches a stopped pipeline from its current definition.
+    async fn start(&self, managed: &Arc<Managed>) -> Result<()> {
+        managed.status.send_replace(Status::Starting);
+        let (config, mut history, carry) = {
+            let state = managed.lock();
+            let carry = Carry {
+                stats: Some(managed.stats.clone()),
+                dead_letters: Some(managed.dead_letters.clone()),
+                stages: state.stages.iter().map(|s| (s.name.clone(), s.stats.clone())).collect(),
+            };
+            (state.config.clone(), state.history.clone(), carry)
+        };
+        self.open_topics(&config).await;
+        match self.build(config, &mut history, carry).await {
+            Ok((pipeline, stages)) => {
+                managed.lock().history = history;
+                self.launch(managed, pipeline, stages);
+                Ok(())
+            }
+            Err(error) => {
+                managed.lock().error = Some(error.to_string());
+                managed.status.send_replace(Status::Failed);
+                Err(error)
+            }
+        }
+    }
+
+    fn launch(&self, managed: &Arc<Managed>, mut pipeline: Pipeline, stages: Vec<StageInfo>) {
+        // Counters carry on from earlier runs.
+        pipeline.stats = managed.stats.clone();
+        let cancel = self.shutdown.child_token();
+        let controls = pipeline.controls.clone();
+        // Held while spawning: a run that ends at once must find itself
+        // recorded as running, or it would look stopped on request.
+        let mut state = managed.lock();
+        state.stages = stages;
+        state.error = None;
+        managed.status.send_replace(Status::Running);
+        let task = {
+            let managed = managed.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let result = pipeline.run(cancel).await;
+                managed.finish(result);
+            })
+        };
+        state.running = Some(Running { cancel, controls, task });
+        drop(state);
+        tracing::info!(pipeline = %managed.name, "pipeline running");
+    }
+
+    /// Cancels a running pipeline and waits until it has drained.
+    async fn stop(&self, managed: &Managed, then: Option<Status>) {
+        let running = managed.lock().running.take();
+        if let Some(Running { cancel, task, .. }) = running {
+            cancel.cancel();
+            let _ = task.await;
+        }
+        if let Some(status) = then {
+            managed.status.send_replace(status);
+        }
+    }
+
+    /// Makes sure the topics a pipeline uses on the engine's cluster exist
+    /// and that REST ingest accepts its source topics.
+    async fn open_topics(&self, config: &PipelineConfig) {
+        let sources = config.source.engine_cluster_topics();
+        if let (true, Some(bootstrap)) = (self.env.embedded_cluster, &self.env.bootstrap) {
+            let mut topics = sources.clone();
+            topics.extend(
+                [&config.sink, &config.dead_letter]
+                    .iter()
+                    .filter_map(|s| s.engine_cluster_topic().map(String::from)),
+            );
+            if let Err(e) =
+                crate::kafka::embedded::create_topics(bootstrap, &topics, self.env.topic_partitions).await
+            {
+                tracing::debug!(pipeline = %config.name, "creating topics: {e:#}");
+            }
+        }
+        if let Some(ingest) = &self.env.ingest {
+            ingest.open_topics(&sources);
+        }
+    }
+
+    fn persist(&self, managed: &Managed) -> anyhow::Result<()> {
+        if managed.origin != Origin::Api {
+            return Ok(());
+        }
+        let stored = {
+            let state = managed.lock();
+            StoredPipeline {
+                toml: state.toml.clone(),
+                paused: *managed.status.borrow() == Status::Paused,
+                history: state.history.clone(),
+            }
+        };
+        self.store.put(&format!("pipeline/{}", managed.name), &stored)
+    }
+
+    /// Waits until each named pipeline has finished or failed, and returns
+    /// their reports (for `sluice run`).
+    pub async fn wait_for(&self, names: &[String]) -> Vec<(String, Result<PipelineReport, String>)> {
+        let mut results = Vec::new();
+        for name in names {
+            let Some(managed) = self.get(name) else { continue };
+            let mut status = managed.status.subscribe();
+            let _ = status.wait_for(|s| matches!(s, Status::Finished | Status::Failed)).await;
+            let state = managed.lock();
+            let result = match (&state.report, &state.error) {
+                (_, Some(error)) => Err(error.clone()),
+                (Some(report), None) => Ok(report.clone()),
+                (None, None) => Err("the pipeline stopped without a report".to_string()),
+            };
+            results.push((name.clone(), result));
+        }
+        results
+    }
+
+    /// Stops every pipeline (their drains run concurrently).
+    pub async fn stop_all(&self) {
+        self.shutdown.cancel();
+        let tasks: Vec<_> =
+            self.list().iter().filter_map(|m| m.lock().running.take().map(|r| r.task)).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    pub fn view(&self, managed: &Managed) -> PipelineView {
+        PipelineView::of(managed)
+    }
+
+    fn stage_view(&self, managed: &Managed, stage: &str) -> Result<StageView> {
+        PipelineView::of(managed)
+            .stages
+            .into_iter()
+            .find(|s| s.name == stage)
+            .ok_or_else(|| ControlError::NotFound(format!("no stage `{stage}`")))
+    }
+}
+
+/// Counters and logs a new run continues from.
+#[derive(Default)]
+struct Carry {
+    stats: Option<Arc<PipelineStats>>,
+    dead_letters: Option<Arc<DeadLetterLog>>,
+    stages: BTreeMap<String, Arc<StageStats>>,
+}
+
+/// Builds a stage around an already compiled module, on a blocking thread
+/// (`init` runs guest code).
+async fn build_stage(
+    config: &StageConfig,
+    pipeline: &PipelineConfig,
+    module: Arc<Module>,
+) -> anyhow::Result<Stage> {
+    let config = config.clone();
+    let pipeline = pipeline.clone();
+    tokio::task::spawn_blocking(move || {
+        let lookups = crate::lookup::load_granted(config.capabilities.get_ref(), &pipeline.lookups, |p| {
+            pipeline.resolve(p)
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("stage `{}`: a granted lookup table cannot be loaded: {e}", config.name)
+        })?;
+        Stage::from_module(&config, module, lookups).map_err(anyhow::Error::from)
+    })
+    .await?
+}
+
+impl Managed {
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ManagedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the run task when the run ends.
+    fn finish(&self, result: anyhow::Result<PipelineReport>) {
+        let mut state = self.lock();
+        let stopped_on_request = state.running.is_none();
+        state.running = None;
+        match result {
+            Ok(report) => state.report = Some(report),
+            Err(error) => {
+                tracing::error!(pipeline = %self.name, "pipeline failed: {error:#}");
+                state.error = Some(format!("{error:#}"));
+            }
+        }
+        let failed = state.error.is_some();
+        drop(state);
+        if failed {
+            self.status.send_replace(Status::Failed);
+        } else if !stopped_on_request {
+            self.status.send_replace(Status::Finished);
+        }
+    }
+
+    /// The running pipeline's controls (tap, swaps), if it runs.
+    pub fn snapshot_controls(&self) -> Option<Arc<PipelineControls>> {
+        self.lock().running.as_ref().map(|r| r.controls.clone())
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            toml: state.toml.clone(),
+            config: state.config.clone(),
+            error: state.error.clone(),
+            history: state.history.clone(),
+            stages: state.stages.clone(),
+        }
+    }
+}
+
+/// A consistent copy of a pipeline's state for views and metrics.
+pub(crate) struct Snapshot {
+    pub toml: String,
+    pub config: PipelineConfig,
+    pub error: Option<String>,
+    pub history: BTreeMap<String, Vec<ModuleRef>>,
+    pub stages: Vec<StageInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReplayOutcome {
+    pub replayed: usize,
+    /// Of those, how many failed again (with a new dead letter each).
+    pub dead_lettered_again: u64,
+}
+
+/// Line and column (1-based) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where top-level `key = …` is, or 1:1.
+fn find_line_column(text: &str, key: &str) -> (usize, usize) {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
+            return line_column(text, offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let text = "name = \"a\"\n[source]\n  type = \"x\"\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, text.find("type").unwrap()), (3, 3));
+        assert_eq!(find_line_column(text, "name"), (1, 1));
+        assert_eq!(find_line_column("# c\n name=1", "name"), (2, 2));
+    }
+}
