@@ -24,8 +24,27 @@ impl Engine {
 
     /// Like [`Engine::start`], listening on `listen`.
     pub fn start_on(bin: &str, listen: &str, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
+        Engine::launch(bin, "run", listen, pipelines, extra, log)
+    }
+
+    /// Starts `bin serve` with its state in `data_dir`: the control plane,
+    /// running until stopped.
+    pub fn serve(bin: &str, data_dir: &Path, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
+        let mut args = vec!["--data-dir", data_dir.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Engine::launch(bin, "serve", "127.0.0.1:0", pipelines, &args, log)
+    }
+
+    fn launch(
+        bin: &str,
+        subcommand: &str,
+        listen: &str,
+        pipelines: &[&Path],
+        extra: &[&str],
+        log: &Path,
+    ) -> Engine {
         let mut command = Command::new(bin);
-        command.arg("run").args(["--listen", listen]).args(pipelines).args(extra);
+        command.arg(subcommand).args(["--listen", listen]).args(pipelines).args(extra);
         command
             .env("SLUICE_API_TOKEN", TOKEN)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -55,7 +74,7 @@ impl Engine {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("sluice run did not start serving; see {}", log.display());
+                panic!("sluice {subcommand} did not start serving; see {}", log.display());
             }
         };
         Engine { child, url }

@@ -134,7 +134,7 @@ pub async fn deploy_stage(
 ) -> Result<Json<StageView>, ApiError> {
     state.token.check(&headers)?;
     let bytes = read_body(body, 64 << 10, "request").await?;
-    let request: DeployRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let request: DeployRequest = if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
         DeployRequest::default()
     } else {
         serde_json::from_slice(&bytes)

@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// installed, else an in-memory cluster).
     #[arg(long, env = "SLUICE_BROKERS", default_value = "embedded")]
     brokers: String,
+    /// Largest module upload accepted by the API, in bytes.
+    #[arg(long, default_value_t = crate::control::modules::DEFAULT_MAX_MODULE_BYTES)]
+    max_module_bytes: usize,
     /// The dashboard's built files (default: web-ui/dist when it exists).
     #[arg(long, env = "SLUICE_UI_DIR")]
     ui_dir: Option<PathBuf>,
@@ -133,7 +136,8 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         ingest: ingest.clone(),
     };
     let shutdown = CancellationToken::new();
-    let supervisor = Supervisor::new(WasmHost::new(), store, env, shutdown.child_token());
+    let supervisor =
+        Supervisor::new(WasmHost::new(), store, env, shutdown.child_token(), args.max_module_bytes);
     let file_pipelines: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     for config in &configs {
         tracing::info!(pipeline = %config.name, sink = %config.sink.describe(config), "pipeline ready");

@@ -167,8 +167,10 @@ impl Supervisor {
         store: Arc<StateStore>,
         env: EngineEnv,
         shutdown: CancellationToken,
+        max_module_bytes: usize,
     ) -> Arc<Self> {
-        let modules = ModuleRegistry::new(store.clone(), host.clone());
+        let mut modules = ModuleRegistry::new(store.clone(), host.clone());
+        modules.max_bytes = max_module_bytes;
         Arc::new(Supervisor {
             host,
             store,
@@ -186,7 +188,7 @@ impl Supervisor {
         for config in configs {
             let toml = std::fs::read_to_string(&config.file).unwrap_or_default();
             let origin = Origin::File(config.file.clone());
-            let managed = self.insert(config.name.clone(), origin, toml, config, BTreeMap::new());
+            let managed = self.insert(config.name.clone(), origin, toml, config, BTreeMap::new(), &Carry::default());
             self.start(&managed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Ok(())
@@ -208,7 +210,8 @@ impl Supervisor {
                     continue;
                 }
             };
-            let managed = self.insert(name.clone(), Origin::Api, stored.toml, config, stored.history);
+            let managed =
+                self.insert(name.clone(), Origin::Api, stored.toml, config, stored.history, &Carry::default());
             if stored.paused {
                 managed.status.send_replace(Status::Paused);
             } else if let Err(e) = self.start(&managed).await {
@@ -300,12 +303,13 @@ impl Supervisor {
         toml: String,
         config: PipelineConfig,
         history: BTreeMap<String, Vec<ModuleRef>>,
+        carry: &Carry,
     ) -> Arc<Managed> {
         let managed = Arc::new(Managed {
             name: name.clone(),
             origin,
-            stats: Arc::new(PipelineStats::default()),
-            dead_letters: Arc::new(DeadLetterLog::default()),
+            stats: carry.stats.clone().unwrap_or_default(),
+            dead_letters: carry.dead_letters.clone().unwrap_or_default(),
             state: Mutex::new(ManagedState {
                 toml,
                 config,
@@ -340,8 +344,14 @@ impl Supervisor {
         }
         // Build before stopping the old one: a definition that cannot run
         // leaves the running pipeline alone.
+        // Counters and dead letters carry on across a replacement.
+        let carry = Carry {
+            stats: Some(existing.as_ref().map_or_else(Default::default, |e| e.stats.clone())),
+            dead_letters: Some(existing.as_ref().map_or_else(Default::default, |e| e.dead_letters.clone())),
+            stages: BTreeMap::new(),
+        };
         let mut history = BTreeMap::new();
-        let (pipeline, stages) = self.build(config.clone(), &mut history, Default::default()).await?;
+        let (pipeline, stages) = self.build(config.clone(), &mut history, carry.clone()).await?;
         self.open_topics(&config).await;
         let created = existing.is_none();
         let managed = match existing {
@@ -359,7 +369,7 @@ impl Supervisor {
                 existing.clone()
             }
             None => {
-                let managed = self.insert(name.to_string(), Origin::Api, toml.to_string(), config, history);
+                let managed = self.insert(name.to_string(), Origin::Api, toml.to_string(), config, history, &carry);
                 self.launch(&managed, pipeline, stages);
                 managed
             }
@@ -777,7 +787,7 @@ impl Supervisor {
 }
 
 /// Counters and logs a new run continues from.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Carry {
     stats: Option<Arc<PipelineStats>>,
     dead_letters: Option<Arc<DeadLetterLog>>,

@@ -51,6 +51,7 @@ struct Runtime {
 }
 
 /// A validated, compiled transform, ready to instantiate.
+#[derive(Clone)]
 pub struct Module {
     /// Where it came from, for messages: a file name or a module name.
     pub name: String,
@@ -132,7 +133,8 @@ impl WasmHost {
         let hash = hex::encode(Sha256::digest(bytes));
         let key = (hash.clone(), metered);
         if let Some(module) = self.lock_cache().get(&key) {
-            return Ok(module.clone());
+            // Same code, maybe under another name (a file and an upload).
+            return Ok(Arc::new(Module { name: name.to_string(), ..Module::clone(module) }));
         }
 
         let runtime = self.runtime(metered)?;

@@ -2,6 +2,7 @@
 //! the real CLI. One binary, a module per area.
 
 mod abi;
+mod api;
 mod broker_faults;
 mod config_errors;
 mod crash;
