@@ -4,6 +4,7 @@ pub mod broker;
 pub mod engine;
 pub mod hdfs;
 pub mod opensearch;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

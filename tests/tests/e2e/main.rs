@@ -12,6 +12,7 @@ mod images;
 mod ingest;
 mod interop;
 mod kafka_sink;
+mod prometheus;
 mod lake;
 mod rebalance;
 mod search;
