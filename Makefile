@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM_TARGET_DIR := target/wasm
 MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 
-.PHONY: demo test transforms build bench clean-data
+.PHONY: demo serve test transforms build ui bench clean-data
 
 ## Build the example transforms into $(MODULES)/*.wasm
 transforms:
@@ -15,6 +15,14 @@ transforms:
 
 build:
 	$(CARGO) build --release -p sluice
+
+## The web dashboard: web-ui/dist, served by the engine (chart library from npm, no CDN)
+ui:
+	cd web-ui && npm ci --no-audit --no-fund && npm run build
+
+## The engine with its API and dashboard on http://127.0.0.1:8080/, running the demo pipelines
+serve: transforms build ui
+	./target/release/sluice serve --listen 127.0.0.1:8080 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
 
 ## Run the demo pipelines on the shared fixtures; output goes to data/
 demo: transforms build clean-data
@@ -33,7 +41,7 @@ clean-data:
 	rm -rf data/kafka data/lake data/extracted data/images-to-lake.dead-letter.ndjson data/weblogs-to-search.dead-letter.ndjson
 
 ## Every test: unit, golden, end-to-end (builds the guest components first)
-test:
+test: ui
 	$(CARGO) test --workspace
 	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
 

@@ -6,6 +6,7 @@ mod api;
 mod broker_faults;
 mod config_errors;
 mod crash;
+mod dashboard;
 mod file_source;
 mod hostile;
 mod images;

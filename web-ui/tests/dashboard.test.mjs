@@ -1,0 +1,198 @@
+// Browser test of the dashboard in real headless Chromium (Debian's
+// `chromium`, driven by playwright-core) against a running `sluice serve`.
+//
+// Run by the Rust end-to-end test `dashboard`, which starts the engine and
+// passes: SLUICE_URL, SLUICE_TOKEN, SLUICE_MODULE_PARSE (log-parse .wasm),
+// SLUICE_MODULE_COPY (passthrough .wasm), SLUICE_FIXTURE_LOG (web log
+// lines), SLUICE_WORK_DIR (scratch) and SLUICE_SCREENSHOTS (artefacts).
+
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (run through the Rust test \`dashboard\`)`);
+  return value;
+};
+const url = env("SLUICE_URL");
+const token = env("SLUICE_TOKEN");
+const screenshots = env("SLUICE_SCREENSHOTS");
+const work = env("SLUICE_WORK_DIR");
+mkdirSync(screenshots, { recursive: true });
+
+let browser;
+let page;
+const pageErrors = [];
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.setDefaultTimeout(30_000);
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const shot = (name) => page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+
+async function ingest(lines) {
+  const response = await fetch(`${url}/ingest/weblogs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "text/plain" },
+    body: lines.map((l) => `${l}\n`).join(""),
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+const logLines = readFileSync(env("SLUICE_FIXTURE_LOG"), "utf8").split("\n").filter(Boolean);
+
+const PIPELINE = (extra = "") => `name = "web"
+
+[source]
+type = "kafka"
+topics = ["weblogs"]
+${extra}
+[batch]
+linger_ms = 20
+
+[[stage]]
+name = "parse"
+module = "parse"
+
+[sink]
+type = "file"
+path = ${JSON.stringify(join(work, "web.ndjson"))}
+
+[dead_letter]
+type = "file"
+path = ${JSON.stringify(join(work, "web.dead-letter.ndjson"))}
+`;
+
+test("the dashboard deploys, watches, replays and rolls back", async () => {
+  // Empty states before anything exists.
+  await page.goto(url);
+  await page.getByText("No pipelines yet").waitFor();
+  await shot("01-empty-overview");
+
+  // Without a token, a change is refused with the server's message.
+  await page.goto(`${url}/#/modules`);
+  await page.getByText("No modules uploaded yet").waitFor();
+  await page.setInputFiles("#module-file", env("SLUICE_MODULE_PARSE"));
+  await page.fill("#module-name", "parse");
+  await page.click("#upload");
+  await page.locator("#upload-result").getByText("Upload refused (401)").waitFor();
+
+  await page.fill("#token", token);
+  await page.dispatchEvent("#token", "change");
+
+  // A file that is not a component is refused with the reason.
+  const notWasm = join(work, "notes.wasm");
+  writeFileSync(notWasm, "not wasm at all");
+  await page.setInputFiles("#module-file", notWasm);
+  await page.fill("#module-name", "notes");
+  await page.click("#upload");
+  await page.locator("#upload-result").getByText("Upload refused (422)").waitFor();
+  assert.match(await page.locator("#upload-result").innerText(), /not a WebAssembly file/);
+
+  await page.setInputFiles("#module-file", env("SLUICE_MODULE_PARSE"));
+  await page.fill("#module-name", "parse");
+  await page.click("#upload");
+  await page.locator("#upload-result").getByText("Stored parse version 1").waitFor();
+  await page.locator('tr[data-module="parse"]').waitFor();
+  await shot("02-module-uploaded");
+
+  // The editor marks the line of an error the engine found.
+  await page.goto(`${url}/#/deploy`);
+  await page.fill("#toml", PIPELINE('start_from = "yesterday"'));
+  await page.click("#deploy");
+  const error = page.locator("#validation li").first();
+  await error.waitFor();
+  const errorLine = Number(await error.getAttribute("data-line"));
+  assert.equal(errorLine, 6, await error.innerText());
+  assert.match(await error.innerText(), /start_from/);
+  await page.locator(`.gutter div.bad[data-line="${errorLine}"]`).waitFor();
+  await shot("03-validation-error");
+
+  // Fixed, it deploys and the page moves to the pipeline.
+  await page.fill("#toml", PIPELINE());
+  await page.click("#deploy");
+  await page.waitForURL(/#\/pipelines\/web$/);
+  await page.locator('[data-status="running"]').first().waitFor();
+
+  // Records posted through REST ingest move the counters and the chart.
+  await ingest(logLines.slice(0, 200));
+  await page.locator('#counters [data-field="written"]', { hasText: "200" }).waitFor();
+  await page.waitForFunction(() => Number(document.querySelector("#chart-pipeline")?.dataset.peak) > 0);
+  await ingest([...logLines.slice(200, 300), "this is not a web log line"]);
+  await page.locator('#counters [data-field="written"]', { hasText: "300" }).waitFor();
+  await page.locator('#counters [data-field="dead_lettered"]', { hasText: "1" }).waitFor();
+  await shot("04-pipeline-running");
+
+  await page.goto(url);
+  const row = page.locator('tr[data-pipeline="web"]');
+  await row.locator('[data-field="written"]', { hasText: "300" }).waitFor();
+  await page.waitForFunction(() => Number(document.querySelector("#chart-throughput")?.dataset.points) >= 2);
+  await shot("05-overview");
+
+  // The bad record is in the dead-letter view with its reason.
+  await row.getByRole("link", { name: "web" }).click();
+  const letter = page.locator("tr[data-dead-letter]").first();
+  await letter.getByText("this is not a web log line").waitFor();
+  const letterText = await letter.innerText();
+  assert.match(letterText, /parse@1/);
+  await shot("06-dead-letter");
+
+  // A second version (a passthrough) is uploaded and deployed into the stage…
+  await page.goto(`${url}/#/modules`);
+  await page.setInputFiles("#module-file", env("SLUICE_MODULE_COPY"));
+  await page.fill("#module-name", "parse");
+  await page.click("#upload");
+  await page.locator("#upload-result").getByText("Stored parse version 2").waitFor();
+  await page.goto(`${url}/#/pipelines/web`);
+  await page.locator('[data-stage-select="parse"]').selectOption("2");
+  await page.click('[data-deploy="parse"]');
+  await page.locator('tr[data-stage="parse"] [data-field="module"]', { hasText: "parse@2" }).waitFor();
+
+  // …so the dead letter, replayed, goes through and is written.
+  await page.locator("tr[data-dead-letter] input[type=checkbox]").first().check();
+  await page.click("#replay");
+  await page.locator("#toast", { hasText: "Replayed 1; 0 failed again" }).waitFor();
+  await page.locator("tr[data-dead-letter]").first().getByText("replayed").waitFor();
+  await page.locator('#counters [data-field="written"]', { hasText: "301" }).waitFor();
+  const written = readFileSync(join(work, "web.ndjson"), "utf8").trim().split("\n");
+  assert.equal(written.at(-1), "this is not a web log line");
+  await shot("07-replayed");
+
+  // Roll back to version 1.
+  await page.click('[data-rollback="parse"]');
+  await page.locator('tr[data-stage="parse"] [data-field="module"]', { hasText: "parse@1" }).waitFor();
+  await page.locator('[data-rollback="parse"][disabled]').waitFor();
+  await shot("08-rolled-back");
+
+  // The live tap shows records leaving the stage.
+  await page.locator("#tap-side").selectOption("out");
+  await page.click("#tap-start");
+  await page.getByText("Waiting for records").waitFor();
+  await ingest([logLines[300]]);
+  const tapped = page.locator("#tap-records .tapped").first();
+  await tapped.waitFor();
+  assert.match(await tapped.innerText(), /"client":\{"ip":"/);
+  await page.click("#tap-start");
+  await shot("09-tap");
+
+  // Pause and resume.
+  await page.click("#pause");
+  await page.locator('[data-status="paused"]').first().waitFor();
+  await page.click("#resume");
+  await page.locator('[data-status="running"]').first().waitFor();
+
+  assert.deepEqual(pageErrors, [], "no script errors in the page");
+});
