@@ -8,13 +8,24 @@ use super::ApiError;
 pub struct Token(String);
 
 impl Token {
-    /// `SLUICE_API_TOKEN` if set, else a fresh random token (and `true`:
-    /// the caller prints it once so the operator can use it).
+    /// `SLUICE_API_TOKEN` if set, else the contents of the file named by
+    /// `SLUICE_API_TOKEN_FILE` (e.g. a mounted secret), else a fresh random
+    /// token (and `true`: the caller prints it once so the operator can use it).
     pub fn from_env_or_generate() -> anyhow::Result<(Token, bool)> {
-        match std::env::var("SLUICE_API_TOKEN") {
-            Ok(token) if token.len() >= 16 => Ok((Token(token), false)),
-            Ok(_) => anyhow::bail!("SLUICE_API_TOKEN must be at least 16 characters"),
-            Err(_) => {
+        let from_file = || -> anyhow::Result<Option<String>> {
+            let Ok(path) = std::env::var("SLUICE_API_TOKEN_FILE") else { return Ok(None) };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read SLUICE_API_TOKEN_FILE {path}: {e}"))?;
+            Ok(Some(text.trim().to_string()))
+        };
+        let configured = match std::env::var("SLUICE_API_TOKEN") {
+            Ok(token) => Some(token),
+            Err(_) => from_file()?,
+        };
+        match configured {
+            Some(token) if token.len() >= 16 => Ok((Token(token), false)),
+            Some(_) => anyhow::bail!("the API token (SLUICE_API_TOKEN or SLUICE_API_TOKEN_FILE) must be at least 16 characters"),
+            None => {
                 let mut bytes = [0u8; 24];
                 getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
                 Ok((Token(hex::encode(bytes)), true))

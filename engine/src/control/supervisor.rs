@@ -763,13 +763,23 @@ impl Supervisor {
         results
     }
 
-    /// Stops every pipeline (their drains run concurrently).
+    /// Stops every pipeline (their drains run concurrently); a drained
+    /// pipeline counts as finished.
     pub async fn stop_all(&self) {
         self.shutdown.cancel();
-        let tasks: Vec<_> =
-            self.list().iter().filter_map(|m| m.lock().running.take().map(|r| r.task)).collect();
-        for task in tasks {
+        let stopping: Vec<_> = self
+            .list()
+            .into_iter()
+            .filter_map(|m| {
+                let task = m.lock().running.take().map(|r| r.task);
+                task.map(|task| (m, task))
+            })
+            .collect();
+        for (managed, task) in stopping {
             let _ = task.await;
+            if managed.status() != Status::Failed {
+                managed.status.send_replace(Status::Finished);
+            }
         }
     }
 
