@@ -293,7 +293,7 @@ fn mask128(prefix: u8) -> u128 {
 
 fn longest_first<A>(by_prefix: HashMap<u8, HashMap<A, Arc<str>>>) -> Vec<(u8, HashMap<A, Arc<str>>)> {
     let mut list: Vec<_> = by_prefix.into_iter().collect();
-    list.sort_by(|a, b| b.0.cmp(&a.0));
+    list.sort_by_key(|b| std::cmp::Reverse(b.0));
     list
 }
 

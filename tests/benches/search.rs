@@ -215,7 +215,9 @@ fn pipeline() {
     for chunk in (0..PIPELINE_LINES).collect::<Vec<_>>().chunks(2000) {
         let mut body = Vec::new();
         for &i in chunk {
-            body.extend_from_slice(format!("{{\"index\":{{\"_index\":\"bench-direct\",\"_id\":\"{i}\"}}}}\n").as_bytes());
+            body.extend_from_slice(
+                format!("{{\"index\":{{\"_index\":\"bench-direct\",\"_id\":\"{i}\"}}}}\n").as_bytes(),
+            );
             body.extend_from_slice(&documents[i % documents.len()]);
             body.push(b'\n');
         }
@@ -228,5 +230,7 @@ fn pipeline() {
         assert!(response.status().is_success());
     }
     let direct = PIPELINE_LINES as f64 / started.elapsed().as_secs_f64();
-    println!("  _bulk straight to the emulator (no sluice)  {direct:>10.0} documents/s  (the emulator's own ceiling)");
+    println!(
+        "  _bulk straight to the emulator (no sluice)  {direct:>10.0} documents/s  (the emulator's own ceiling)"
+    );
 }

@@ -38,8 +38,14 @@ impl Prometheus {
             .expect("cannot run `prometheus`: install Debian's prometheus package (.ci/run does)");
         let prometheus = Prometheus { child, url: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::blocking::get(format!("{}/-/ready", prometheus.url)).map(|r| r.status().as_u16()).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "prometheus did not get ready; see {}", dir.join("prometheus.log").display());
+        while reqwest::blocking::get(format!("{}/-/ready", prometheus.url)).map(|r| r.status().as_u16()).ok()
+            != Some(200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not get ready; see {}",
+                dir.join("prometheus.log").display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         prometheus
@@ -62,7 +68,8 @@ impl Prometheus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let result = self.query(promql);
-            let value = result.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok());
+            let value =
+                result.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok());
             if value == Some(expected) {
                 return result[0].clone();
             }

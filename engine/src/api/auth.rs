@@ -24,7 +24,9 @@ impl Token {
         };
         match configured {
             Some(token) if token.len() >= 16 => Ok((Token(token), false)),
-            Some(_) => anyhow::bail!("the API token (SLUICE_API_TOKEN or SLUICE_API_TOKEN_FILE) must be at least 16 characters"),
+            Some(_) => anyhow::bail!(
+                "the API token (SLUICE_API_TOKEN or SLUICE_API_TOKEN_FILE) must be at least 16 characters"
+            ),
             None => {
                 let mut bytes = [0u8; 24];
                 getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;

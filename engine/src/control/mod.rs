@@ -2,11 +2,14 @@
 //! and every change to them, and the durable state behind both.
 
 pub mod modules;
+mod replay;
+mod stages;
 pub mod store;
 pub mod supervisor;
 pub mod view;
 
 pub use modules::{ModuleError, ModuleRegistry, ModuleVersion};
+pub use replay::ReplayOutcome;
 pub use store::StateStore;
 pub use supervisor::{ControlError, EngineEnv, Managed, Status, Supervisor};
 pub use view::{PipelineView, StageView};

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -17,16 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::modules::{ModuleError, ModuleRegistry, ModuleVersion, validate_name};
 use super::store::StateStore;
-use super::view::{PipelineView, StageView};
-use crate::ack::{Ack, AckStatus};
+use super::view::PipelineView;
 use crate::api::ingest::Ingest;
 use crate::config::{self, Diagnostic, Diagnostics, PipelineConfig, StageConfig};
 use crate::pipeline::controls::{DeadLetterLog, PipelineControls};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::stats::{PipelineStats, StageStats};
 use crate::pipeline::{History, Pipeline, PipelineReport};
-use crate::record::Batch;
-use crate::sinks::SinkConfig;
 use crate::wasm::{Module, WasmHost};
 
 /// Where the engine's pipelines find its own Kafka cluster and lake.
@@ -133,19 +129,19 @@ pub struct Managed {
     pub stats: Arc<PipelineStats>,
     pub dead_letters: Arc<DeadLetterLog>,
     state: Mutex<ManagedState>,
-    status: watch::Sender<Status>,
+    pub(super) status: watch::Sender<Status>,
     /// Serialises changes to this pipeline.
-    op: tokio::sync::Mutex<()>,
+    pub(super) op: tokio::sync::Mutex<()>,
 }
 
-struct ManagedState {
-    toml: String,
-    config: PipelineConfig,
-    error: Option<String>,
-    history: BTreeMap<String, Vec<ModuleRef>>,
-    stages: Vec<StageInfo>,
-    running: Option<Running>,
-    report: Option<PipelineReport>,
+pub(super) struct ManagedState {
+    pub(super) toml: String,
+    pub(super) config: PipelineConfig,
+    pub(super) error: Option<String>,
+    pub(super) history: BTreeMap<String, Vec<ModuleRef>>,
+    pub(super) stages: Vec<StageInfo>,
+    pub(super) running: Option<Running>,
+    pub(super) report: Option<PipelineReport>,
 }
 
 #[derive(Clone)]
@@ -155,10 +151,10 @@ pub(crate) struct StageInfo {
     pub stats: Arc<StageStats>,
 }
 
-struct Running {
-    cancel: CancellationToken,
-    controls: Arc<PipelineControls>,
-    task: tokio::task::JoinHandle<()>,
+pub(super) struct Running {
+    pub(super) cancel: CancellationToken,
+    pub(super) controls: Arc<PipelineControls>,
+    pub(super) task: tokio::task::JoinHandle<()>,
 }
 
 impl Supervisor {
@@ -188,7 +184,8 @@ impl Supervisor {
         for config in configs {
             let toml = std::fs::read_to_string(&config.file).unwrap_or_default();
             let origin = Origin::File(config.file.clone());
-            let managed = self.insert(config.name.clone(), origin, toml, config, BTreeMap::new(), &Carry::default());
+            let managed =
+                self.insert(config.name.clone(), origin, toml, config, BTreeMap::new(), &Carry::default());
             self.start(&managed).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Ok(())
@@ -210,8 +207,14 @@ impl Supervisor {
                     continue;
                 }
             };
-            let managed =
-                self.insert(name.clone(), Origin::Api, stored.toml, config, stored.history, &Carry::default());
+            let managed = self.insert(
+                name.clone(),
+                Origin::Api,
+                stored.toml,
+                config,
+                stored.history,
+                &Carry::default(),
+            );
             if stored.paused {
                 managed.status.send_replace(Status::Paused);
             } else if let Err(e) = self.start(&managed).await {
@@ -233,7 +236,7 @@ impl Supervisor {
         self.pipelines.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn require(&self, name: &str) -> Result<Arc<Managed>> {
+    pub(super) fn require(&self, name: &str) -> Result<Arc<Managed>> {
         self.get(name).ok_or_else(|| ControlError::NotFound(format!("no pipeline named `{name}`")))
     }
 
@@ -369,7 +372,8 @@ impl Supervisor {
                 existing.clone()
             }
             None => {
-                let managed = self.insert(name.to_string(), Origin::Api, toml.to_string(), config, history, &carry);
+                let managed =
+                    self.insert(name.to_string(), Origin::Api, toml.to_string(), config, history, &carry);
                 self.launch(&managed, pipeline, stages);
                 managed
             }
@@ -424,155 +428,6 @@ impl Supervisor {
             })
             .map(|m| m.name.clone())
             .collect()
-    }
-
-    /// Runs `version` of `module` in `stage`: built and initialised first,
-    /// then swapped in between two batches. `module` defaults to the
-    /// stage's current registry module, `version` to its latest.
-    pub async fn deploy_stage(
-        &self,
-        pipeline: &str,
-        stage: &str,
-        module: Option<&str>,
-        version: Option<u32>,
-    ) -> Result<StageView> {
-        let managed = self.require(pipeline)?;
-        let _op = managed.op.lock().await;
-        let (stage_config, current) = self.stage_config(&managed, stage)?;
-        let module = match (module, &current) {
-            (Some(module), _) => module.to_string(),
-            (None, Some(current)) => current.name.clone(),
-            (None, None) => {
-                return Err(ControlError::BadRequest(format!(
-                    "stage `{stage}` runs a module from a file; name the uploaded module to deploy"
-                )));
-            }
-        };
-        let target = self.modules.version(&module, version)?;
-        self.swap(&managed, &stage_config, &target).await?;
-        managed
-            .lock()
-            .history
-            .entry(stage.to_string())
-            .or_default()
-            .push(ModuleRef { name: target.name.clone(), version: target.version });
-        self.persist(&managed).map_err(ControlError::Internal)?;
-        self.stage_view(&managed, stage)
-    }
-
-    /// Goes back to the version the stage ran before its last deploy.
-    pub async fn rollback_stage(&self, pipeline: &str, stage: &str) -> Result<StageView> {
-        let managed = self.require(pipeline)?;
-        let _op = managed.op.lock().await;
-        let (stage_config, _) = self.stage_config(&managed, stage)?;
-        let previous = {
-            let state = managed.lock();
-            let history = state.history.get(stage).map(Vec::as_slice).unwrap_or_default();
-            match history {
-                [.., previous, _] => previous.clone(),
-                _ => {
-                    return Err(ControlError::Conflict(format!(
-                        "stage `{stage}` has no earlier module version to roll back to"
-                    )));
-                }
-            }
-        };
-        let target = self.modules.version(&previous.name, Some(previous.version))?;
-        self.swap(&managed, &stage_config, &target).await?;
-        if let Some(history) = managed.lock().history.get_mut(stage) {
-            history.pop();
-        }
-        self.persist(&managed).map_err(ControlError::Internal)?;
-        self.stage_view(&managed, stage)
-    }
-
-    fn stage_config(&self, managed: &Managed, stage: &str) -> Result<(StageConfig, Option<ModuleRef>)> {
-        let state = managed.lock();
-        let config = state.config.stages.iter().find(|s| s.name == stage).cloned().ok_or_else(|| {
-            ControlError::NotFound(format!("pipeline `{}` has no stage `{stage}`", managed.name))
-        })?;
-        let current = state.history.get(stage).and_then(|h| h.last().cloned());
-        Ok((config, current))
-    }
-
-    async fn swap(
-        &self,
-        managed: &Managed,
-        stage_config: &StageConfig,
-        target: &ModuleVersion,
-    ) -> Result<()> {
-        let pipeline_config = managed.lock().config.clone();
-        let module = self.load_blocking(target.clone(), stage_config.max_fuel.is_some()).await?;
-        let stage = build_stage(stage_config, &pipeline_config, module.clone())
-            .await
-            .map_err(ControlError::Unusable)?;
-        let controls = managed.lock().running.as_ref().map(|r| r.controls.clone());
-        if let Some(controls) = controls {
-            let control = controls.stage(&stage_config.name).ok_or_else(|| {
-                ControlError::Internal(anyhow::anyhow!("stage `{}` has no controls", stage_config.name))
-            })?;
-            // A stopped worker means the pipeline is ending; the new version
-            // takes effect at its next start, like for a paused pipeline.
-            let _ = control.swap(stage).await;
-        }
-        let mut state = managed.lock();
-        if let Some(info) = state.stages.iter_mut().find(|s| s.name == stage_config.name) {
-            info.module = module;
-        }
-        Ok(())
-    }
-
-    /// Sends kept dead letters through the pipeline's current version and
-    /// waits until each is written again (or dead-lettered again).
-    pub async fn replay(&self, pipeline: &str, ids: &[u64]) -> Result<ReplayOutcome> {
-        let managed = self.require(pipeline)?;
-        if ids.is_empty() {
-            return Err(ControlError::BadRequest("name the dead letters to replay (`ids`)".into()));
-        }
-        let (controls, sink) = {
-            let state = managed.lock();
-            (state.running.as_ref().map(|r| r.controls.clone()), state.config.sink.clone())
-        };
-        if let SinkConfig::Hdfs(_) = sink {
-            return Err(ControlError::Conflict(
-                "the lake sink names its files by source offsets, so records cannot be replayed into it; \
-                 replay from the dead-letter destination with a `lake` or `kafka` source pipeline"
-                    .into(),
-            ));
-        }
-        let controls = controls.ok_or_else(|| {
-            ControlError::Conflict(format!("pipeline `{pipeline}` is not running; resume it first"))
-        })?;
-        let mut records = Vec::new();
-        for id in ids {
-            let letter = managed.dead_letters.get(*id).ok_or_else(|| {
-                ControlError::NotFound(format!("no dead letter {id} is kept for `{pipeline}`"))
-            })?;
-            if letter.replayed {
-                return Err(ControlError::Conflict(format!("dead letter {id} was replayed already")));
-            }
-            records.push(letter.letter.record);
-        }
-        let dead_lettered_before = crate::pipeline::stats::get(&managed.stats.dead_lettered);
-        let (ack, outcome) = Ack::new();
-        controls
-            .replay(Batch::new(records, vec![ack]))
-            .await
-            .map_err(|e| ControlError::Conflict(e.to_string()))?;
-        match tokio::time::timeout(Duration::from_secs(60), outcome.wait()).await {
-            Ok(AckStatus::Delivered) => {
-                managed.dead_letters.mark_replayed(ids);
-                let dead_lettered_again =
-                    crate::pipeline::stats::get(&managed.stats.dead_lettered) - dead_lettered_before;
-                Ok(ReplayOutcome { replayed: ids.len(), dead_lettered_again })
-            }
-            Ok(AckStatus::Failed) => Err(ControlError::Internal(anyhow::anyhow!(
-                "the replayed records could not be written (the pipeline is stopping or failed)"
-            ))),
-            Err(_) => Err(ControlError::Internal(anyhow::anyhow!(
-                "the replayed records were not written within 60 s; they are still in flight"
-            ))),
-        }
     }
 
     /// Builds every part of a pipeline (compiling modules and calling
@@ -635,7 +490,7 @@ impl Supervisor {
         Ok((Pipeline::assemble(config, source, stages, history), infos))
     }
 
-    async fn load_blocking(&self, version: ModuleVersion, metered: bool) -> Result<Arc<Module>> {
+    pub(super) async fn load_blocking(&self, version: ModuleVersion, metered: bool) -> Result<Arc<Module>> {
         let registry_host = self.host.clone();
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || ModuleRegistry::new(store, registry_host).load(&version, metered))
@@ -729,7 +584,7 @@ impl Supervisor {
         }
     }
 
-    fn persist(&self, managed: &Managed) -> anyhow::Result<()> {
+    pub(super) fn persist(&self, managed: &Managed) -> anyhow::Result<()> {
         if managed.origin != Origin::Api {
             return Ok(());
         }
@@ -786,14 +641,6 @@ impl Supervisor {
     pub fn view(&self, managed: &Managed) -> PipelineView {
         PipelineView::of(managed)
     }
-
-    fn stage_view(&self, managed: &Managed, stage: &str) -> Result<StageView> {
-        PipelineView::of(managed)
-            .stages
-            .into_iter()
-            .find(|s| s.name == stage)
-            .ok_or_else(|| ControlError::NotFound(format!("no stage `{stage}`")))
-    }
 }
 
 /// Counters and logs a new run continues from.
@@ -806,7 +653,7 @@ struct Carry {
 
 /// Builds a stage around an already compiled module, on a blocking thread
 /// (`init` runs guest code).
-async fn build_stage(
+pub(super) async fn build_stage(
     config: &StageConfig,
     pipeline: &PipelineConfig,
     module: Arc<Module>,
@@ -830,7 +677,7 @@ impl Managed {
         *self.status.borrow()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ManagedState> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ManagedState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -879,13 +726,6 @@ pub(crate) struct Snapshot {
     pub error: Option<String>,
     pub history: BTreeMap<String, Vec<ModuleRef>>,
     pub stages: Vec<StageInfo>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ReplayOutcome {
-    pub replayed: usize,
-    /// Of those, how many failed again (with a new dead letter each).
-    pub dead_lettered_again: u64,
 }
 
 /// Line and column (1-based) of byte `offset` in `text`.

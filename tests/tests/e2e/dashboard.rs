@@ -42,7 +42,13 @@ fn dashboard_in_a_real_browser() {
         "{}\n{}\nengine log: {}\nscreenshots: {}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(dir.path().join("log")).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        std::fs::read_to_string(dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
         screenshots.display()
     );
     assert!(output.status.success(), "browser test failed:\n{report}");

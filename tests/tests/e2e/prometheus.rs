@@ -11,7 +11,9 @@ use super::{SLUICE, toml_path, write_pipeline};
 fn prometheus_scrapes_pipeline_counters_with_the_right_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut logs = std::fs::read_to_string(fixture("logs/apache_combined_sample.log")).unwrap();
-    logs.push_str("not a log line\n\u{1}\u{2}binary\n127.0.0.1 - - [17/May/2015:10:05:03 +0000] \"GET /cut\n");
+    logs.push_str(
+        "not a log line\n\u{1}\u{2}binary\n127.0.0.1 - - [17/May/2015:10:05:03 +0000] \"GET /cut\n",
+    );
     std::fs::write(dir.path().join("access.log"), logs).unwrap();
     let pipeline = write_pipeline(
         dir.path(),
@@ -33,7 +35,10 @@ fn prometheus_scrapes_pipeline_counters_with_the_right_values() {
     prometheus.wait_for_value(r#"sluice_pipeline_status{pipeline="weblogs",status="finished"}"#, 1.0);
     prometheus.wait_for_value(r#"sluice_dead_letters_pending{pipeline="weblogs"}"#, 3.0);
     // Six batches of at most 100 records went through the stage.
-    prometheus.wait_for_value(r#"sluice_stage_batch_duration_seconds_count{pipeline="weblogs",stage="parse"}"#, 6.0);
+    prometheus.wait_for_value(
+        r#"sluice_stage_batch_duration_seconds_count{pipeline="weblogs",stage="parse"}"#,
+        6.0,
+    );
     let p99 = prometheus.query(
         r#"histogram_quantile(0.99, sluice_stage_batch_duration_seconds_bucket{pipeline="weblogs",stage="parse"})"#,
     );
@@ -117,7 +122,10 @@ fn grafana_dashboard_queries_are_valid_and_name_exported_metrics() {
         prometheus.query(&promql); // asserts status "success"
         for name in metric_name.captures_iter(expression) {
             let name = &name[1];
-            assert!(exported.contains(&format!("# TYPE {name} ")), "{name} (in `{expression}`) is not exported");
+            assert!(
+                exported.contains(&format!("# TYPE {name} ")),
+                "{name} (in `{expression}`) is not exported"
+            );
         }
     }
 }
