@@ -667,7 +667,8 @@ pub(super) async fn build_stage(
         .map_err(|e| {
             anyhow::anyhow!("stage `{}`: a granted lookup table cannot be loaded: {e}", config.name)
         })?;
-        Stage::from_module(&config, module, lookups).map_err(anyhow::Error::from)
+        // StageError already shows its cause; a chain would print it twice.
+        Stage::from_module(&config, module, lookups).map_err(|e| anyhow::anyhow!("{e}"))
     })
     .await?
 }

@@ -22,7 +22,10 @@ struct Api {
 
 impl Api {
     fn new(engine: &Engine) -> Api {
-        let client = Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        // No connection reuse: the server closes a connection whose body it
+        // refused to read (413), and a pooled one could be picked up just then.
+        let client =
+            Client::builder().timeout(Duration::from_secs(120)).pool_max_idle_per_host(0).build().unwrap();
         Api { client, url: engine.url.clone() }
     }
 
@@ -353,6 +356,48 @@ fn hot_swap_under_load_loses_and_duplicates_nothing() {
     let out = dir.path().join("out.ndjson");
     let dead = out.with_extension("dead-letter.ndjson");
     assert_eq!(api.put("/api/pipelines/swap", kafka_pipeline("swap", "events", "step@1", &out)).0, 201);
+
+    // Bad requests leave the stage as it is.
+    let cases = [
+        ("/api/pipelines/nope/stages/work/deploy", json!({}), 404, "no pipeline named `nope`"),
+        ("/api/pipelines/swap/stages/nope/deploy", json!({}), 404, "has no stage `nope`"),
+        (
+            "/api/pipelines/swap/stages/work/deploy",
+            json!({ "version": 9 }),
+            404,
+            "has no version 9 (versions: 1, 2)",
+        ),
+        (
+            "/api/pipelines/swap/stages/work/deploy",
+            json!({ "module": "ghost" }),
+            404,
+            "no module named `ghost`",
+        ),
+        ("/api/pipelines/swap/stages/work/deploy", json!({ "versoin": 2 }), 400, "unknown field `versoin`"),
+        ("/api/pipelines/swap/stages/work/rollback", Value::Null, 409, "no earlier module version"),
+        ("/api/pipelines/nope/pause", Value::Null, 404, "no pipeline named `nope`"),
+        ("/api/pipelines/swap/dead-letters/replay", json!({ "ids": [] }), 400, "name the dead letters"),
+    ];
+    for (path, body, expected, message) in cases {
+        let (status, error) = api.post(path, body);
+        assert_eq!(status, expected, "{path}: {error}");
+        assert!(error["error"].as_str().unwrap_or_default().contains(message), "{path}: {error}");
+    }
+    // A version whose init refuses the stage's config is not swapped in:
+    // v2 (log-parse) takes `format`, v1 (the passthrough) takes no config.
+    let picky = kafka_pipeline("picky", "picky", "step@2", &dir.path().join("picky.ndjson"))
+        .replace("module = \"step@2\"\n", "module = \"step@2\"\n[stage.config]\nformat = \"json\"\n");
+    let (status, view) = api.put("/api/pipelines/picky", picky);
+    assert_eq!(status, 201, "{view}");
+    let (status, error) = api.post("/api/pipelines/picky/stages/work/deploy", json!({ "version": 1 }));
+    assert_eq!(status, 422, "{error}");
+    let message = error["error"].as_str().unwrap();
+    assert_eq!(
+        message.matches("init rejected the stage config: unknown config key `format`").count(),
+        1,
+        "{error}"
+    );
+    assert_eq!(api.get("/api/pipelines/picky").1["stages"][0]["module"], "step@2");
 
     const TOTAL: u64 = 20_000;
     let url = engine.url.clone();
