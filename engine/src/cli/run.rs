@@ -269,14 +269,14 @@ fn print_report(report: &PipelineReport, json: bool) {
             "  stage {} ({}): {} in, {} out, {} failed, {} calls ({} failed, {} recycles){}, {} ns/record",
             stage.stage,
             stage.module,
-            stage.records_in,
-            stage.records_out,
-            stage.records_failed,
-            stage.calls,
-            stage.failed_calls,
-            stage.recycles,
-            if stage.quarantined { ", QUARANTINED" } else { "" },
-            stage.nanos_per_record
+            stage.counters.records_in,
+            stage.counters.records_out,
+            stage.counters.records_failed,
+            stage.counters.calls,
+            stage.counters.failed_calls,
+            stage.counters.recycles,
+            if stage.counters.quarantined { ", QUARANTINED" } else { "" },
+            stage.counters.nanos_per_record
         );
     }
     if let Some(files) = &report.files {

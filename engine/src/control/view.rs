@@ -1,13 +1,11 @@
 //! What the API and the dashboard show of a pipeline: its definition,
 //! status and counters, read from the live statistics.
 
-use std::sync::atomic::Ordering;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::supervisor::{Managed, ModuleRef, Origin, Status};
-use crate::pipeline::stats::get;
+use crate::pipeline::stats::{StageCounters, get};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PipelineView {
@@ -60,15 +58,8 @@ pub struct StageView {
     /// Earlier versions, oldest first: what rollback goes back to.
     #[schema(value_type = Vec<Object>)]
     pub previous: Vec<ModuleRef>,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub records_failed: u64,
-    pub calls: u64,
-    pub failed_calls: u64,
-    pub recycles: u64,
-    pub quarantined: bool,
-    /// Time inside the transform per input record.
-    pub nanos_per_record: u64,
+    #[serde(flatten)]
+    pub counters: StageCounters,
     /// Batch latency percentiles (bucket bounds).
     pub batch_p50_seconds: Option<f64>,
     pub batch_p99_seconds: Option<f64>,
@@ -85,21 +76,13 @@ impl PipelineView {
             .map(|stage| {
                 let s = &stage.stats;
                 let history = snapshot.history.get(&stage.name).cloned().unwrap_or_default();
-                let records_in = get(&s.records_in);
                 StageView {
                     name: stage.name.clone(),
                     module: stage.module.name.clone(),
                     version: history.last().map(|r| r.version),
                     sha256: stage.module.hash.clone(),
                     previous: history[..history.len().saturating_sub(1)].to_vec(),
-                    records_in,
-                    records_out: get(&s.records_out),
-                    records_failed: get(&s.records_failed),
-                    calls: get(&s.calls),
-                    failed_calls: get(&s.failed_calls),
-                    recycles: get(&s.recycles),
-                    quarantined: s.quarantined.load(Ordering::Relaxed),
-                    nanos_per_record: get(&s.busy_nanos).checked_div(records_in).unwrap_or(0),
+                    counters: s.counters(),
                     batch_p50_seconds: finite(s.batch_latency.quantile(0.5)),
                     batch_p99_seconds: finite(s.batch_latency.quantile(0.99)),
                 }
@@ -155,14 +138,7 @@ fn defined_stages(snapshot: &super::supervisor::Snapshot) -> Vec<StageView> {
                 version: history.last().map(|r| r.version),
                 sha256: String::new(),
                 previous: history[..history.len().saturating_sub(1)].to_vec(),
-                records_in: 0,
-                records_out: 0,
-                records_failed: 0,
-                calls: 0,
-                failed_calls: 0,
-                recycles: 0,
-                quarantined: false,
-                nanos_per_record: 0,
+                counters: StageCounters::default(),
                 batch_p50_seconds: None,
                 batch_p99_seconds: None,
             }

@@ -93,15 +93,8 @@ impl FilesReport {
 pub struct StageReport {
     pub stage: String,
     pub module: String,
-    pub records_in: u64,
-    pub records_out: u64,
-    pub records_failed: u64,
-    pub calls: u64,
-    pub failed_calls: u64,
-    pub recycles: u64,
-    pub quarantined: bool,
-    /// Time inside the transform per input record.
-    pub nanos_per_record: u64,
+    #[serde(flatten)]
+    pub counters: super::stats::StageCounters,
 }
 
 impl Pipeline {
@@ -256,21 +249,7 @@ impl Pipeline {
             files: FilesReport::from_stats(&stats.sink),
             stages: modules
                 .into_iter()
-                .map(|(stage, s)| {
-                    let records_in = get(&s.records_in);
-                    StageReport {
-                        stage,
-                        module: s.module_name(),
-                        records_in,
-                        records_out: get(&s.records_out),
-                        records_failed: get(&s.records_failed),
-                        calls: get(&s.calls),
-                        failed_calls: get(&s.failed_calls),
-                        recycles: get(&s.recycles),
-                        quarantined: s.quarantined.load(std::sync::atomic::Ordering::Relaxed),
-                        nanos_per_record: get(&s.busy_nanos).checked_div(records_in).unwrap_or(0),
-                    }
-                })
+                .map(|(stage, s)| StageReport { stage, module: s.module_name(), counters: s.counters() })
                 .collect(),
         };
         match errors.into_iter().next() {

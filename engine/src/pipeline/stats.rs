@@ -68,7 +68,35 @@ pub struct StageStats {
     module: Mutex<String>,
 }
 
+/// A stage's counters read at one moment, as reports and the API show them.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct StageCounters {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_failed: u64,
+    pub calls: u64,
+    pub failed_calls: u64,
+    pub recycles: u64,
+    pub quarantined: bool,
+    /// Time inside the transform per input record.
+    pub nanos_per_record: u64,
+}
+
 impl StageStats {
+    pub fn counters(&self) -> StageCounters {
+        let records_in = get(&self.records_in);
+        StageCounters {
+            records_in,
+            records_out: get(&self.records_out),
+            records_failed: get(&self.records_failed),
+            calls: get(&self.calls),
+            failed_calls: get(&self.failed_calls),
+            recycles: get(&self.recycles),
+            quarantined: self.quarantined.load(Ordering::Relaxed),
+            nanos_per_record: get(&self.busy_nanos).checked_div(records_in).unwrap_or(0),
+        }
+    }
+
     pub fn module_name(&self) -> String {
         self.module.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
