@@ -22,7 +22,6 @@ export function pipelineDetail(root, name) {
   const series = new RollingSeries(["in", "out", "failed"]);
   const chart = lineChart(chartCard, "Records per second", series);
   const meter = new RateMeter();
-  let view = null;
   let stopTap = null;
 
   /** Runs a change with `button` busy; `done` is the message (or makes it from the result). */
@@ -38,7 +37,13 @@ export function pipelineDetail(root, name) {
   function renderHeader(p) {
     const running = p.status === "running" || p.status === "starting";
     const pause = h("button", { id: "pause", onclick: (e) => act(e.target, "Pausing…", () => post(`${path}/pause`), "Paused") }, "Pause");
-    const resume = h("button", { id: "resume", onclick: (e) => act(e.target, "Starting…", () => post(`${path}/resume`), "Resumed") }, "Resume");
+    // A finished pipeline's source ended (a file read to its end): starting
+    // it again reads that input again.
+    const again = p.status === "finished";
+    const resume = h("button", { id: "resume", onclick: (e) => {
+      if (again && !confirm(`Run ${name} again? Its source is read again from the start.`)) return;
+      act(e.target, "Starting…", () => post(`${path}/resume`), again ? "Started again" : "Resumed");
+    } }, again ? "Run again" : "Resume");
     const remove = h("button", { class: "danger", onclick: async (e) => {
       if (!confirm(`Delete pipeline ${name}?`)) return;
       await act(e.target, "Deleting…", () => del(path), "Deleted");
@@ -182,7 +187,6 @@ export function pipelineDetail(root, name) {
     try { show(await get(path)); } catch (error) { toast(error.message, true); }
   }
   async function show(p) {
-    view = p;
     const now = Date.now() / 1000;
     const rates = ["read", "written", "dead_lettered"].map((f) => meter.rate(f, p.records[f], now));
     if (rates[0] !== null) {
@@ -216,6 +220,5 @@ export function pipelineDetail(root, name) {
     stopPolling();
     clearInterval(dlqTimer);
     if (stopTap) stopTap();
-    void view;
   };
 }
