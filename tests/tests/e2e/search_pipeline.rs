@@ -399,14 +399,19 @@ fn a_cluster_that_is_down_pauses_the_pipeline_and_nothing_is_dropped() {
         "the sink keeps retrying while the cluster is down: {} requests",
         during.len()
     );
-    // The failing request is retried as it was; the sink takes nothing
-    // new meanwhile, so the pipeline stops reading (the Kafka consumer
-    // pauses behind the bounded channels) instead of buffering the topic.
+    // The failing requests (at most max_in_flight = 2) are retried as they
+    // were; the sink takes nothing new meanwhile, so the pipeline stops
+    // reading (the Kafka consumer pauses behind the bounded channels)
+    // instead of buffering the topic.
+    let distinct: BTreeSet<&Vec<String>> = during.iter().collect();
     assert!(
-        during.iter().all(|ids| ids == &during[0]),
-        "while the cluster is down only the failed request is retried"
+        distinct.len() <= 2,
+        "while the cluster is down only the requests in flight are retried: {} different ones",
+        distinct.len()
     );
-    assert!(during[0].len() < 300 + 200, "one flush: under max_docs + one batch ({})", during[0].len());
+    for request in &distinct {
+        assert!(request.len() < 300 + 200, "one flush: under max_docs + one batch ({})", request.len());
+    }
 
     down.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,6 +3,7 @@
 //! connection pools do not fail over), basic auth from environment
 //! variables, and TLS options.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -26,8 +27,8 @@ pub enum Reply {
 
 pub struct Cluster {
     nodes: Vec<(String, OpenSearch)>,
-    /// The node requests go to until it fails.
-    current: usize,
+    /// The node requests go to until it fails (shared by the requests in flight).
+    current: AtomicUsize,
 }
 
 impl Cluster {
@@ -78,17 +79,25 @@ impl Cluster {
             nodes.push((host.clone(), OpenSearch::new(transport)));
         }
         anyhow::ensure!(!nodes.is_empty(), "no hosts configured");
-        Ok(Cluster { nodes, current: 0 })
+        Ok(Cluster { nodes, current: AtomicUsize::new(0) })
     }
 
     /// The host requests go to now.
     pub fn host(&self) -> &str {
-        &self.nodes[self.current].0
+        &self.nodes[self.current()].0
     }
 
-    /// Moves to the next host, after the current one failed.
-    pub fn fail_over(&mut self) {
-        self.current = (self.current + 1) % self.nodes.len();
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.nodes.len()
+    }
+
+    /// Moves past `failed` (a host a request could not reach). Requests in
+    /// flight that saw the same host fail move on only once.
+    pub fn fail_over(&self, failed: &str) {
+        let current = self.current();
+        if self.nodes[current].0 == failed {
+            let _ = self.current.compare_exchange(current, (current + 1) % self.nodes.len(), Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     pub async fn bulk(&self, body: Bytes) -> Reply {
@@ -104,7 +113,7 @@ impl Cluster {
     }
 
     async fn send(&self, method: Method, path: &str, headers: HeaderMap, body: Bytes) -> Reply {
-        let client = &self.nodes[self.current].1;
+        let client = &self.nodes[self.current()].1;
         let response = match client.send(method, path, headers, Option::<&()>::None, Some(body), None).await {
             Ok(response) => response,
             Err(error) => return Reply::Unreachable(describe(&error)),

@@ -13,9 +13,10 @@
 //!   exponential backoff and jitter; anything else (a mapping error, say)
 //!   goes to the dead-letter destination with OpenSearch's reason. An
 //!   unreachable host, or a whole request refused with 429/5xx, is retried
-//!   the same way, moving to the next host. While it retries the sink
-//!   takes no new batches, so the pipeline fills and the source pauses:
-//!   nothing is dropped, and it resumes by itself.
+//!   the same way, moving to the next host. Up to `max_in_flight` requests
+//!   are out at once; when all are retrying the sink takes no new batches,
+//!   so the pipeline fills and the source pauses: nothing is dropped, and
+//!   it resumes by itself.
 //! - A batch's acks (and so its Kafka offsets) are released only when every
 //!   one of its documents is indexed or dead-lettered.
 
@@ -23,10 +24,12 @@ mod bulk;
 mod client;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
 use self::bulk::{BulkItem, ItemOutcome};
 use self::client::{Cluster, Reply};
@@ -66,6 +69,10 @@ pub struct OpenSearchSinkConfig {
     pub flush_interval_ms: u64,
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// `_bulk` requests sent at once: the next one is built and sent while
+    /// the cluster indexes the last. Each is retried on its own.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     /// First wait before a retry; doubles up to `retry_max_ms`.
     #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
@@ -117,6 +124,9 @@ fn default_max_bytes() -> usize {
 fn default_flush_interval_ms() -> u64 {
     1000
 }
+fn default_max_in_flight() -> usize {
+    2
+}
 fn default_request_timeout_ms() -> u64 {
     30_000
 }
@@ -153,6 +163,7 @@ impl OpenSearchSinkConfig {
             ("max_bytes", self.max_bytes as u64),
             ("flush_interval_ms", self.flush_interval_ms),
             ("retry_initial_ms", self.retry_initial_ms),
+            ("max_in_flight", self.max_in_flight as u64),
         ] {
             if number == 0 {
                 doc.error(span_of(field), &join(key, field), "must be at least 1");
@@ -187,7 +198,10 @@ struct Pending {
 
 pub struct OpenSearchSink {
     config: OpenSearchSinkConfig,
-    cluster: Cluster,
+    delivery: Arc<Delivery>,
+    /// Requests sent and not yet finished (each until every document is
+    /// indexed or dead-lettered).
+    in_flight: JoinSet<anyhow::Result<()>>,
     index: Template,
     base: PathBuf,
     pending: Vec<Pending>,
@@ -206,8 +220,15 @@ impl OpenSearchSink {
         ctx: SinkContext,
     ) -> anyhow::Result<Self> {
         let base = pipeline.file.parent().unwrap_or(Path::new(".")).to_path_buf();
-        Ok(OpenSearchSink {
+        let delivery = Delivery {
             cluster: Cluster::connect(config, &base)?,
+            retry_initial_ms: config.retry_initial_ms,
+            retry_max_ms: config.retry_max_ms,
+            ctx: ctx.clone(),
+        };
+        Ok(OpenSearchSink {
+            delivery: Arc::new(delivery),
+            in_flight: JoinSet::new(),
             index: Template::parse(&config.index).map_err(anyhow::Error::msg)?,
             template_installed: config.template.is_none(),
             config: config.clone(),
@@ -252,39 +273,31 @@ impl OpenSearchSink {
         Ok(BulkItem::index(&index, id.as_deref(), bytes))
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base =
-            self.config.retry_initial_ms.saturating_mul(1 << attempt.min(20)).min(self.config.retry_max_ms);
-        // Full jitter in the upper half: spread the retries of many
-        // engines without ever retrying at once.
-        let jitter = getrandom::u32().unwrap_or(0) as u64 % (base / 2 + 1);
-        Duration::from_millis(base / 2 + jitter)
-    }
-
     async fn install_template(&mut self) -> anyhow::Result<()> {
         let Some(template) = self.config.template.clone() else { return Ok(()) };
         let path = self.base.join(&template.file);
         let body = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut attempt = 0;
         loop {
-            match self.cluster.put(&format!("/_index_template/{}", template.name), body.clone().into()).await
-            {
+            let cluster = &self.delivery.cluster;
+            match cluster.put(&format!("/_index_template/{}", template.name), body.clone().into()).await {
                 Reply::Answered { status: 200..=299, .. } => break,
                 Reply::Answered { status, body } if !bulk::retryable(status) => anyhow::bail!(
                     "{} refused index template `{}` ({status}): {}",
-                    self.cluster.host(),
+                    cluster.host(),
                     template.name,
                     String::from_utf8_lossy(&body)
                 ),
                 Reply::Answered { status, .. } => {
-                    tracing::warn!(pipeline = %self.ctx.pipeline, host = %self.cluster.host(), status, "index template: will retry");
+                    tracing::warn!(pipeline = %self.ctx.pipeline, host = %cluster.host(), status, "index template: will retry");
                 }
                 Reply::Unreachable(error) => {
-                    tracing::warn!(pipeline = %self.ctx.pipeline, host = %self.cluster.host(), "index template: {error}; will retry");
-                    self.cluster.fail_over();
+                    let host = cluster.host().to_string();
+                    tracing::warn!(pipeline = %self.ctx.pipeline, host = %host, "index template: {error}; will retry");
+                    cluster.fail_over(&host);
                 }
             }
-            tokio::time::sleep(self.backoff(attempt)).await;
+            tokio::time::sleep(self.delivery.backoff(attempt)).await;
             attempt += 1;
         }
         tracing::info!(pipeline = %self.ctx.pipeline, template = %template.name, "index template installed");
@@ -292,8 +305,8 @@ impl OpenSearchSink {
         Ok(())
     }
 
-    /// Sends everything pending until each document is indexed or
-    /// dead-lettered, however long that takes.
+    /// Sends everything pending as one `_bulk` request, in the background;
+    /// waits first while `max_in_flight` requests are out.
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -301,16 +314,68 @@ impl OpenSearchSink {
         if !self.template_installed {
             self.install_template().await?;
         }
-        let started = Instant::now();
-        let mut todo = std::mem::take(&mut self.pending);
+        while self.in_flight.len() >= self.config.max_in_flight {
+            self.join_next().await?;
+        }
+        let todo = std::mem::take(&mut self.pending);
         let acks = std::mem::take(&mut self.acks);
         self.pending_bytes = 0;
         self.oldest = None;
+        self.in_flight.spawn(self.delivery.clone().deliver(todo, acks));
+        Ok(())
+    }
+
+    /// Waits for one request in flight to finish; its failure is the sink's.
+    async fn join_next(&mut self) -> anyhow::Result<()> {
+        match self.in_flight.join_next().await {
+            Some(finished) => finished.context("a _bulk request task panicked")?,
+            None => Ok(()),
+        }
+    }
+
+    /// Collects the requests that finished meanwhile, surfacing a failure.
+    fn reap(&mut self) -> anyhow::Result<()> {
+        while let Some(finished) = self.in_flight.try_join_next() {
+            finished.context("a _bulk request task panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Hands `letters` to the dead-letter destination; they hold `acks` too.
+    async fn dead_letter(&self, letters: Vec<DeadLetter>, acks: &[Ack]) -> anyhow::Result<()> {
+        self.delivery.dead_letter(letters, acks).await
+    }
+}
+
+/// What a request in flight needs: the cluster, the retry policy and the
+/// pipeline's counters and dead-letter queue.
+struct Delivery {
+    cluster: Cluster,
+    retry_initial_ms: u64,
+    retry_max_ms: u64,
+    ctx: SinkContext,
+}
+
+impl Delivery {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.retry_initial_ms.saturating_mul(1 << attempt.min(20)).min(self.retry_max_ms);
+        // Full jitter in the upper half: spread the retries of many
+        // engines without ever retrying at once.
+        let jitter = getrandom::u32().unwrap_or(0) as u64 % (base / 2 + 1);
+        Duration::from_millis(base / 2 + jitter)
+    }
+
+    /// Sends `todo` until each document is indexed or dead-lettered,
+    /// however long that takes, then releases `acks`.
+    async fn deliver(self: Arc<Self>, mut todo: Vec<Pending>, acks: Vec<Ack>) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let documents = todo.len();
         let mut rejected = Vec::new();
         let mut indexed = 0;
         let mut attempt = 0u32;
         loop {
             let body = bulk::body(todo.iter().map(|p| &p.item));
+            let host = self.cluster.host().to_string();
             let problem = match self.cluster.bulk(body).await {
                 Reply::Answered { status: 200, body } => match bulk::outcomes(&body, todo.len()) {
                     Ok(outcomes) => {
@@ -350,27 +415,25 @@ impl OpenSearchSink {
                     // proxy in the way. Stop loudly; nothing is acknowledged.
                     acks.iter().for_each(Ack::fail);
                     anyhow::bail!(
-                        "{} refused the _bulk request ({status}): {}",
-                        self.cluster.host(),
+                        "{host} refused the _bulk request ({status}): {}",
                         String::from_utf8_lossy(&body[..body.len().min(500)])
                     );
                 }
                 Reply::Unreachable(error) => {
-                    let host = self.cluster.host().to_string();
-                    self.cluster.fail_over();
+                    self.cluster.fail_over(&host);
                     format!("{host} unreachable: {error}")
                 }
             };
             add(&self.ctx.stats.sink.retries, 1);
-            self.ctx.stats.sink.pending_items.store(todo.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let wait = self.backoff(attempt);
             tracing::warn!(pipeline = %self.ctx.pipeline, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "opensearch: {problem}");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+        let sink = &self.ctx.stats.sink;
         add(&self.ctx.stats.written, indexed);
-        self.ctx.stats.sink.pending_items.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.stats.sink.commit_latency.observe(started.elapsed());
+        sink.pending_items.fetch_sub(documents as u64, std::sync::atomic::Ordering::Relaxed);
+        sink.commit_latency.observe(started.elapsed());
         if !rejected.is_empty() {
             self.dead_letter(rejected, &acks).await?;
         }
@@ -396,6 +459,7 @@ impl OpenSearchSink {
 #[async_trait::async_trait]
 impl Sink for OpenSearchSink {
     async fn write(&mut self, batch: Batch) -> anyhow::Result<()> {
+        self.reap()?;
         let Batch { records, acks } = batch;
         let mut refused = Vec::new();
         let mut previous: Option<(std::sync::Arc<str>, i32, i64)> = None;
@@ -409,6 +473,7 @@ impl Sink for OpenSearchSink {
                 Ok(item) => {
                     self.pending_bytes += item.lines.len();
                     self.pending.push(Pending { item, record });
+                    add(&self.ctx.stats.sink.pending_items, 1);
                 }
                 Err((kind, message)) => {
                     refused.push(DeadLetter::new(record, "sink", FailureKind::Rejected(kind), message));
@@ -437,12 +502,17 @@ impl Sink for OpenSearchSink {
     }
 
     async fn tick(&mut self) -> anyhow::Result<()> {
+        self.reap()?;
         let due =
             self.oldest.is_some_and(|t| t.elapsed() >= Duration::from_millis(self.config.flush_interval_ms));
         if due { self.flush().await } else { Ok(()) }
     }
 
     async fn close(mut self: Box<Self>) -> anyhow::Result<()> {
-        self.flush().await
+        self.flush().await?;
+        while !self.in_flight.is_empty() {
+            self.join_next().await?;
+        }
+        Ok(())
     }
 }
