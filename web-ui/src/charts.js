@@ -49,7 +49,10 @@ export function lineChart(container, title, series, unit = "/s") {
     width,
     height: 180,
     series: [{}, ...series.names.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
-    axes: [{}, { values: (u, ticks) => ticks.map((t) => `${formatNumber(t)}${unit}`) , size: 70 }],
+    axes: [
+      { values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false })) },
+      { values: (u, ticks) => ticks.map((t) => `${formatNumber(t)}${unit}`), size: 70 },
+    ],
     // A steady two-minute window, so the axis does not jump while it fills.
     scales: { x: { time: true, range: (u, min, max) => [max - 120, max] } },
     legend: { live: false },
