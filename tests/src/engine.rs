@@ -52,7 +52,20 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start sluice run");
+        // An engine outlives nothing: if the test process dies (killed,
+        // or aborted before Drop runs), the kernel kills its engines too, so
+        // a stray one cannot join a later test's consumer group.
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start sluice {subcommand}: {e}"));
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         let log_path = log.to_path_buf();

@@ -427,7 +427,14 @@ impl KafkaSource {
                 }
                 paused = false;
             }
-            let timeout = if backlog > 0 { Duration::from_millis(10) } else { Duration::from_millis(100) };
+            // With records waiting, wake as soon as the pipeline has room
+            // (polling meanwhile would only wait on paused partitions).
+            let timeout = if backlog > 0 {
+                ctx.wait_for_room(Duration::from_millis(10));
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
             self.poll_burst(&consumer, timeout, &mut names);
         }
         self.drain(consumer, &mut ctx);

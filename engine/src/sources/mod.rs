@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod lake;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -151,6 +152,18 @@ impl SourceContext {
             }
             Err(mpsc::error::TrySendError::Full(batch)) => Err(TrySendError::Full(batch)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySendError::Closed),
+        }
+    }
+
+    /// Waits, at most `max`, until the pipeline can take another batch. A
+    /// source thread holding records calls this instead of sleeping, so it
+    /// hands the next batch over as soon as there is room.
+    pub fn wait_for_room(&self, max: Duration) {
+        let Some(output) = &self.output else { return };
+        match tokio::runtime::Handle::try_current() {
+            // The permit is dropped at once: the room stays for `try_send`.
+            Ok(runtime) => drop(runtime.block_on(tokio::time::timeout(max, output.reserve()))),
+            Err(_) => std::thread::sleep(max),
         }
     }
 
