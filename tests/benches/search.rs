@@ -73,7 +73,9 @@ fn enriched_documents() -> Vec<Vec<u8>> {
     let records: Vec<Record> = parsed_documents()
         .into_iter()
         .enumerate()
-        .map(|(i, d)| Record::new(Bytes::from(d), Origin { source: "bench".into(), partition: 0, offset: i as i64 }))
+        .map(|(i, d)| {
+            Record::new(Bytes::from(d), Origin { source: "bench".into(), partition: 0, offset: i as i64 })
+        })
         .collect();
     instance.call(&records).unwrap().records.into_iter().map(|r| r.value.to_vec()).collect()
 }

@@ -1,6 +1,7 @@
 //! The control plane: the module registry, the pipelines the engine runs
 //! and every change to them, and the durable state behind both.
 
+mod definition;
 pub mod modules;
 mod replay;
 mod stages;

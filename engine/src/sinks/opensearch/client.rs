@@ -96,7 +96,12 @@ impl Cluster {
     pub fn fail_over(&self, failed: &str) {
         let current = self.current();
         if self.nodes[current].0 == failed {
-            let _ = self.current.compare_exchange(current, (current + 1) % self.nodes.len(), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.current.compare_exchange(
+                current,
+                (current + 1) % self.nodes.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
