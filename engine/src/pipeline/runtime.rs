@@ -133,10 +133,6 @@ impl Pipeline {
         }
     }
 
-    pub fn stage_stats(&self) -> Vec<(String, Arc<StageStats>)> {
-        self.stages.iter().map(|s| (s.name.clone(), s.stats.clone())).collect()
-    }
-
     /// Runs until the source ends or `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<PipelineReport> {
         let Pipeline { name, config, source, stages, stats, controls, swaps } = self;
