@@ -35,6 +35,8 @@ demo: transforms build clean-data
 	@echo "Dead letters:      data/*.dead-letter.ndjson (absent when every line parsed)"
 	@echo "First document:"
 	@head -n 1 data/weblogs.ndjson
+	@echo
+	@echo "To watch pipelines live: make serve, then open http://127.0.0.1:8080/ (the API token is printed at start)"
 
 clean-data:
 	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
