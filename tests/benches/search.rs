@@ -61,23 +61,37 @@ fn parsed_documents() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `enrich` as a wasm instance granted the sample geo table.
+fn wasm_enrich(table: Arc<LookupTable>) -> TransformInstance {
+    let mut lookups = Lookups::new();
+    lookups.insert("geoip".into(), table);
+    let grants = Grants { lookups: Arc::new(lookups), ..Grants::default() };
+    let module = WasmHost::new().load_file(&guest("enrich"), false).unwrap();
+    TransformInstance::new(&module, &Limits::default(), &grants, ENRICH_CONFIG).unwrap()
+}
+
+const ENRICH_CONFIG: &str = r#"{"geoip_table": "geoip"}"#;
+
+/// Documents as records at consecutive offsets.
+fn as_records(documents: &[Vec<u8>]) -> Vec<Record> {
+    documents
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Record::new(
+                Bytes::from(d.clone()),
+                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
+            )
+        })
+        .collect()
+}
+
 /// The fixture's documents after log-parse and enrich (the wasm modules),
 /// as the search sink receives them.
 fn enriched_documents() -> Vec<Vec<u8>> {
-    let mut lookups = Lookups::new();
-    lookups.insert("geoip".into(), geo_table());
-    let grants = Grants { lookups: Arc::new(lookups), ..Grants::default() };
-    let module = WasmHost::new().load_file(&guest("enrich"), false).unwrap();
-    let mut instance =
-        TransformInstance::new(&module, &Limits::default(), &grants, r#"{"geoip_table": "geoip"}"#).unwrap();
-    let records: Vec<Record> = parsed_documents()
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Record::new(Bytes::from(d), Origin { source: "bench".into(), partition: 0, offset: i as i64 })
-        })
-        .collect();
-    instance.call(&records).unwrap().records.into_iter().map(|r| r.value.to_vec()).collect()
+    let records = as_records(&parsed_documents());
+    let output = wasm_enrich(geo_table()).call(&records).unwrap();
+    output.records.into_iter().map(|r| r.value.to_vec()).collect()
 }
 
 fn mean<R>(mut f: impl FnMut() -> R) -> Duration {
@@ -96,27 +110,12 @@ fn mean<R>(mut f: impl FnMut() -> R) -> Duration {
 fn enrich() {
     let documents = parsed_documents();
     let count = documents.len() as f64;
-    let config = r#"{"geoip_table": "geoip"}"#;
-
     let table = geo_table();
-    let mut lookups = Lookups::new();
-    lookups.insert("geoip".into(), table.clone());
-    let grants = Grants { lookups: Arc::new(lookups), ..Grants::default() };
-    let module = WasmHost::new().load_file(&guest("enrich"), false).unwrap();
-    let mut wasm = TransformInstance::new(&module, &Limits::default(), &grants, config).unwrap();
-    let records: Vec<Record> = documents
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Record::new(
-                Bytes::from(d.clone()),
-                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
-            )
-        })
-        .collect();
+    let mut wasm = wasm_enrich(table.clone());
+    let records = as_records(&documents);
 
     testing::grant_lookup("geoip", move |key| table.get(key).map(|row| row.to_string()));
-    let mut native = testing::init::<enrich::Enrich>(config).unwrap();
+    let mut native = testing::init::<enrich::Enrich>(ENRICH_CONFIG).unwrap();
     let inputs: Vec<TestRecord> = documents.iter().map(|d| TestRecord::new(d.clone())).collect();
 
     let w = count / mean(|| wasm.call(&records).unwrap()).as_secs_f64();
