@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM_TARGET_DIR := target/wasm
 MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 
-.PHONY: demo serve test transforms build ui bench clean-data
+.PHONY: demo serve test test-deps transforms build ui bench clean-data
 
 ## Build the example transforms into $(MODULES)/*.wasm
 transforms:
@@ -18,7 +18,7 @@ build:
 
 ## The web dashboard: web-ui/dist, served by the engine (chart library from npm, no CDN)
 ui:
-	cd web-ui && npm ci --no-audit --no-fund && npm run build
+	cd web-ui && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build
 
 ## The engine with its API and dashboard on http://127.0.0.1:8080/, running the demo pipelines
 serve: transforms build ui
@@ -42,8 +42,12 @@ clean-data:
 	rm -f data/weblogs*.ndjson data/apilogs*.ndjson
 	rm -rf data/kafka data/lake data/extracted data/images-to-lake.dead-letter.ndjson data/weblogs-to-search.dead-letter.ndjson
 
+## What the tests need beyond Rust (brokers, HDFS, browsers…); quick when present
+test-deps:
+	./scripts/test-deps.sh
+
 ## Every test: unit, golden, end-to-end (builds the guest components first)
-test: ui
+test: test-deps ui
 	$(CARGO) test --workspace
 	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
 

@@ -54,12 +54,31 @@ fi
 search_count() { curl -sf "$search_url/weblogs-*/_count" | grep -o '"count":[0-9]*' | cut -d: -f2 || echo 0; }
 
 before=$( [ -f "$out" ] && wc -l < "$out" || echo 0 )
-"$sluice" run "${pipelines[@]}" --listen "127.0.0.1:$port" --data-dir data &
+mkdir -p data
+engine_log=data/engine.log
+"$sluice" run "${pipelines[@]}" --listen "127.0.0.1:$port" --data-dir data 2> >(tee "$engine_log" >&2) &
 engine=$!
 trap 'kill "$engine" ${emulator:+"$emulator"} 2>/dev/null || true' EXIT
 
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+# The engine answers /health with 503 while it starts (broker, modules,
+# pipelines) and 200 once ready. A cold start on a busy machine can take a
+# while; an engine that exits, or never gets ready, is shown with its log.
+ready_within=${SLUICE_DEMO_READY_SECONDS:-300}
+started=$SECONDS
+until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
+  if ! kill -0 "$engine" 2>/dev/null; then
+    wait "$engine" && status=0 || status=$?
+    echo "The engine exited (status $status) before it was ready. Its log ($engine_log):" >&2
+    tail -n 40 "$engine_log" | sed 's/^/  /' >&2
+    exit 1
+  fi
+  if (( SECONDS - started > ready_within )); then
+    echo "The engine was not ready after $ready_within s. /health says:" >&2
+    curl -s "http://127.0.0.1:$port/health" >&2 || true
+    echo; echo "Its log ($engine_log):" >&2
+    tail -n 40 "$engine_log" | sed 's/^/  /' >&2
+    exit 1
+  fi
   sleep 0.2
 done
 
@@ -80,9 +99,19 @@ echo " …"
 rm -f "$broken"
 
 expected=$(( before + $(grep -c . "$log") ))
-for _ in $(seq 1 150); do
-  [ -f "$out" ] && [ "$(wc -l < "$out")" -ge "$expected" ] && [ "$(images_in_lake)" -ge "${#images[@]}" ] &&
-    { [ -z "$search_url" ] || [ "$(search_count)" -ge "$(grep -c . "$log")" ]; } && break
+documents() { [ -f "$out" ] && wc -l < "$out" || echo 0; }
+delivered() {
+  [ "$(documents)" -ge "$expected" ] && [ "$(images_in_lake)" -ge "${#images[@]}" ] &&
+    { [ -z "$search_url" ] || [ "$(search_count)" -ge "$(grep -c . "$log")" ]; }
+}
+started=$SECONDS
+until delivered; do
+  if (( SECONDS - started > 120 )); then
+    echo "Not everything arrived within 120 s: $(documents)/$expected documents, $(images_in_lake)/${#images[@]} images in the lake${search_url:+, $(search_count) indexed}." >&2
+    echo "The engine's log ($engine_log):" >&2
+    tail -n 40 "$engine_log" | sed 's/^/  /' >&2
+    exit 1
+  fi
   sleep 0.2
 done
 kill -TERM "$engine"

@@ -27,6 +27,7 @@ pub mod avro;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod identity;
 pub mod kafka;
 pub mod lookup;
 pub mod metrics;

@@ -18,10 +18,15 @@ pub struct Metrics {
     /// Process metrics (CPU, memory, file descriptors, start time).
     registry: Registry,
     supervisor: Arc<Supervisor>,
+    /// The embedded broker, when the engine supervises one.
+    broker: Option<Arc<crate::kafka::embedded::BrokerHealth>>,
 }
 
 impl Metrics {
-    pub fn new(supervisor: Arc<Supervisor>) -> Self {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        broker: Option<Arc<crate::kafka::embedded::BrokerHealth>>,
+    ) -> Self {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
         if let Err(e) =
@@ -29,7 +34,7 @@ impl Metrics {
         {
             tracing::warn!("process metrics unavailable: {e}");
         }
-        Metrics { registry, supervisor }
+        Metrics { registry, supervisor, broker }
     }
 
     /// The text exposition of every metric.
@@ -47,6 +52,21 @@ impl Metrics {
 
     fn pipeline_families(&self) -> Vec<MetricFamily> {
         let mut f = Families::default();
+        if let Some(broker) = &self.broker {
+            let state = broker.state();
+            f.gauge(
+                "sluice_embedded_broker_up",
+                "1 while the embedded broker answers.",
+                &[],
+                f64::from(u8::from(state.up)),
+            );
+            f.counter(
+                "sluice_embedded_broker_restarts_total",
+                "Times the embedded broker was started again after it died or stopped answering.",
+                &[],
+                state.restarts,
+            );
+        }
         let modules = self.supervisor.modules.list();
         f.gauge("sluice_modules", "Modules in the registry.", &[], modules.len() as f64);
         f.gauge(
@@ -59,9 +79,7 @@ impl Metrics {
             let p = managed.name.as_str();
             let stats = &managed.stats;
             let status = managed.status();
-            for candidate in
-                [Status::Starting, Status::Running, Status::Paused, Status::Finished, Status::Failed]
-            {
+            for candidate in Status::ALL {
                 let name = serde_json::to_value(candidate).ok().and_then(|v| v.as_str().map(String::from));
                 f.gauge(
                     "sluice_pipeline_status",
@@ -71,6 +89,18 @@ impl Metrics {
                 );
             }
             let pl = [("pipeline", p)];
+            f.counter(
+                "sluice_pipeline_restarts_total",
+                "Times the pipeline was started again after it failed.",
+                &pl,
+                managed.restarts.total.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            f.gauge(
+                "sluice_pipeline_failures_in_a_row",
+                "Failures since the pipeline last ran healthily (0 while it does).",
+                &pl,
+                f64::from(managed.restart_state().attempts),
+            );
             f.counter("sluice_records_read_total", "Records the source read.", &pl, get(&stats.read));
             f.counter(
                 "sluice_records_written_total",
@@ -187,6 +217,12 @@ impl Metrics {
                     "1 while the stage is quarantined.",
                     &labels,
                     f64::from(u8::from(s.quarantined.load(Ordering::Relaxed))),
+                );
+                f.gauge(
+                    "sluice_stage_held_records",
+                    "Records a quarantined stage holds until a new module version is deployed.",
+                    &labels,
+                    get(&s.held) as f64,
                 );
                 f.float_counter(
                     "sluice_stage_wasm_seconds_total",

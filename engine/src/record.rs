@@ -113,6 +113,42 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Reads back what [`Record::to_json`] wrote, at `origin`. Headers come
+    /// back ordered by name (JSON objects do not keep order).
+    pub fn from_json(json: &serde_json::Value, origin: Origin) -> Option<Record> {
+        let bytes = |field: &str| -> Option<Option<Bytes>> {
+            if let Some(text) = json.get(field).and_then(|v| v.as_str()) {
+                return Some(Some(Bytes::copy_from_slice(text.as_bytes())));
+            }
+            match json.get(format!("{field}_base64")).and_then(|v| v.as_str()) {
+                Some(encoded) => base64_decode(encoded).map(|b| Some(b.into())),
+                None => Some(None),
+            }
+        };
+        let mut headers = Vec::new();
+        for (name, value) in json.get("headers").and_then(|h| h.as_object()).into_iter().flatten() {
+            let value = match value {
+                serde_json::Value::String(text) => Bytes::copy_from_slice(text.as_bytes()),
+                other => base64_decode(other.get("base64")?.as_str()?)?.into(),
+            };
+            headers.push(Header { name: name.clone(), value });
+        }
+        Some(Record {
+            key: bytes("key")?,
+            value: bytes("value")?.unwrap_or_default(),
+            headers,
+            timestamp: json.get("timestamp").and_then(|t| t.as_i64()),
+            origin,
+        })
+    }
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
 fn insert_bytes(object: &mut serde_json::Map<String, serde_json::Value>, field: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => object.insert(field.to_string(), text.into()),
@@ -145,5 +181,7 @@ mod tests {
         assert_eq!(json["value_base64"], "/wA=");
         assert_eq!(json["headers"]["h"], "v");
         assert!(json.get("value").is_none());
+        let back = Record::from_json(&json, record.origin.clone()).unwrap();
+        assert_eq!(back, record);
     }
 }

@@ -45,6 +45,12 @@ impl Engine {
     ) -> Engine {
         let mut command = Command::new(bin);
         command.arg(subcommand).args(["--listen", listen]).args(pipelines).args(extra);
+        // Each engine of a test keeps its state beside its log: the same
+        // directory across its restarts (so it is the same engine to the
+        // brokers), never the repository's.
+        if !extra.contains(&"--data-dir") {
+            command.arg("--data-dir").arg(log.parent().unwrap_or(Path::new(".")).join("engine-data"));
+        }
         command
             .env("SLUICE_API_TOKEN", TOKEN)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -91,6 +97,20 @@ impl Engine {
             }
         };
         Engine { child, url }
+    }
+
+    /// The sum of the samples of metric `name` on `/metrics` whose labels
+    /// contain every one of `labels` (e.g. `pipeline="p"`).
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| line.split(['{', ' ']).next() == Some(name))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the exit.

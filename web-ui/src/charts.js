@@ -1,8 +1,11 @@
 // Live line charts (uPlot) over rates computed from the API's counters.
 
+/** What a chart shows: the last 15 minutes (the engine keeps as much). */
+export const WINDOW_SECONDS = 15 * 60;
+
 /** Keeps the last `size` samples of several named series. */
 export class RollingSeries {
-  constructor(names, size = 120) {
+  constructor(names, size = WINDOW_SECONDS + 200) {
     this.names = names;
     this.size = size;
     this.times = [];
@@ -20,6 +23,16 @@ export class RollingSeries {
 
   data() {
     return [this.times, ...this.values];
+  }
+
+  /**
+   * Starts the series with the engine's recent history (`/api/.../history`):
+   * `fields` names, per series, the sample field it shows.
+   */
+  prefill(history, fields) {
+    for (const sample of history.samples) {
+      this.push(sample.time, fields.map((f) => sample[f]));
+    }
   }
 }
 
@@ -53,8 +66,8 @@ export function lineChart(container, title, series, unit = "/s") {
       { values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false })) },
       { values: (u, ticks) => ticks.map((t) => `${formatNumber(t)}${unit}`), size: 70 },
     ],
-    // A steady two-minute window, so the axis does not jump while it fills.
-    scales: { x: { time: true, range: (u, min, max) => [max - 120, max] } },
+    // A steady window, so the axis does not jump while it fills.
+    scales: { x: { time: true, range: (u, min, max) => [max - WINDOW_SECONDS, max] } },
     legend: { live: false },
   }, series.data(), container);
   return {

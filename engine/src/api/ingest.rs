@@ -18,8 +18,11 @@
 //! header), record headers with `Sluice-Header-<name>: <value>`.
 //!
 //! Overload never buffers without bound: when the producer already holds
-//! `max_in_flight` records the answer is 429, and when no broker is
-//! reachable 503, both with `Retry-After`.
+//! `max_in_flight` records, or requests in flight hold `max_in_flight_bytes`
+//! of bodies, the answer is 429; when no broker is reachable, 503; both
+//! with `Retry-After`. A record the brokers refuse for good (too large for
+//! the topic, invalid, a topic that does not exist) gets a 4xx or 500
+//! without `Retry-After`: retrying it cannot help.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +55,9 @@ pub struct IngestConfig {
     /// Records the producer may hold unacknowledged, across requests,
     /// before new requests get 429.
     pub max_in_flight: usize,
+    /// Bytes of request bodies being read, parsed or produced, across
+    /// requests, before new requests get 429.
+    pub max_in_flight_bytes: usize,
     /// How long a record may wait for the brokers before the request fails.
     pub delivery_timeout: Duration,
 }
@@ -62,8 +68,11 @@ impl Default for IngestConfig {
             topics: Vec::new(),
             max_body_bytes: 64 << 20,
             max_records: 10_000,
-            max_record_bytes: 8 << 20,
+            // Apache Kafka brokers accept batches of about 1 MiB by default
+            // (message.max.bytes); a bigger record would only be refused there.
+            max_record_bytes: 1_000_000,
             max_in_flight: 100_000,
+            max_in_flight_bytes: 256 << 20,
             delivery_timeout: Duration::from_secs(30),
         }
     }
@@ -79,6 +88,8 @@ pub struct Ingest {
     /// When the brokers were last found reachable again after going down;
     /// probes are rate-limited through this.
     last_probe: Mutex<Option<Instant>>,
+    /// Bytes of request bodies admitted and not answered yet.
+    body_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Watches librdkafka's global errors for "all brokers down".
@@ -125,7 +136,8 @@ impl Ingest {
             .create_with_context(context)
             .context("cannot create the ingest producer")?;
         let topics = std::sync::RwLock::new(config.topics.clone());
-        Ok(Ingest { producer, config, topics, brokers_down, last_probe: Mutex::new(None) })
+        let body_bytes = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight_bytes));
+        Ok(Ingest { producer, config, topics, brokers_down, last_probe: Mutex::new(None), body_bytes })
     }
 
     pub fn topics(&self) -> Vec<String> {
@@ -141,6 +153,23 @@ impl Ingest {
             }
         }
         topics.sort();
+    }
+
+    /// Reserves room for a body of `bytes` among the requests in flight;
+    /// the room is given back when the permit is dropped (the answer).
+    fn admit(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let bytes = bytes.clamp(1, self.config.max_in_flight_bytes).min(u32::MAX as usize);
+        self.body_bytes.clone().try_acquire_many_owned(bytes as u32).map_err(|_| {
+            let held = self.config.max_in_flight_bytes - self.body_bytes.available_permits();
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "ingest is saturated ({held} bytes of requests in flight, limit {}); retry later",
+                    self.config.max_in_flight_bytes
+                ),
+            )
+            .retry_after(1)
+        })
     }
 
     fn check_topic(&self, topic: &str) -> Result<(), ApiError> {
@@ -212,6 +241,7 @@ impl Ingest {
         let mut written = Vec::new();
         let mut failed = Vec::new();
         let mut saturated = true;
+        let mut permanent: Option<(StatusCode, String)> = None;
         for (index, delivery) in deliveries.into_iter().enumerate() {
             let error = match delivery {
                 Ok(future) => match future.await {
@@ -226,27 +256,56 @@ impl Ingest {
                 },
                 Err(error) => error,
             };
-            saturated &= error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-            failed.push(serde_json::json!({ "index": index, "error": error.to_string() }));
+            let code = error.rdkafka_error_code();
+            saturated &= code == Some(RDKafkaErrorCode::QueueFull);
+            let refused = code.and_then(refused_for_good);
+            failed.push(serde_json::json!({
+                "index": index, "error": error.to_string(), "retryable": refused.is_none(),
+            }));
+            if let Some(status) = refused {
+                permanent.get_or_insert((status, error.to_string()));
+            }
         }
         if failed.is_empty() {
             return Ok(serde_json::json!({ "topic": topic, "count": written.len(), "records": written }));
         }
+        tracing::warn!(topic, written = written.len(), failed = failed.len(), "ingest request partly failed");
+        let total = failed.len() + written.len();
+        if let Some((status, reason)) = permanent {
+            // No Retry-After: sending the same records again cannot succeed.
+            return Err(ApiError::new(
+                status,
+                format!(
+                    "{} of {total} records were not written: the brokers refused them ({reason}); \
+                     records marked retryable may be sent again, the others cannot be written as they are",
+                    failed.len()
+                ),
+            )
+            .with("written", written)
+            .with("failed", failed));
+        }
         let (status, retry) =
             if saturated { (StatusCode::TOO_MANY_REQUESTS, 1) } else { (StatusCode::SERVICE_UNAVAILABLE, 5) };
-        tracing::warn!(topic, written = written.len(), failed = failed.len(), "ingest request partly failed");
         Err(ApiError::new(
             status,
-            format!(
-                "{} of {} records were not written; retry those",
-                failed.len(),
-                failed.len() + written.len()
-            ),
+            format!("{} of {total} records were not written; retry those", failed.len()),
         )
         .with("written", written)
         .with("failed", failed)
         .retry_after(retry))
     }
+}
+
+/// The answer for a produce error that retrying cannot fix, or `None`
+/// when the error is transient.
+fn refused_for_good(code: RDKafkaErrorCode) -> Option<StatusCode> {
+    use crate::kafka::Refusal;
+    Refusal::of(code).map(|refusal| match refusal {
+        Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Refusal::Invalid => StatusCode::BAD_REQUEST,
+        Refusal::UnknownTopic => StatusCode::NOT_FOUND,
+        Refusal::NotAuthorized => StatusCode::INTERNAL_SERVER_ERROR,
+    })
 }
 
 fn unavailable() -> ApiError {
@@ -277,6 +336,9 @@ pub async fn ingest(
     if declared.is_some_and(|n| n > config.max_body_bytes) {
         return Err(too_large());
     }
+    // Room among the requests in flight: for the declared length, or the
+    // largest body accepted when the client streams without one.
+    let _room = ingest.admit(declared.unwrap_or(config.max_body_bytes))?;
     let bytes = axum::body::to_bytes(body, config.max_body_bytes).await.map_err(|error| {
         if std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) {
             too_large()

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub token: Token,
     /// `None` when the engine has no Kafka cluster to ingest into.
     pub ingest: Option<Arc<ingest::Ingest>>,
+    /// The embedded broker the engine supervises, if it runs one.
+    pub broker: Option<Arc<crate::kafka::embedded::BrokerHealth>>,
     pub supervisor: Arc<Supervisor>,
     pub metrics: Metrics,
     /// The built dashboard (`web-ui/dist`), if there is one.
@@ -62,6 +64,62 @@ impl ApiState {
     }
 }
 
+/// The HTTP port while the engine starts. It is bound before anything
+/// else, so a port already in use fails the start at once; until the
+/// engine is ready it answers `/health` (and everything else) with 503
+/// `starting`, so operators and scripts can tell starting from stuck.
+pub struct Starting {
+    /// Kept for the real server; the starting server serves a duplicate.
+    listener: std::net::TcpListener,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Starting {
+    pub async fn bind(addr: &str) -> anyhow::Result<Starting> {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = listener.into_std().context("cannot take over the listening socket")?;
+        let early = tokio::net::TcpListener::from_std(
+            listener.try_clone().context("cannot share the listening socket")?,
+        )?;
+        let stop = CancellationToken::new();
+        let app = Router::new().fallback(starting);
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let served = axum::serve(early, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+                if let Err(error) = served {
+                    tracing::warn!("HTTP server (starting): {error}");
+                }
+            }
+        });
+        Ok(Starting { listener, stop, task })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Stops answering `starting` and hands the port to the real server.
+    /// Connections that arrive meanwhile wait in the socket's backlog.
+    pub async fn ready(self, state: ApiState) -> anyhow::Result<Server> {
+        self.stop.cancel();
+        let _ = self.task.await;
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        let local = listener.local_addr()?;
+        state.reads_need_token.store(!local.ip().is_loopback(), Ordering::Relaxed);
+        Ok(Server { listener, state: Arc::new(state) })
+    }
+}
+
+async fn starting() -> Response {
+    let body = serde_json::json!({ "status": "starting", "error": "the engine is starting; retry shortly" });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, 1.into());
+    response
+}
+
 /// The HTTP server, bound and ready to serve.
 pub struct Server {
     listener: tokio::net::TcpListener,
@@ -69,14 +127,6 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(addr: &str, state: ApiState) -> anyhow::Result<Server> {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
-        state.reads_need_token.store(!local.ip().is_loopback(), Ordering::Relaxed);
-        Ok(Server { listener, state: Arc::new(state) })
-    }
-
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
     }
@@ -127,6 +177,8 @@ pub fn api_router() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(modules::show, modules::upload, modules::delete))
         .routes(routes!(pipelines::list))
         .routes(routes!(pipelines::show, pipelines::apply, pipelines::delete))
+        .routes(routes!(pipelines::pipeline_history))
+        .routes(routes!(pipelines::all_history))
         .routes(routes!(pipelines::pause))
         .routes(routes!(pipelines::resume))
         .routes(routes!(pipelines::deploy_stage))
@@ -164,17 +216,22 @@ async fn no_dashboard() -> Response {
         .into_response()
 }
 
-/// Readiness: 503 while the engine drains.
+/// Readiness: 503 while the engine starts (`starting`), drains
+/// (`stopping`), or while its embedded broker is down (`broker-down`,
+/// restarting it); `kafka` says how the embedded broker is.
 #[utoipa::path(get, path = "/health", tag = "engine", responses((status = 200, body = Object), (status = 503)))]
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
-    let ready = state.ready.load(Ordering::Relaxed);
+    let stopping = !state.ready.load(Ordering::Relaxed);
+    let broker = state.broker.as_ref().map(|b| b.state());
+    let broker_down = broker.as_ref().is_some_and(|b| !b.up);
     let pipelines: Vec<String> = state.supervisor.list().iter().map(|m| m.name.clone()).collect();
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "stopping" },
+        "status": if stopping { "stopping" } else if broker_down { "broker-down" } else { "ready" },
         "pipelines": pipelines,
         "ingest_topics": state.ingest.as_ref().map(|i| i.topics()).unwrap_or_default(),
+        "kafka": broker,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if stopping || broker_down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(body)).into_response()
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, read_body};
+use crate::control::history::RateSample;
 use crate::control::{PipelineView, StageView};
 
 /// Largest pipeline definition accepted.
@@ -41,6 +42,47 @@ pub async fn show(
         .get(&name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")))?;
     Ok(Json(state.supervisor.view(&managed)))
+}
+
+/// The recent rates of a pipeline or of all together.
+#[derive(serde::Serialize, ToSchema)]
+pub struct History {
+    /// Seconds between samples.
+    pub interval_seconds: u64,
+    /// Oldest first, up to 15 minutes.
+    pub samples: Vec<RateSample>,
+}
+
+fn history(samples: Vec<RateSample>) -> Json<History> {
+    Json(History { interval_seconds: crate::control::history::SAMPLE_EVERY.as_secs(), samples })
+}
+
+/// A pipeline's rates over the last 15 minutes (records read, written,
+/// dead-lettered and dropped per second), so charts start with the past.
+#[utoipa::path(get, path = "/api/pipelines/{name}/history", tag = "pipelines",
+    params(("name" = String, Path)), responses((status = 200, body = History), (status = 404)))]
+pub async fn pipeline_history(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<History>, ApiError> {
+    state.check_read(&headers)?;
+    let managed = state
+        .supervisor
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")))?;
+    Ok(history(managed.history.samples()))
+}
+
+/// The rates of all pipelines together over the last 15 minutes.
+#[utoipa::path(get, path = "/api/history", tag = "pipelines", responses((status = 200, body = History)))]
+pub async fn all_history(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+) -> Result<Json<History>, ApiError> {
+    state.check_read(&headers)?;
+    let each: Vec<Vec<RateSample>> = state.supervisor.list().iter().map(|m| m.history.samples()).collect();
+    Ok(history(crate::control::history::total(&each)))
 }
 
 /// Creates or replaces a pipeline from a TOML body (one pipeline, named as

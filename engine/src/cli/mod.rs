@@ -69,7 +69,12 @@ fn serve(args: run::RunArgs, mode: run::Mode) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(run::run(args, mode))
+    let result = runtime.block_on(run::run(args, mode));
+    // Threads still blocked somewhere (a consumer that did not hear the
+    // stop) must not keep a finished engine, or one that failed to start,
+    // from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 fn init_tracing(filter: Option<&str>) {

@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ingest::{Ingest, IngestConfig};
-use crate::api::{ApiState, Server, Token};
+use crate::api::{ApiState, Server, Starting, Token};
 use crate::config;
 use crate::control::{EngineEnv, StateStore, Supervisor};
 use crate::kafka::{self, embedded::EmbeddedCluster};
@@ -50,6 +51,10 @@ pub struct RunArgs {
     /// Partitions of the topics the embedded cluster creates.
     #[arg(long, default_value_t = 3)]
     topic_partitions: i32,
+    /// How long a stopping engine waits for its pipelines to drain before
+    /// it exits anyway (what was not made durable is read again next time).
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", default_value_t = 60_000)]
+    shutdown_timeout_ms: u64,
     #[command(flatten)]
     ingest: IngestArgs,
 }
@@ -70,6 +75,11 @@ struct IngestArgs {
     /// Records waiting for broker acknowledgement before ingest answers 429.
     #[arg(long, default_value_t = IngestConfig::default().max_in_flight)]
     ingest_max_in_flight: usize,
+    /// Bytes of request bodies in flight, across requests, before ingest
+    /// answers 429 (a body without Content-Length counts as the largest
+    /// accepted).
+    #[arg(long, default_value_t = IngestConfig::default().max_in_flight_bytes)]
+    ingest_max_in_flight_bytes: usize,
     /// How long a request waits for the brokers before it fails with 503.
     #[arg(long, default_value_t = IngestConfig::default().delivery_timeout.as_millis() as u64)]
     ingest_delivery_timeout_ms: u64,
@@ -88,6 +98,9 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         mode == Mode::Serve || !args.files.is_empty() || !args.ingest.topics.is_empty(),
         "nothing to run: name pipeline files, or open topics for ingest with --ingest-topic (or use `sluice serve`)"
     );
+    // Everything that can be checked without starting anything is checked
+    // first, so a bad start fails before a broker or a pipeline runs.
+    let (token, generated) = Token::from_env_or_generate()?;
     let configs = match config::load_files(&args.files) {
         Ok(configs) => configs,
         Err(diagnostics) => {
@@ -98,7 +111,109 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     for topic in &args.ingest.topics {
         anyhow::ensure!(kafka::valid_topic_name(topic), "--ingest-topic `{topic}` is not a valid topic name");
     }
+    let _data_dir_lock = crate::identity::lock_data_dir(&args.data_dir)?;
+    crate::identity::load_or_create(&args.data_dir)?;
+    let starting = Starting::bind(&args.listen).await?;
+    tracing::info!("starting: http://{} answers 503 until the engine is ready", starting.local_addr()?);
 
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let started = tokio::select! {
+        started = start(&args, mode, configs, token, generated, starting, &shutdown) => started,
+        _ = shutdown.cancelled() => anyhow::bail!("stopped while starting"),
+    };
+    let Engine { supervisor, server, file_pipelines, embedded } = match started {
+        Ok(engine) => engine,
+        Err(Failed { error, supervisor }) => {
+            // Pipelines that did start are stopped (within the shutdown
+            // deadline) before the error is reported.
+            if let Some(supervisor) = supervisor {
+                stop_within(&supervisor, args.shutdown_timeout()).await;
+            }
+            return Err(error);
+        }
+    };
+    tracing::info!("listening on http://{}", server.local_addr()?);
+    let server_stop = CancellationToken::new();
+    let server_task = tokio::spawn(server.serve(server_stop.clone()));
+
+    let mut failed = false;
+    if mode == Mode::Run && !file_pipelines.is_empty() {
+        let waited = tokio::select! {
+            results = supervisor.wait_for(&file_pipelines) => Some(results),
+            _ = shutdown.cancelled() => None,
+        };
+        // A signal: every pipeline drains, then reports.
+        let results = match waited {
+            Some(results) => results,
+            None if stop_within(&supervisor, args.shutdown_timeout()).await => {
+                supervisor.wait_for(&file_pipelines).await
+            }
+            None => {
+                failed = true;
+                Vec::new()
+            }
+        };
+        for (_, result) in results {
+            match result {
+                Ok(report) => print_report(&report, args.json_summary),
+                Err(error) => {
+                    failed = true;
+                    eprintln!("error: {error}");
+                }
+            }
+        }
+    } else {
+        shutdown.cancelled().await;
+    }
+    failed |= !stop_within(&supervisor, args.shutdown_timeout()).await;
+    // Ingest stays open while pipelines drain (its answers wait for Kafka,
+    // not for them) and closes with the last one.
+    server_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), server_task).await {
+        Ok(joined) => {
+            if let Err(error) = joined.context("HTTP server task panicked")? {
+                failed = true;
+                eprintln!("error: {error:#}");
+            }
+        }
+        Err(_) => tracing::warn!("requests still open after 10 s; closing them"),
+    }
+    drop(embedded);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// A started engine.
+struct Engine {
+    supervisor: Arc<Supervisor>,
+    server: Server,
+    file_pipelines: Vec<String>,
+    embedded: Option<EmbeddedCluster>,
+}
+
+/// A start that failed, with what was already running.
+struct Failed {
+    error: anyhow::Error,
+    supervisor: Option<Arc<Supervisor>>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failed {
+    fn from(error: E) -> Self {
+        Failed { error: error.into(), supervisor: None }
+    }
+}
+
+/// Starts the broker (if embedded), ingest, the pipelines and then the
+/// API on the port bound already.
+async fn start(
+    args: &RunArgs,
+    mode: Mode,
+    configs: Vec<config::PipelineConfig>,
+    token: Token,
+    generated: bool,
+    starting: Starting,
+    shutdown: &CancellationToken,
+) -> Result<Engine, Failed> {
     // The engine's cluster: what ingest and broker-less pipelines use. A
     // serving engine always has one, for the pipelines deployed later.
     let (source_topics, sink_topics) = engine_topics(&configs);
@@ -135,74 +250,51 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         lake_url: engine_lake_url(&args.data_dir)?,
         ingest: ingest.clone(),
     };
-    let shutdown = CancellationToken::new();
     let supervisor =
         Supervisor::new(WasmHost::new(), store, env, shutdown.child_token(), args.max_module_bytes);
     let file_pipelines: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     for config in &configs {
         tracing::info!(pipeline = %config.name, sink = %config.sink.describe(config), "pipeline ready");
     }
-    supervisor.start_file_pipelines(configs).await?;
-    if mode == Mode::Serve {
-        supervisor.restore().await?;
-    }
-
-    let (token, generated) = Token::from_env_or_generate()?;
-    if generated {
-        eprintln!("API token (set SLUICE_API_TOKEN to choose your own): {}", token.as_str());
-    }
-    let state = ApiState {
-        token,
-        ingest,
-        supervisor: supervisor.clone(),
-        metrics: Metrics::new(supervisor.clone()),
-        ui_dir: ui_dir(args.ui_dir.as_deref()),
-        ready: true.into(),
-        reads_need_token: false.into(),
-    };
-    let server = Server::bind(&args.listen, state).await?;
-    tracing::info!("listening on http://{}", server.local_addr()?);
-
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    let server_stop = CancellationToken::new();
-    let server_task = tokio::spawn(server.serve(server_stop.clone()));
-
-    let mut failed = false;
-    if mode == Mode::Run && !file_pipelines.is_empty() {
-        let waited = tokio::select! {
-            results = supervisor.wait_for(&file_pipelines) => Some(results),
-            _ = shutdown.cancelled() => None,
-        };
-        // A signal: every pipeline drains, then reports.
-        let results = match waited {
-            Some(results) => results,
-            None => {
-                supervisor.stop_all().await;
-                supervisor.wait_for(&file_pipelines).await
-            }
-        };
-        for (_, result) in results {
-            match result {
-                Ok(report) => print_report(&report, args.json_summary),
-                Err(error) => {
-                    failed = true;
-                    eprintln!("error: {error}");
-                }
-            }
+    let started = async {
+        supervisor.start_file_pipelines(configs).await?;
+        if mode == Mode::Serve {
+            supervisor.restore().await?;
         }
-    } else {
-        shutdown.cancelled().await;
+        if generated {
+            eprintln!("API token (set SLUICE_API_TOKEN to choose your own): {}", token.as_str());
+        }
+        let broker = embedded.as_ref().and_then(EmbeddedCluster::health);
+        let state = ApiState {
+            token,
+            broker: broker.clone(),
+            ingest,
+            supervisor: supervisor.clone(),
+            metrics: Metrics::new(supervisor.clone(), broker),
+            ui_dir: ui_dir(args.ui_dir.as_deref()),
+            ready: true.into(),
+            reads_need_token: false.into(),
+        };
+        starting.ready(state).await
+    };
+    match started.await {
+        Ok(server) => Ok(Engine { supervisor, server, file_pipelines, embedded }),
+        Err(error) => Err(Failed { error, supervisor: Some(supervisor) }),
     }
-    supervisor.stop_all().await;
-    // Ingest stays open while pipelines drain (its answers wait for Kafka,
-    // not for them) and closes with the last one.
-    server_stop.cancel();
-    if let Err(error) = server_task.await.context("HTTP server task panicked")? {
-        failed = true;
-        eprintln!("error: {error:#}");
+}
+
+/// Stops every pipeline, waiting at most `deadline` for them to drain.
+/// Returns whether they all did; records of those that did not are read
+/// again after the next start (their offsets were not committed).
+async fn stop_within(supervisor: &Supervisor, deadline: Duration) -> bool {
+    if tokio::time::timeout(deadline, supervisor.stop_all()).await.is_ok() {
+        return true;
     }
-    drop(embedded);
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    eprintln!(
+        "error: pipelines did not drain within {} s; what they had not made durable will be read again",
+        deadline.as_secs()
+    );
+    false
 }
 
 /// The dashboard's files: `--ui-dir`, else `web-ui/dist` if it was built.
@@ -210,6 +302,12 @@ fn ui_dir(chosen: Option<&Path>) -> Option<PathBuf> {
     match chosen {
         Some(dir) => Some(dir.to_path_buf()),
         None => Some(PathBuf::from("web-ui/dist")).filter(|d| d.join("index.html").exists()),
+    }
+}
+
+impl RunArgs {
+    fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 
@@ -221,6 +319,7 @@ impl IngestArgs {
             max_records: self.ingest_max_records,
             max_record_bytes: self.ingest_max_record_bytes,
             max_in_flight: self.ingest_max_in_flight,
+            max_in_flight_bytes: self.ingest_max_in_flight_bytes,
             delivery_timeout: std::time::Duration::from_millis(self.ingest_delivery_timeout_ms),
         }
     }

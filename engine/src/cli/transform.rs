@@ -52,7 +52,7 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         max_fuel: None,
         max_output_bytes: 1 << 30,
         on_error: OnError::Dlq,
-        quarantine_after: u32::MAX,
+        quarantine: crate::pipeline::quarantine::QuarantineConfig::never(),
         capabilities: Spanned::new(0..0, Vec::new()),
     };
     let lookups = load_lookups(&args.lookups)?;

@@ -142,11 +142,10 @@ pub struct StageConfig {
     pub max_output_bytes: u64,
     #[serde(default)]
     pub on_error: OnError,
-    /// After this many failed calls in a row (traps, timeouts…) the stage is
-    /// quarantined: it stops calling the module and fails every record with
-    /// `quarantined`, handled per `on_error`.
-    #[serde(default = "defaults::quarantine_after")]
-    pub quarantine_after: u32,
+    /// When the stage stops calling a module that crashes on most of what
+    /// it is given; see [`crate::pipeline::quarantine`].
+    #[serde(default)]
+    pub quarantine: crate::pipeline::quarantine::QuarantineConfig,
     /// Capabilities granted to the module: `clock`, `random`, and
     /// `lookup:NAME` for a table the pipeline declares as `[lookup.NAME]`.
     /// Nothing else (files, network, environment) is reachable from a
@@ -175,9 +174,6 @@ mod defaults {
     }
     pub fn max_output_bytes() -> u64 {
         16 << 20
-    }
-    pub fn quarantine_after() -> u32 {
-        10
     }
 }
 
@@ -527,6 +523,14 @@ fn validate_stage(
             &join(key, "max_memory_mb"),
             "expected 1 to 4096 (a wasm32 memory is at most 4 GiB)",
         );
+    }
+    let quarantine = table.get_ref().get("quarantine");
+    for (field, message) in stage.quarantine.problems() {
+        let span = quarantine
+            .and_then(|q| q.get_ref().get(field).map(|v| v.span()))
+            .or_else(|| quarantine.map(|q| q.span()))
+            .unwrap_or(table.span());
+        doc.error(span, &join(&join(key, "quarantine"), field), message);
     }
     doc.diagnostics.len() == before
 }

@@ -2,6 +2,7 @@
 //! and every change to them, and the durable state behind both.
 
 mod definition;
+pub mod history;
 pub mod modules;
 mod replay;
 mod stages;

@@ -5,10 +5,19 @@
 //! Changes to one pipeline are serialised; a change that fails leaves the
 //! pipeline as it was. Pipelines created through the API are recorded in
 //! the state store and come back, paused or running, after a restart.
+//!
+//! A Kafka-sourced pipeline that fails (a sink that cannot write, a broker
+//! gone for longer than the clients retry) is restarted with exponential
+//! backoff, from its committed offsets; its status is `restarting` with
+//! the attempts and the last error meanwhile. Pipelines reading files are
+//! not restarted (they would read their input again from the start), and
+//! neither is one a stage stopped on purpose (`on_error = "stop"`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -82,6 +91,43 @@ pub enum Status {
     /// Its source ended and everything was written.
     Finished,
     Failed,
+    /// It failed and starts again after a backoff.
+    Restarting,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Starting,
+        Status::Running,
+        Status::Paused,
+        Status::Finished,
+        Status::Failed,
+        Status::Restarting,
+    ];
+}
+
+/// The first wait before restarting a failed pipeline; it doubles with each
+/// failure in a row, up to [`RESTART_MAX_BACKOFF`].
+const RESTART_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const RESTART_MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A run this long counts as healthy: the next failure starts the backoff over.
+const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Restarts of a failed pipeline.
+#[derive(Default)]
+pub struct Restarts {
+    /// Every restart since the engine started.
+    pub total: AtomicU64,
+    state: Mutex<RestartState>,
+}
+
+#[derive(Default, Clone)]
+pub struct RestartState {
+    /// Failures in a row.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt: Option<SystemTime>,
+    cancel: Option<CancellationToken>,
 }
 
 /// Where a pipeline's definition lives.
@@ -128,6 +174,9 @@ pub struct Managed {
     /// pause/resume and redeploys.
     pub stats: Arc<PipelineStats>,
     pub dead_letters: Arc<DeadLetterLog>,
+    pub restarts: Restarts,
+    /// Recent rates, for charts.
+    pub history: super::history::RateHistory,
     state: Mutex<ManagedState>,
     pub(super) status: watch::Sender<Status>,
     /// Serialises changes to this pipeline.
@@ -167,7 +216,7 @@ impl Supervisor {
     ) -> Arc<Self> {
         let mut modules = ModuleRegistry::new(store.clone(), host.clone());
         modules.max_bytes = max_module_bytes;
-        Arc::new(Supervisor {
+        let supervisor = Arc::new(Supervisor {
             host,
             store,
             modules,
@@ -175,7 +224,9 @@ impl Supervisor {
             pipelines: RwLock::new(BTreeMap::new()),
             membership: tokio::sync::Mutex::new(()),
             shutdown,
-        })
+        });
+        super::history::spawn_sampler(Arc::downgrade(&supervisor));
+        supervisor
     }
 
     /// Starts pipelines read from files (`sluice run`/`serve` arguments).
@@ -240,6 +291,19 @@ impl Supervisor {
         self.get(name).ok_or_else(|| ControlError::NotFound(format!("no pipeline named `{name}`")))
     }
 
+    /// The dead letters kept for `pipeline`, on disk beside the state so
+    /// they survive a restart (in memory only if that cannot be opened).
+    fn dead_letter_log(&self, pipeline: &str) -> Arc<DeadLetterLog> {
+        let path = self.store.dir().join("dead-letters").join(format!("{pipeline}.ndjson"));
+        match DeadLetterLog::open(pipeline, &path) {
+            Ok(log) => Arc::new(log),
+            Err(error) => {
+                tracing::warn!(pipeline, "dead letters are kept in memory only: {error:#}");
+                Arc::new(DeadLetterLog::in_memory(pipeline))
+            }
+        }
+    }
+
     /// Where an API pipeline's relative paths (lookup files, …) resolve.
     pub(super) fn api_file(&self, name: &str) -> PathBuf {
         self.store.dir().join("pipelines").join(format!("{name}.toml"))
@@ -258,7 +322,9 @@ impl Supervisor {
             name: name.clone(),
             origin,
             stats: carry.stats.clone().unwrap_or_default(),
-            dead_letters: carry.dead_letters.clone().unwrap_or_default(),
+            dead_letters: carry.dead_letters.clone().unwrap_or_else(|| self.dead_letter_log(&name)),
+            restarts: Restarts::default(),
+            history: Default::default(),
             state: Mutex::new(ManagedState {
                 toml,
                 config,
@@ -296,7 +362,9 @@ impl Supervisor {
         // Counters and dead letters carry on across a replacement.
         let carry = Carry {
             stats: Some(existing.as_ref().map_or_else(Default::default, |e| e.stats.clone())),
-            dead_letters: Some(existing.as_ref().map_or_else(Default::default, |e| e.dead_letters.clone())),
+            dead_letters: Some(
+                existing.as_ref().map_or_else(|| self.dead_letter_log(name), |e| e.dead_letters.clone()),
+            ),
             stages: BTreeMap::new(),
         };
         let mut history = BTreeMap::new();
@@ -360,6 +428,8 @@ impl Supervisor {
         let _op = managed.op.lock().await;
         self.stop(&managed, Some(Status::Paused)).await;
         self.store.delete(&format!("pipeline/{name}")).map_err(ControlError::Internal)?;
+        // A pipeline created later under this name starts with none.
+        let _ = std::fs::remove_file(self.store.dir().join("dead-letters").join(format!("{name}.ndjson")));
         self.pipelines.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         Ok(())
     }
@@ -446,7 +516,8 @@ impl Supervisor {
     }
 
     /// Builds and launches a stopped pipeline from its current definition.
-    async fn start(&self, managed: &Arc<Managed>) -> Result<()> {
+    async fn start(self: &Arc<Self>, managed: &Arc<Managed>) -> Result<()> {
+        managed.cancel_restart();
         managed.status.send_replace(Status::Starting);
         let (config, mut history, carry) = {
             let state = managed.lock();
@@ -472,9 +543,12 @@ impl Supervisor {
         }
     }
 
-    fn launch(&self, managed: &Arc<Managed>, mut pipeline: Pipeline, stages: Vec<StageInfo>) {
+    fn launch(self: &Arc<Self>, managed: &Arc<Managed>, mut pipeline: Pipeline, stages: Vec<StageInfo>) {
         // Counters carry on from earlier runs.
         pipeline.stats = managed.stats.clone();
+        // Only a source that resumes from committed offsets can run again
+        // without reading what was delivered.
+        let restartable = matches!(managed.lock().config.source, crate::sources::SourceConfig::Kafka(_));
         let cancel = self.shutdown.child_token();
         let controls = pipeline.controls.clone();
         // Held while spawning: a run that ends at once must find itself
@@ -486,9 +560,14 @@ impl Supervisor {
         let task = {
             let managed = managed.clone();
             let cancel = cancel.clone();
+            let supervisor = self.clone();
             tokio::spawn(async move {
+                let started = Instant::now();
                 let result = pipeline.run(cancel).await;
-                managed.finish(result);
+                let restart = restartable && !supervisor.shutdown.is_cancelled();
+                if let Some(backoff) = managed.finish(result, restart.then(|| started.elapsed())) {
+                    supervisor.restart_later(managed, backoff);
+                }
             })
         };
         state.running = Some(Running { cancel, controls, task });
@@ -496,8 +575,39 @@ impl Supervisor {
         tracing::info!(pipeline = %managed.name, "pipeline running");
     }
 
+    /// Starts a failed pipeline again after `backoff`, unless something
+    /// else (a pause, a redeploy, shutdown) happens to it first.
+    fn restart_later(self: &Arc<Self>, managed: Arc<Managed>, backoff: Duration) {
+        let cancel = self.shutdown.child_token();
+        {
+            let mut restart = managed.restarts.lock();
+            restart.next_attempt = Some(SystemTime::now() + backoff);
+            restart.cancel = Some(cancel.clone());
+        }
+        let supervisor = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let _op = managed.op.lock().await;
+            if managed.status() != Status::Restarting || cancel.is_cancelled() {
+                return;
+            }
+            managed.restarts.total.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(pipeline = %managed.name, attempt = managed.restarts.lock().attempts, "restarting the pipeline");
+            if let Err(error) = supervisor.start(&managed).await {
+                // It could not even be built (a module, a lookup table, a
+                // broker): keep trying, further apart.
+                let backoff = managed.failed_again(error.to_string());
+                supervisor.restart_later(managed.clone(), backoff);
+            }
+        });
+    }
+
     /// Cancels a running pipeline and waits until it has drained.
     async fn stop(&self, managed: &Managed, then: Option<Status>) {
+        managed.cancel_restart();
         let running = managed.lock().running.take();
         if let Some(Running { cancel, task, .. }) = running {
             cancel.cancel();
@@ -628,25 +738,72 @@ impl Managed {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Called by the run task when the run ends.
-    fn finish(&self, result: anyhow::Result<PipelineReport>) {
+    /// Called by the run task when the run ends. `restart` (how long the
+    /// run lasted) is set when a failure may be retried; returns the
+    /// backoff to restart after.
+    fn finish(&self, result: anyhow::Result<PipelineReport>, restart: Option<Duration>) -> Option<Duration> {
         let mut state = self.lock();
         let stopped_on_request = state.running.is_none();
         state.running = None;
-        match result {
-            Ok(report) => state.report = Some(report),
+        let error = match result {
+            Ok(report) => {
+                state.report = Some(report);
+                None
+            }
             Err(error) => {
                 tracing::error!(pipeline = %self.name, "pipeline failed: {error:#}");
                 state.error = Some(format!("{error:#}"));
+                Some(error)
+            }
+        };
+        drop(state);
+        match (error, restart) {
+            (Some(error), Some(lasted)) if !crate::pipeline::stopped_on_purpose(&error) => {
+                if lasted >= RESTART_HEALTHY_AFTER {
+                    self.restarts.lock().attempts = 0;
+                }
+                let backoff = self.failed_again(format!("{error:#}"));
+                tracing::warn!(pipeline = %self.name, backoff_ms = backoff.as_millis() as u64, "pipeline restarts after a backoff");
+                Some(backoff)
+            }
+            (Some(_), _) => {
+                self.status.send_replace(Status::Failed);
+                None
+            }
+            (None, _) => {
+                if !stopped_on_request {
+                    self.status.send_replace(Status::Finished);
+                }
+                None
             }
         }
-        let failed = state.error.is_some();
-        drop(state);
-        if failed {
-            self.status.send_replace(Status::Failed);
-        } else if !stopped_on_request {
-            self.status.send_replace(Status::Finished);
+    }
+
+    /// Records one more failure in a row; returns the backoff before the
+    /// next attempt.
+    fn failed_again(&self, error: String) -> Duration {
+        let attempts = {
+            let mut restart = self.restarts.lock();
+            restart.attempts += 1;
+            restart.last_error = Some(error.clone());
+            restart.attempts
+        };
+        self.lock().error = Some(error);
+        self.status.send_replace(Status::Restarting);
+        RESTART_FIRST_BACKOFF.saturating_mul(1 << (attempts - 1).min(16)).min(RESTART_MAX_BACKOFF)
+    }
+
+    fn cancel_restart(&self) {
+        let mut restart = self.restarts.lock();
+        restart.next_attempt = None;
+        if let Some(cancel) = restart.cancel.take() {
+            cancel.cancel();
         }
+    }
+
+    /// Restart attempts, the last error and when the next attempt is due.
+    pub fn restart_state(&self) -> RestartState {
+        self.restarts.lock().clone()
     }
 
     /// The running pipeline's controls (tap, swaps), if it runs.
@@ -663,6 +820,12 @@ impl Managed {
             history: state.history.clone(),
             stages: state.stages.clone(),
         }
+    }
+}
+
+impl Restarts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RestartState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -16,6 +16,8 @@ pub struct PipelineView {
     pub status: Status,
     /// Why it failed or could not start.
     pub error: Option<String>,
+    /// After a failure: the restarts so far and when the next is due.
+    pub restart: RestartView,
     pub source: String,
     pub sink: String,
     pub records: RecordCounts,
@@ -27,6 +29,17 @@ pub struct PipelineView {
     pub sink_state: SinkState,
     /// The definition as sent or read.
     pub toml: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RestartView {
+    /// Failures in a row (0 once it runs healthily again).
+    pub attempts: u32,
+    /// Restarts since the engine started.
+    pub total: u64,
+    pub last_error: Option<String>,
+    /// Milliseconds until the next attempt, while `restarting`.
+    pub next_attempt_in_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -98,6 +111,21 @@ impl PipelineView {
             },
             status: managed.status(),
             error: snapshot.error.clone(),
+            restart: {
+                let restart = managed.restart_state();
+                RestartView {
+                    attempts: restart.attempts,
+                    total: managed.restarts.total.load(std::sync::atomic::Ordering::Relaxed),
+                    last_error: restart.last_error,
+                    next_attempt_in_ms: restart
+                        .next_attempt
+                        .filter(|_| managed.status() == Status::Restarting)
+                        .map(|at| {
+                            at.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_millis()
+                                as u64
+                        }),
+                }
+            },
             source: snapshot.config.source.describe(),
             sink: snapshot.config.sink.describe(&snapshot.config),
             records: RecordCounts {

@@ -4,29 +4,91 @@
 //! - With a `tansu` binary (a Kafka-compatible broker; on `PATH` or named
 //!   by `SLUICE_TANSU`), sluice runs it as a supervised child process that
 //!   keeps its data in SQLite under the data directory: records survive a
-//!   restart of the engine. The child dies with the engine.
+//!   restart of the engine, and a crash of it.
 //! - Without one it falls back to librdkafka's in-process mock cluster and
 //!   says so loudly: that cluster is **in memory**, and everything in it is
 //!   gone when sluice exits.
 //!
+//! What keeps the broker's data safe across crashes of the engine:
+//! - Only one broker ever runs on a data directory. The broker inherits a
+//!   lock on `kafka/broker.lock`, so the lock lasts as long as the broker
+//!   does, even when the engine that started it was killed. A new broker
+//!   starts only once it holds the lock: the engine waits for the previous
+//!   broker (told to stop when its engine died) to exit, and kills it if
+//!   it lingers.
+//! - The child is supervised: if it exits or stops answering, the engine
+//!   says so in its log, `/health` and `/metrics`, and starts it again on
+//!   the same port.
+//!
 //! Production points `--brokers` at a real Kafka cluster instead.
 
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer as _};
+use serde::Serialize;
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// How long a new broker waits for the previous one to let go of the data
+/// directory before it kills it.
+const PREVIOUS_BROKER_GRACE: Duration = Duration::from_secs(10);
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the broker is asked for metadata, and how many unanswered
+/// probes in a row mean it is stuck.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBES_MISSED: u32 = 3;
 
 /// A running embedded cluster; stopping it is dropping it.
 pub enum EmbeddedCluster {
-    Tansu { child: Child, bootstrap: String },
+    Tansu(TansuBroker),
     InMemory { cluster: MockCluster<'static, DefaultProducerContext>, bootstrap: String },
+}
+
+/// A supervised tansu child.
+pub struct TansuBroker {
+    bootstrap: String,
+    health: Arc<BrokerHealth>,
+    stop: CancellationToken,
+}
+
+/// What the engine knows of its embedded broker, for `/health` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct BrokerHealth {
+    state: Mutex<BrokerState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BrokerState {
+    /// Whether it is up and answering.
+    pub up: bool,
+    /// Times it was started again after it died or stopped answering.
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub pid: Option<u32>,
+}
+
+impl BrokerHealth {
+    pub fn state(&self) -> BrokerState {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BrokerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut BrokerState)) {
+        change(&mut self.lock());
+    }
 }
 
 impl EmbeddedCluster {
@@ -34,7 +96,7 @@ impl EmbeddedCluster {
     /// `port` 0 picks a free one.
     pub async fn start(data_dir: &Path, port: u16) -> anyhow::Result<EmbeddedCluster> {
         match find_tansu() {
-            Some(binary) => start_tansu(&binary, data_dir, port).await,
+            Some(binary) => Ok(EmbeddedCluster::Tansu(TansuBroker::start(&binary, data_dir, port).await?)),
             None => {
                 let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
                 let bootstrap = cluster.bootstrap_servers();
@@ -50,18 +112,26 @@ impl EmbeddedCluster {
 
     pub fn bootstrap(&self) -> &str {
         match self {
-            EmbeddedCluster::Tansu { bootstrap, .. } | EmbeddedCluster::InMemory { bootstrap, .. } => {
-                bootstrap
-            }
+            EmbeddedCluster::Tansu(broker) => &broker.bootstrap,
+            EmbeddedCluster::InMemory { bootstrap, .. } => bootstrap,
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            EmbeddedCluster::Tansu { bootstrap, .. } => format!("embedded tansu broker at {bootstrap}"),
+            EmbeddedCluster::Tansu(broker) => format!("embedded tansu broker at {}", broker.bootstrap),
             EmbeddedCluster::InMemory { bootstrap, .. } => {
                 format!("embedded IN-MEMORY cluster at {bootstrap} (not durable)")
             }
+        }
+    }
+
+    /// The supervised broker's health; `None` for the in-memory cluster,
+    /// which lives in this process.
+    pub fn health(&self) -> Option<Arc<BrokerHealth>> {
+        match self {
+            EmbeddedCluster::Tansu(broker) => Some(broker.health.clone()),
+            EmbeddedCluster::InMemory { .. } => None,
         }
     }
 
@@ -77,6 +147,270 @@ impl EmbeddedCluster {
         }
         create_topics(self.bootstrap(), topics, partitions).await
     }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TansuBroker {
+    async fn start(binary: &Path, data_dir: &Path, port: u16) -> anyhow::Result<TansuBroker> {
+        let dir = data_dir.join("kafka");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let port = match port {
+            0 => free_port()?,
+            port => port,
+        };
+        let lock = lock_data_dir(&dir).await?;
+        let launcher = Launcher { binary: binary.to_path_buf(), dir, port, lock };
+        let child = launcher.launch().await?;
+        let health = Arc::new(BrokerHealth::default());
+        health.update(|s| {
+            s.up = true;
+            s.pid = child.id();
+        });
+        let stop = CancellationToken::new();
+        let bootstrap = launcher.bootstrap();
+        tokio::spawn(supervise(launcher, child, health.clone(), stop.clone()));
+        Ok(TansuBroker { bootstrap, health, stop })
+    }
+}
+
+/// Everything needed to start the broker again.
+struct Launcher {
+    binary: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// Held by this engine and inherited by each broker it starts.
+    lock: std::fs::File,
+}
+
+impl Launcher {
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("tansu.log")
+    }
+
+    /// Starts a broker and waits until it listens.
+    async fn launch(&self) -> anyhow::Result<Child> {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.log_path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .arg("--storage-engine")
+            // tansu resolves the SQLite path against its working directory.
+            .arg("sqlite://tansu.db")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let lock_fd = self.lock.as_raw_fd();
+        // SAFETY: prctl and fcntl are async-signal-safe and touch no memory
+        // of ours.
+        unsafe {
+            command.pre_exec(move || {
+                // The broker must not outlive the engine, even one killed
+                // with SIGKILL (which skips every destructor): ask the
+                // kernel to stop it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Keep the data directory's lock open in the broker, so it
+                // is held until the broker itself has exited.
+                if libc::fcntl(lock_fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().with_context(|| format!("cannot start {}", self.binary.display()))?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(self.dir.join("broker.pid"), pid.to_string());
+        }
+        let bootstrap = self.bootstrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while tokio::net::TcpStream::connect(&bootstrap).await.is_err() {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!(
+                    "the tansu broker exited at start ({status}): {}",
+                    last_lines(&log_path, 5).unwrap_or_else(|| format!("see {}", log_path.display()))
+                );
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the tansu broker did not start listening on {bootstrap} within {} s; see {}",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::info!(bootstrap = %bootstrap, data = %self.dir.display(), pid = ?child.id(), "embedded tansu broker started");
+        Ok(child)
+    }
+}
+
+/// Watches the broker: when it exits or stops answering it is started
+/// again, with backoff, until the engine stops.
+async fn supervise(launcher: Launcher, mut child: Child, health: Arc<BrokerHealth>, stop: CancellationToken) {
+    let prober = match ClientConfig::new()
+        .set("bootstrap.servers", launcher.bootstrap())
+        .set("client.id", "sluice-broker-probe")
+        .create::<BaseProducer>()
+    {
+        Ok(producer) => Some(Arc::new(producer)),
+        Err(error) => {
+            tracing::warn!("cannot probe the embedded broker: {error}");
+            None
+        }
+    };
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let problem = tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return;
+            }
+            status = child.wait() => match status {
+                Ok(status) => format!("the embedded broker exited ({status}): {}", last_lines(&launcher.log_path(), 5).unwrap_or_default()),
+                Err(error) => format!("cannot wait for the embedded broker: {error}"),
+            },
+            stuck = unanswered(prober.clone(), &stop) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                stuck
+            }
+        };
+        tracing::error!("{problem}; starting it again");
+        health.update(|s| {
+            s.up = false;
+            s.last_error = Some(problem);
+        });
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            match launcher.launch().await {
+                Ok(started) => {
+                    child = started;
+                    health.update(|s| {
+                        s.up = true;
+                        s.restarts += 1;
+                        s.pid = child.id();
+                    });
+                    backoff = Duration::from_millis(500);
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!("the embedded broker did not start again: {error:#}");
+                    health.update(|s| s.last_error = Some(format!("{error:#}")));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the broker has not answered a metadata request
+/// [`PROBES_MISSED`] times in a row.
+async fn unanswered(prober: Option<Arc<BaseProducer>>, stop: &CancellationToken) -> String {
+    let Some(prober) = prober else { return std::future::pending().await };
+    let mut missed = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return std::future::pending().await,
+            _ = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+        let probe = prober.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            probe.client().fetch_metadata(None, Duration::from_secs(3)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        missed = if answered { 0 } else { missed + 1 };
+        if missed >= PROBES_MISSED {
+            return format!("the embedded broker stopped answering ({missed} metadata requests in a row)");
+        }
+    }
+}
+
+/// Takes the lock of the broker's data directory: waits for a broker left
+/// by an engine that died to exit (it was told to), and kills it if it
+/// does not within [`PREVIOUS_BROKER_GRACE`].
+async fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("broker.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let started = Instant::now();
+    let mut killed = false;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            if started.elapsed() > Duration::from_millis(100) {
+                tracing::info!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "the previous broker let go of its data"
+                );
+            }
+            return Ok(file);
+        }
+        let previous =
+            std::fs::read_to_string(dir.join("broker.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if started.elapsed() > PREVIOUS_BROKER_GRACE && !killed {
+            if let Some(pid) = previous.filter(|pid| is_tansu(*pid)) {
+                tracing::warn!(
+                    pid,
+                    "the previous embedded broker is still running on {}; killing it",
+                    dir.display()
+                );
+                // SAFETY: a signal to a process we checked is a tansu broker.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            killed = true;
+        }
+        anyhow::ensure!(
+            started.elapsed() < PREVIOUS_BROKER_GRACE * 3,
+            "another broker holds {} (pid {}); stop it first",
+            path.display(),
+            previous.map_or("unknown".to_string(), |p| p.to_string())
+        );
+        if started.elapsed() < Duration::from_millis(100) {
+            tracing::info!("waiting for the previous embedded broker to exit");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_tansu(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| cmdline.split(|&b| b == 0).next().is_some_and(|exe| exe.ends_with(b"tansu")))
+        .unwrap_or(false)
+}
+
+/// The last `n` non-empty lines of a log, on one line.
+fn last_lines(path: &Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(n)..].join(" | ");
+    (!tail.is_empty()).then_some(tail)
 }
 
 /// Creates `topics` through the Kafka admin API; topics that exist already
@@ -114,64 +448,7 @@ fn find_tansu() -> Option<PathBuf> {
     places.into_iter().map(|dir| dir.join("tansu")).find(|p| p.is_file())
 }
 
-async fn start_tansu(binary: &Path, data_dir: &Path, port: u16) -> anyhow::Result<EmbeddedCluster> {
-    let dir = data_dir.join("kafka");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let port = match port {
-        0 => free_port()?,
-        port => port,
-    };
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log_path = dir.join("tansu.log");
-    let log =
-        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut command = Command::new(binary);
-    command
-        .arg("broker")
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .arg("--storage-engine")
-        // tansu resolves the SQLite path against its working directory.
-        .arg("sqlite://tansu.db")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
-    // The broker must not outlive the engine, even one killed with
-    // SIGKILL (which skips every destructor): ask the kernel to stop it.
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
-    let bootstrap = format!("127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(&bootstrap).await.is_err() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the tansu broker did not start listening within 20 s; see {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tracing::info!(bootstrap = %bootstrap, data = %dir.display(), "embedded tansu broker started");
-    Ok(EmbeddedCluster::Tansu { child, bootstrap })
-}
-
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port for the broker")?;
     Ok(listener.local_addr()?.port())
-}
-
-impl Drop for EmbeddedCluster {
-    fn drop(&mut self) {
-        if let EmbeddedCluster::Tansu { child, .. } = self {
-            let _ = child.start_kill();
-        }
-    }
 }

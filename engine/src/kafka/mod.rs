@@ -69,3 +69,37 @@ pub fn valid_topic_name(name: &str) -> bool {
         && name != ".."
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
+
+/// Why the brokers refused to take a record for good: retrying the same
+/// record cannot succeed. Everything else (timeouts, brokers down, leaders
+/// moving) is transient, and librdkafka retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Larger than the topic or broker accepts.
+    TooLarge,
+    /// A record the brokers judge malformed (or a policy refuses).
+    Invalid,
+    /// The topic or partition does not exist.
+    UnknownTopic,
+    /// The credentials may not write there.
+    NotAuthorized,
+}
+
+impl Refusal {
+    pub fn of(code: rdkafka::types::RDKafkaErrorCode) -> Option<Refusal> {
+        use rdkafka::types::RDKafkaErrorCode as E;
+        Some(match code {
+            E::MessageSizeTooLarge | E::InvalidMessageSize | E::MessageBatchTooLarge => Refusal::TooLarge,
+            E::InvalidMessage | E::InvalidRecord | E::InvalidTimestamp | E::PolicyViolation => {
+                Refusal::Invalid
+            }
+            E::UnknownTopicOrPartition | E::UnknownTopic | E::UnknownPartition | E::InvalidTopic => {
+                Refusal::UnknownTopic
+            }
+            E::TopicAuthorizationFailed | E::ClusterAuthorizationFailed | E::SaslAuthenticationFailed => {
+                Refusal::NotAuthorized
+            }
+            _ => return None,
+        })
+    }
+}

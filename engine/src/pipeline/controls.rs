@@ -5,20 +5,15 @@
 //! None of them keeps the pipeline alive: the replay entry is a weak sender,
 //! so a pipeline whose source ended still drains and stops.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::dead_letter::DeadLetter;
+pub use super::dead_letter_log::{DEAD_LETTERS_KEPT, DeadLetterLog, LoggedDeadLetter};
 use super::stage::Stage;
 use crate::record::{Batch, Record};
-
-/// Dead letters kept per pipeline for the API and dashboard to browse.
-pub const DEAD_LETTERS_KEPT: usize = 1000;
 
 /// Everything the control plane can reach in one run of a pipeline.
 pub struct PipelineControls {
@@ -163,106 +158,17 @@ impl Tap {
     }
 }
 
-/// A dead letter as the API lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoggedDeadLetter {
-    /// Unique within the engine process, increasing.
-    pub id: u64,
-    pub replayed: bool,
-    #[serde(flatten)]
-    pub envelope: serde_json::Value,
-    #[serde(skip)]
-    pub letter: DeadLetter,
-}
-
-/// The most recent dead letters of a pipeline (the destination keeps them
-/// all; this is what the API can browse and replay without reading it back).
-#[derive(Default)]
-pub struct DeadLetterLog {
-    recent: Mutex<VecDeque<LoggedDeadLetter>>,
-    /// Kept but not yet replayed.
-    pending: AtomicU64,
-}
-
-static NEXT_DEAD_LETTER_ID: AtomicU64 = AtomicU64::new(1);
-
-impl DeadLetterLog {
-    pub(crate) fn push(&self, pipeline: &str, letter: &DeadLetter) {
-        let logged = LoggedDeadLetter {
-            id: NEXT_DEAD_LETTER_ID.fetch_add(1, Ordering::Relaxed),
-            replayed: false,
-            envelope: letter.envelope(pipeline),
-            letter: letter.clone(),
-        };
-        let mut recent = self.lock();
-        if recent.len() == DEAD_LETTERS_KEPT
-            && let Some(dropped) = recent.pop_front()
-            && !dropped.replayed
-        {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        }
-        recent.push_back(logged);
-        self.pending.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Newest first, at most `limit`, optionally only ids below `before`.
-    pub fn list(&self, limit: usize, before: Option<u64>) -> Vec<LoggedDeadLetter> {
-        self.lock().iter().rev().filter(|l| before.is_none_or(|b| l.id < b)).take(limit).cloned().collect()
-    }
-
-    pub fn get(&self, id: u64) -> Option<LoggedDeadLetter> {
-        self.lock().iter().find(|l| l.id == id).cloned()
-    }
-
-    /// Marks letters replayed, so they stop counting as pending.
-    pub fn mark_replayed(&self, ids: &[u64]) {
-        for letter in self.lock().iter_mut().filter(|l| ids.contains(&l.id) && !l.replayed) {
-            letter.replayed = true;
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Kept dead letters not replayed yet: the dashboard's "DLQ depth".
-    pub fn pending(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<LoggedDeadLetter>> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::Origin;
-    use crate::wasm::FailureKind;
-
-    fn letter(offset: i64) -> DeadLetter {
-        let origin = Origin { source: "t".into(), partition: 0, offset };
-        DeadLetter::new(Record::new("x", origin), "parse", FailureKind::Rejected("bad".into()), "nope")
-    }
-
-    #[test]
-    fn keeps_the_newest_and_counts_pending() {
-        let log = DeadLetterLog::default();
-        for offset in 0..(DEAD_LETTERS_KEPT as i64 + 5) {
-            log.push("p", &letter(offset));
-        }
-        assert_eq!(log.pending(), DEAD_LETTERS_KEPT as u64);
-        let newest = log.list(2, None);
-        assert_eq!(newest[0].letter.record.origin.offset, DEAD_LETTERS_KEPT as i64 + 4);
-        assert!(newest[0].id > newest[1].id);
-        log.mark_replayed(&[newest[0].id, newest[0].id]);
-        assert_eq!(log.pending(), DEAD_LETTERS_KEPT as u64 - 1);
-        assert!(log.get(newest[0].id).unwrap().replayed);
-        assert_eq!(log.list(10, Some(newest[1].id))[0].id, newest[1].id - 1);
-    }
 
     #[test]
     fn tap_samples_at_most_the_rate_and_only_when_watched() {
         let tap = Tap::default();
-        let records: Vec<Record> = (0..100).map(|i| letter(i).record).collect();
+        let records: Vec<Record> = (0..100)
+            .map(|i| Record::new("x", Origin { source: "t".into(), partition: 0, offset: i }))
+            .collect();
         tap.observe("parse", TapSide::In, &records); // nobody listens: nothing kept
         let mut rx = tap.subscribe();
         tap.observe("parse", TapSide::In, &records);

@@ -4,11 +4,15 @@
 pub mod batcher;
 pub mod controls;
 pub mod dead_letter;
+pub mod dead_letter_log;
 pub mod partitions;
+pub mod quarantine;
 mod runtime;
 pub mod stage;
 pub mod stats;
 pub mod test_case;
 
 pub use crate::config::BatchConfig;
-pub use runtime::{FilesReport, History, Pipeline, PipelineReport, StageReport};
+pub use runtime::{
+    FilesReport, History, Pipeline, PipelineReport, StageReport, StoppedByStage, stopped_on_purpose,
+};

@@ -120,7 +120,9 @@ impl Pipeline {
         stages: Vec<Stage>,
         history: History,
     ) -> Pipeline {
-        let dead_letters = history.dead_letters.unwrap_or_default();
+        let dead_letters = history
+            .dead_letters
+            .unwrap_or_else(|| Arc::new(super::controls::DeadLetterLog::in_memory(&config.name)));
         let (controls, swaps) = PipelineControls::new(stages.iter().map(|s| s.name.clone()), dead_letters);
         Pipeline {
             name: config.name.as_str().into(),
@@ -255,6 +257,25 @@ impl Pipeline {
     }
 }
 
+/// A stage with `on_error = "stop"` stopped the pipeline: what its author
+/// asked for, not a failure to retry.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stage `{stage}` stopped the pipeline (on_error = \"stop\"): record {origin}:{offset} failed with {kind}: {message}"
+)]
+pub struct StoppedByStage {
+    pub stage: String,
+    pub origin: String,
+    pub offset: i64,
+    pub kind: String,
+    pub message: String,
+}
+
+/// Whether a pipeline's error is a stage stopping it on purpose.
+pub fn stopped_on_purpose(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.is::<StoppedByStage>())
+}
+
 struct StageWorker {
     stage: Stage,
     input: mpsc::Receiver<Batch>,
@@ -284,61 +305,100 @@ impl StageWorker {
             });
             match next {
                 Ok(batch) => return batch,
-                Err(SwapRequest { mut stage, done }) => {
-                    // Counters carry on across versions; a redeploy lifts a quarantine.
-                    stage.stats = self.stage.stats.clone();
-                    stage.stats.quarantined.store(false, std::sync::atomic::Ordering::Relaxed);
-                    stage.stats.set_module(&stage.module().name);
-                    tracing::info!(stage = %stage.name, from = %self.stage.module().name, to = %stage.module().name, "module swapped");
-                    self.stage = stage;
-                    let _ = done.send(());
-                }
+                Err(swap) => self.swap(swap),
             }
         }
     }
 
+    fn swap(&mut self, SwapRequest { mut stage, done }: SwapRequest) {
+        // Counters carry on across versions; a redeploy lifts a quarantine.
+        stage.stats = self.stage.stats.clone();
+        stage.lift_quarantine();
+        stage.stats.set_module(&stage.module().name);
+        tracing::info!(stage = %stage.name, from = %self.stage.module().name, to = %stage.module().name, "module swapped");
+        self.stage = stage;
+        let _ = done.send(());
+    }
+
+    /// While quarantined: waits for a new module version. Returns false
+    /// when the pipeline stops first (what the stage holds is then never
+    /// acknowledged, so its offsets are not committed).
+    fn wait_for_new_version(&mut self, held: usize) -> bool {
+        self.stage.stats.held.store(held as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(stage = %self.stage.name, module = %self.stage.module().name, held, "stage quarantined: waiting for a new module version");
+        let swap = self.runtime.block_on(async {
+            tokio::select! {
+                swap = self.swaps.recv() => swap,
+                _ = self.stop.cancelled() => None,
+            }
+        });
+        self.stage.stats.held.store(0, std::sync::atomic::Ordering::Relaxed);
+        match swap {
+            Some(swap) => {
+                self.swap(swap);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn run(mut self) -> anyhow::Result<()> {
-        while let Some(Batch { records, acks }) = self.next_batch() {
-            let tap = &self.controls.stages[self.index].tap;
-            tap.observe(&self.stage.name, TapSide::In, &records);
-            let started = std::time::Instant::now();
-            let StageOutput { records, failed } = self.stage.process(records);
-            self.stage.stats.batch_latency.observe(started.elapsed());
-            tap.observe(&self.stage.name, TapSide::Out, &records);
-            if !failed.is_empty() {
-                match self.stage.on_error {
-                    OnError::Dlq => {
-                        add(&self.stats.dead_lettered, failed.len());
-                        let letters = DeadLetterBatch { letters: failed, acks: acks.clone() };
-                        self.dead_letters.blocking_send(letters).context("dead-letter queue closed")?;
-                    }
-                    OnError::Drop => add(&self.stats.dropped, failed.len()),
-                    OnError::Stop => {
-                        // Nothing of this batch may count as done.
-                        acks.iter().for_each(crate::ack::Ack::fail);
-                        self.stop.cancel();
-                        let first = &failed[0];
-                        anyhow::bail!(
-                            "stage `{}` stopped the pipeline (on_error = \"stop\"): record {}:{} failed with {}: {}",
-                            self.stage.name,
-                            first.record.origin.source,
-                            first.record.origin.offset,
-                            first.kind,
-                            first.message
-                        );
-                    }
+        while let Some(batch) = self.next_batch() {
+            let mut held = self.process(batch)?;
+            while let Some(batch) = held.take() {
+                if !self.wait_for_new_version(batch.records.len()) {
+                    return Ok(());
                 }
-            }
-            if records.is_empty() {
-                // Filtered out (or dead-lettered, which holds its own clones).
-                crate::ack::Ack::all_done(acks);
-                continue;
-            }
-            if self.output.blocking_send(Batch::new(records, acks)).is_err() {
-                anyhow::bail!("stage `{}`: the next step stopped", self.stage.name);
+                held = self.process(batch)?;
             }
         }
         Ok(())
+    }
+
+    /// Runs one batch through the stage and passes its outputs on; returns
+    /// the records it holds (quarantined) with their acks, which stay
+    /// pending until those records run.
+    fn process(&mut self, Batch { records, acks }: Batch) -> anyhow::Result<Option<Batch>> {
+        let tap = &self.controls.stages[self.index].tap;
+        tap.observe(&self.stage.name, TapSide::In, &records);
+        let started = std::time::Instant::now();
+        let StageOutput { records, failed, held } = self.stage.process(records);
+        self.stage.stats.batch_latency.observe(started.elapsed());
+        tap.observe(&self.stage.name, TapSide::Out, &records);
+        let held = (!held.is_empty()).then(|| Batch::new(held, acks.clone()));
+        if !failed.is_empty() {
+            match self.stage.on_error {
+                OnError::Dlq => {
+                    add(&self.stats.dead_lettered, failed.len());
+                    let letters = DeadLetterBatch { letters: failed, acks: acks.clone() };
+                    self.dead_letters.blocking_send(letters).context("dead-letter queue closed")?;
+                }
+                OnError::Drop => add(&self.stats.dropped, failed.len()),
+                OnError::Stop => {
+                    // Nothing of this batch may count as done.
+                    acks.iter().for_each(crate::ack::Ack::fail);
+                    self.stop.cancel();
+                    let first = &failed[0];
+                    return Err(StoppedByStage {
+                        stage: self.stage.name.clone(),
+                        origin: first.record.origin.source.to_string(),
+                        offset: first.record.origin.offset,
+                        kind: first.kind.to_string(),
+                        message: first.message.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        if records.is_empty() {
+            // Filtered out (or dead-lettered, which holds its own clones).
+            crate::ack::Ack::all_done(acks);
+            return Ok(held);
+        }
+        if self.output.blocking_send(Batch::new(records, acks)).is_err() {
+            anyhow::bail!("stage `{}`: the next step stopped", self.stage.name);
+        }
+        Ok(held)
     }
 }
 
@@ -375,8 +435,8 @@ async fn run_dead_letters(
     controls: Arc<PipelineControls>,
 ) -> anyhow::Result<()> {
     while let Some(letters) = input.recv().await {
+        controls.dead_letters.push_all(&letters.letters);
         for letter in &letters.letters {
-            controls.dead_letters.push(&pipeline, letter);
             tracing::debug!(pipeline = %pipeline, stage = %letter.stage, kind = %letter.kind, source = %letter.record.origin.source, offset = letter.record.origin.offset, "dead letter: {}", letter.message);
         }
         sink.write(letters.into_batch(&pipeline, shape)).await?;

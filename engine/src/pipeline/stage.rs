@@ -1,12 +1,13 @@
 //! A transform stage: runs batches through a wasm module, isolates the
 //! records that make it fail, recycles broken instances and quarantines a
-//! module that keeps failing.
+//! module that crashes on most of what it is given (see [`super::quarantine`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::dead_letter::{DeadLetter, ModuleRef};
+use super::quarantine::FailureWindow;
 use super::stats::{StageStats, add};
 use crate::config::{OnError, PipelineConfig, StageConfig};
 use crate::record::Record;
@@ -30,10 +31,9 @@ pub struct Stage {
     limits: Limits,
     grants: crate::wasm::Grants,
     config_json: String,
-    quarantine_after: u32,
+    failures: FailureWindow,
     /// Kept across batches; `None` after a failed call until the next one.
     instance: Option<TransformInstance>,
-    consecutive_failures: u32,
     pub stats: Arc<StageStats>,
 }
 
@@ -42,6 +42,9 @@ pub struct Stage {
 pub struct StageOutput {
     pub records: Vec<Record>,
     pub failed: Vec<DeadLetter>,
+    /// Records not processed because the stage is quarantined, in order:
+    /// they wait for a new module version.
+    pub held: Vec<Record>,
 }
 
 impl Stage {
@@ -97,9 +100,8 @@ impl Stage {
             limits,
             grants,
             config_json,
-            quarantine_after: config.quarantine_after.max(1),
+            failures: FailureWindow::new(config.quarantine.clone()),
             instance: Some(instance),
-            consecutive_failures: 0,
             stats,
         })
     }
@@ -117,40 +119,69 @@ impl Stage {
     /// When the call as a whole fails (a trap, a timeout…), the batch is
     /// retried one record at a time on fresh instances, so only the records
     /// that cause the failure are dead-lettered and the rest go on. The
-    /// failed call produced no output, so nothing is emitted twice.
+    /// failed call produced no output, so nothing is emitted twice. Records
+    /// left when the stage gets quarantined are returned as `held`.
     pub fn process(&mut self, records: Vec<Record>) -> StageOutput {
-        add(&self.stats.records_in, records.len());
         let mut output = StageOutput::default();
         if records.is_empty() {
             return output;
         }
+        if self.is_quarantined() {
+            output.held = records;
+            return output;
+        }
         match self.call(&records) {
-            Ok(call) => self.collect(call, &records, &mut output),
-            Err(failure) if records.len() == 1 => self.fail(&records[0], &failure, &mut output),
+            Ok(call) => {
+                self.failures.passed(records.len());
+                self.collect(call, &records, &mut output);
+            }
+            Err(failure) if records.len() == 1 => self.crashed(&records[0], &failure, &mut output),
             Err(_) => {
-                for record in records.chunks(1) {
+                for (index, record) in records.chunks(1).enumerate() {
                     match self.call(record) {
-                        Ok(call) => self.collect(call, record, &mut output),
-                        Err(failure) => self.fail(&record[0], &failure, &mut output),
+                        Ok(call) => {
+                            self.failures.passed(1);
+                            self.collect(call, record, &mut output);
+                        }
+                        Err(failure) => self.crashed(&record[0], &failure, &mut output),
+                    }
+                    if self.is_quarantined() {
+                        output.held = records[index + 1..].to_vec();
+                        break;
                     }
                 }
             }
         }
+        // Held records count in when they run, after a new version is deployed.
+        add(&self.stats.records_in, records.len() - output.held.len());
         add(&self.stats.records_out, output.records.len());
         add(&self.stats.records_failed, output.failed.len());
         output
     }
 
-    fn call(&mut self, records: &[Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
-        if self.is_quarantined() {
-            return Err(CallFailure {
-                kind: FailureKind::Quarantined,
-                message: format!(
-                    "stage quarantined after {} failed calls in a row; redeploy to resume",
-                    self.quarantine_after
-                ),
-            });
+    /// A record made the module crash: it is dead-lettered, and counts
+    /// towards quarantine.
+    fn crashed(&mut self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
+        self.fail(record, failure, output);
+        if self.failures.crashed() {
+            self.stats.quarantined.store(true, Ordering::Relaxed);
+            tracing::error!(
+                stage = %self.name,
+                module = %self.module.name,
+                failure_ratio = self.failures.ratio(),
+                "stage quarantined: the module crashed on most recent records; the stage holds what it \
+                 has not processed and reads nothing more until a fixed version is deployed"
+            );
         }
+    }
+
+    /// Forgets the failures of an earlier version (this stage replaces it).
+    pub fn lift_quarantine(&mut self) {
+        self.failures.reset();
+        self.stats.quarantined.store(false, Ordering::Relaxed);
+    }
+
+    fn call(&mut self, records: &[Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
         let instance = match self.instance.take() {
             Some(instance) => instance,
             None => {
@@ -170,23 +201,12 @@ impl Stage {
         add(&self.stats.calls, 1);
         match result {
             Ok(call) => {
-                self.consecutive_failures = 0;
                 self.instance = Some(instance);
                 Ok(call)
             }
             Err(failure) => {
                 // A trapped instance cannot be entered again; drop it.
                 add(&self.stats.failed_calls, 1);
-                self.consecutive_failures += 1;
-                if self.consecutive_failures >= self.quarantine_after {
-                    self.stats.quarantined.store(true, Ordering::Relaxed);
-                    tracing::error!(
-                        stage = %self.name,
-                        module = %self.module.name,
-                        failures = self.consecutive_failures,
-                        "stage quarantined"
-                    );
-                }
                 tracing::warn!(stage = %self.name, kind = %failure.kind, "transform call failed: {}", failure.message);
                 Err(failure)
             }

@@ -62,6 +62,8 @@ pub struct StageStats {
     /// Nanoseconds spent inside the transform.
     pub busy_nanos: AtomicU64,
     pub quarantined: AtomicBool,
+    /// Records a quarantined stage holds until a new version is deployed.
+    pub held: AtomicU64,
     /// Time to process one batch (all calls, retries and recycles).
     pub batch_latency: LatencyHistogram,
     /// The module running now (it changes when a new version is swapped in).
@@ -78,6 +80,8 @@ pub struct StageCounters {
     pub failed_calls: u64,
     pub recycles: u64,
     pub quarantined: bool,
+    /// Records a quarantined stage holds until a new version is deployed.
+    pub held: u64,
     /// Time inside the transform per input record.
     pub nanos_per_record: u64,
 }
@@ -93,6 +97,7 @@ impl StageStats {
             failed_calls: get(&self.failed_calls),
             recycles: get(&self.recycles),
             quarantined: self.quarantined.load(Ordering::Relaxed),
+            held: get(&self.held),
             nanos_per_record: get(&self.busy_nanos).checked_div(records_in).unwrap_or(0),
         }
     }

@@ -131,13 +131,21 @@ pub fn run_case(
     let mut records: Vec<Record> =
         case.inputs.iter().enumerate().map(|(i, input)| input.record(&source, i)).collect();
     let mut dead = Vec::new();
+    let mut quarantined = Vec::new();
     for stage in &mut stages {
         let output = stage.process(std::mem::take(&mut records));
         records = output.records;
         dead.extend(output.failed);
+        if !output.held.is_empty() {
+            quarantined.push(format!(
+                "stage `{}` was quarantined (its module crashed on most inputs); {} inputs were not run",
+                stage.name,
+                output.held.len()
+            ));
+        }
     }
 
-    let mut failures = Vec::new();
+    let mut failures = quarantined;
     if let Some(expected) = &case.outputs {
         if expected.len() != records.len() {
             failures.push(format!(

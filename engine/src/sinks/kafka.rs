@@ -9,9 +9,12 @@
 //!
 //! Keys, headers and timestamps are kept; the partition follows the key
 //! (librdkafka's default partitioner) unless the record has none. A record
-//! the broker refuses for good (after librdkafka's own retries, bounded by
-//! `message.timeout.ms`) fails the batch: its acks are marked failed, so the
-//! source commits nothing past it, and the pipeline stops with the reason.
+//! the brokers refuse for what it is (too large for the topic, invalid)
+//! goes to the dead-letter destination with their reason: sending it again
+//! cannot help. Any other failure, after librdkafka's own retries (bounded
+//! by `message.timeout.ms`), fails the batch: its acks are marked failed,
+//! so the source commits nothing past it, and the pipeline stops with the
+//! reason (and is restarted with backoff by the engine).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -24,8 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Sink, SinkContext};
 use crate::kafka::{Connection, Security};
+use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch};
 use crate::pipeline::stats::add;
-use crate::record::Batch;
+use crate::record::{Batch, Record};
+use crate::wasm::FailureKind;
 
 /// `[sink]` (or `[dead_letter]`) with `type = "kafka"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +77,80 @@ impl KafkaSink {
 /// A batch whose records are enqueued, waiting for the brokers.
 type Confirmation = tokio::task::JoinHandle<Result<(), String>>;
 
+/// One record's way to the brokers.
+enum Delivery {
+    Sent(rdkafka::producer::DeliveryFuture),
+    /// librdkafka refused it before sending (e.g. larger than `message.max.bytes`).
+    Refused(KafkaError),
+}
+
+/// Waits for the brokers to confirm a batch, then releases its acks. A
+/// record refused for what it is becomes a dead letter; any other failure
+/// fails the batch.
+async fn confirm(
+    topic: String,
+    ctx: SinkContext,
+    records: Vec<Record>,
+    deliveries: Vec<Delivery>,
+    acks: Vec<crate::ack::Ack>,
+) -> Result<(), String> {
+    let mut refused = Vec::new();
+    let mut written = 0;
+    for (record, delivery) in records.into_iter().zip(deliveries) {
+        let error = match delivery {
+            Delivery::Sent(future) => match future.await {
+                Ok(Ok(_)) => {
+                    written += 1;
+                    continue;
+                }
+                Ok(Err((error, _))) => error,
+                Err(_) => KafkaError::Canceled,
+            },
+            Delivery::Refused(error) => error,
+        };
+        if let Some(kind) = error.rdkafka_error_code().and_then(refused_for_good) {
+            let message = format!("topic `{topic}` refused the record: {error}");
+            refused.push(DeadLetter::new(record, "sink", FailureKind::Rejected(kind.into()), message));
+            continue;
+        }
+        acks.iter().for_each(crate::ack::Ack::fail);
+        let origin = &record.origin;
+        return Err(format!(
+            "topic `{topic}` did not acknowledge record {}:{}:{}: {error}",
+            origin.source, origin.partition, origin.offset
+        ));
+    }
+    add(&ctx.stats.written, written);
+    if !refused.is_empty() {
+        let Some(dead_letters) = &ctx.dead_letters else {
+            // This sink is itself the dead-letter destination: nowhere further to go.
+            acks.iter().for_each(crate::ack::Ack::fail);
+            return Err(format!(
+                "topic `{topic}` refused {} dead letters: {}",
+                refused.len(),
+                refused[0].message
+            ));
+        };
+        add(&ctx.stats.dead_lettered, refused.len());
+        let letters = DeadLetterBatch { letters: refused, acks: acks.clone() };
+        dead_letters.send(letters).await.map_err(|_| "the dead-letter queue closed".to_string())?;
+    }
+    // Every record is acknowledged by the brokers or dead-lettered.
+    crate::ack::Ack::all_done(acks);
+    Ok(())
+}
+
+/// The dead-letter kind for a record the brokers refuse for what it is.
+/// A missing topic or missing rights are not the record's fault: those
+/// fail the pipeline, which is restarted until they are fixed.
+fn refused_for_good(code: RDKafkaErrorCode) -> Option<&'static str> {
+    match crate::kafka::Refusal::of(code)? {
+        crate::kafka::Refusal::TooLarge => Some("too-large"),
+        crate::kafka::Refusal::Invalid => Some("invalid-record"),
+        crate::kafka::Refusal::UnknownTopic | crate::kafka::Refusal::NotAuthorized => None,
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for KafkaSink {
     async fn write(&mut self, batch: Batch) -> anyhow::Result<()> {
@@ -96,7 +175,7 @@ impl Sink for KafkaSink {
             loop {
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
-                        deliveries.push(delivery);
+                        deliveries.push(Delivery::Sent(delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -104,8 +183,8 @@ impl Sink for KafkaSink {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((error, _)) => {
-                        acks.iter().for_each(crate::ack::Ack::fail);
-                        return Err(error).context(format!("cannot produce to topic `{}`", self.topic));
+                        deliveries.push(Delivery::Refused(error));
+                        break;
                     }
                 }
             }
@@ -118,26 +197,8 @@ impl Sink for KafkaSink {
             settle(oldest, &self.topic).await?;
         }
         let topic = self.topic.clone();
-        let stats = self.ctx.stats.clone();
-        self.unconfirmed.push_back(tokio::spawn(async move {
-            for (index, delivery) in deliveries.into_iter().enumerate() {
-                let failure = match delivery.await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err((error, _))) => error.to_string(),
-                    Err(_) => "the producer was dropped before delivery".to_string(),
-                };
-                acks.iter().for_each(crate::ack::Ack::fail);
-                let origin = &records[index].origin;
-                return Err(format!(
-                    "topic `{topic}` did not acknowledge record {}:{}:{}: {failure}",
-                    origin.source, origin.partition, origin.offset
-                ));
-            }
-            add(&stats.written, records.len());
-            // Every record is acknowledged by the brokers.
-            crate::ack::Ack::all_done(acks);
-            Ok(())
-        }));
+        let ctx = self.ctx.clone();
+        self.unconfirmed.push_back(tokio::spawn(confirm(topic, ctx, records, deliveries, acks)));
         Ok(())
     }
 

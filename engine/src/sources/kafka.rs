@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Source, SourceContext, TrySendError};
 use crate::ack::{Ack, AckReceiver, AckStatus};
-use crate::config::PipelineConfig;
+use crate::config::{Document, PipelineConfig, Value, join};
 use crate::kafka::{Connection, Security};
 use crate::pipeline::partitions::{PartitionEvent, PartitionEvents, PartitionKey};
 use crate::record::{Batch, Header, Origin, Record};
@@ -68,6 +68,51 @@ pub struct KafkaSourceConfig {
     /// Any librdkafka consumer property, e.g. `"fetch.min.bytes"`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Join the group as a static member (KIP-345) named after the engine
+    /// and pipeline, so an engine restarted on the same data directory takes
+    /// its partitions back at once instead of waiting out its old session.
+    #[serde(default = "default_static_membership")]
+    pub static_membership: bool,
+}
+
+fn default_static_membership() -> bool {
+    true
+}
+
+/// librdkafka properties `[source.options]` may not set: the source's
+/// delivery guarantee depends on them, or they have a key of their own.
+const RESERVED_OPTIONS: &[(&str, &str)] = &[
+    (
+        "enable.auto.commit",
+        "offsets are committed only once records are durable; auto-commit would commit them before",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are committed only once records are durable; auto-commit would commit them before",
+    ),
+    ("group.id", "use `group_id`"),
+    (
+        "group.instance.id",
+        "the engine sets it from its id, so a restarted engine takes its partitions back at once",
+    ),
+    ("auto.offset.reset", "use `start_from`"),
+    ("enable.partition.eof", "the source reads until it is stopped"),
+];
+
+impl KafkaSourceConfig {
+    /// Checks what serde cannot, recording problems at their keys.
+    pub(crate) fn check(&self, doc: &mut Document<'_>, value: &Value<'_>, key: &str) -> bool {
+        let before = doc.diagnostics.len();
+        let options = value.get_ref().get("options");
+        for (option, why) in RESERVED_OPTIONS {
+            if self.options.contains_key(*option) {
+                let span =
+                    options.and_then(|o| o.get_ref().get(*option).map(|v| v.span())).unwrap_or(value.span());
+                doc.error(span, &join(&join(key, "options"), option), format!("may not be set here: {why}"));
+            }
+        }
+        doc.diagnostics.len() == before
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +172,11 @@ impl KafkaSource {
                 ("statistics.interval.ms", "5000"),
             ],
         )?;
+        let mut client = client;
+        if config.static_membership {
+            let instance = format!("{}-{}", crate::identity::engine_id(), pipeline.name);
+            client.set("group.instance.id", instance);
+        }
         anyhow::ensure!(!config.topics.is_empty(), "`topics` is empty");
         Ok(KafkaSource {
             config: config.clone(),
@@ -219,12 +269,17 @@ impl Positions {
         list
     }
 
+    /// Records what the broker confirmed. Offsets only move forward: a late
+    /// confirmation of an older commit does not undo a newer one.
     fn mark_committed(&mut self, list: &TopicPartitionList) {
         for element in list.elements() {
+            if element.error().is_err() {
+                continue;
+            }
             if let (Some(state), Offset::Offset(offset)) =
                 (self.partitions.get_mut(&(element.topic().into(), element.partition())), element.offset())
             {
-                state.committed = Some(offset);
+                state.committed = state.committed.max(Some(offset));
             }
         }
     }
@@ -249,12 +304,18 @@ impl SourceConsumerContext {
         self.positions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Commits `list`. A position counts as committed only once the broker
+    /// confirmed it: at once for a synchronous commit, in
+    /// [`ConsumerContext::commit_callback`] for an asynchronous one. Until
+    /// then it stays due, so a commit that failed is sent again at the next
+    /// interval, even for a partition that receives nothing new.
     fn commit(&self, consumer: &BaseConsumer<Self>, list: TopicPartitionList, mode: CommitMode) {
         if list.count() == 0 {
             return;
         }
         match consumer.commit(&list, mode) {
-            Ok(()) => self.positions().mark_committed(&list),
+            Ok(()) if matches!(mode, CommitMode::Sync) => self.positions().mark_committed(&list),
+            Ok(()) => {}
             Err(error) => tracing::warn!(pipeline = %self.pipeline, "cannot commit offsets: {error}"),
         }
     }
@@ -374,9 +435,12 @@ impl ConsumerContext for SourceConsumerContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            tracing::warn!(pipeline = %self.pipeline, "offset commit failed: {error}");
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.positions().mark_committed(offsets),
+            Err(error) => {
+                tracing::warn!(pipeline = %self.pipeline, "offset commit failed (retried at the next interval): {error}")
+            }
         }
     }
 }
@@ -600,6 +664,16 @@ mod tests {
         let errors = parse_str(Path::new("k.toml"), text).unwrap_err().to_string();
         assert!(
             errors.contains("k.toml:4:1: key `source.topic`: unknown key; did you mean `topics`?"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn options_cannot_turn_auto_commit_back_on() {
+        let text = "name = \"k\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\n[source.options]\n\"fetch.min.bytes\" = \"1\"\n\"enable.auto.commit\" = \"true\"\n[sink]\ntype = \"file\"\npath = \"o\"\n";
+        let errors = parse_str(Path::new("k.toml"), text).unwrap_err().to_string();
+        assert!(
+            errors.contains("k.toml:7:24: key `source.options.enable.auto.commit`: may not be set here"),
             "{errors}"
         );
     }

@@ -39,7 +39,10 @@ impl SourceConfig {
     pub(crate) fn parse(doc: &mut Document<'_>, kind: &str, value: &Value<'_>, key: &str) -> Option<Self> {
         match kind {
             "file" => doc.section(value, key, &["type"]).map(SourceConfig::File),
-            "kafka" => doc.section(value, key, &["type"]).map(SourceConfig::Kafka),
+            "kafka" => doc
+                .section::<kafka::KafkaSourceConfig>(value, key, &["type"])
+                .filter(|config| config.check(doc, value, key))
+                .map(SourceConfig::Kafka),
             "lake" => doc.section(value, key, &["type"]).map(SourceConfig::Lake),
             _ => None,
         }

@@ -81,6 +81,9 @@ impl Storage for HdfsStorage {
             .map(|status| FileEntry {
                 path: status.path.strip_prefix(&prefix).unwrap_or(&status.path).to_string(),
                 len: status.length as u64,
+                modified: Some(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(status.modification_time),
+                ),
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));

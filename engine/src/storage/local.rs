@@ -108,7 +108,7 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<FileEntry>) -> anyhow::Result<(
         } else if metadata.is_file() {
             let relative = path.strip_prefix(root).unwrap_or(&path);
             let relative = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-            files.push(FileEntry { path: relative, len: metadata.len() });
+            files.push(FileEntry { path: relative, len: metadata.len(), modified: metadata.modified().ok() });
         }
     }
     Ok(())

@@ -52,6 +52,8 @@ pub struct FileEntry {
     /// Relative to the storage's root.
     pub path: String,
     pub len: u64,
+    /// When the file last changed, where the storage says.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 impl FileEntry {

@@ -4,4 +4,7 @@
 wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
     world: "transform",
+    // Exports are called asynchronously so that a guest blocked in a host
+    // call (a sleep, a poll) can be cut off at its deadline; see deadline.rs.
+    exports: { default: async },
 });

@@ -53,13 +53,28 @@ pub enum FailureKind {
     FuelExhausted,
     /// The outputs for one record exceed `max_output_bytes`, or are malformed.
     InvalidOutput,
-    /// The stage failed too many calls in a row and no longer runs.
-    Quarantined,
     /// A source could not deliver the record whole (e.g. over its size limit).
     TooLarge,
 }
 
 impl FailureKind {
+    /// The kind a name stands for (the inverse of [`FailureKind::name`]).
+    pub fn from_name(name: &str) -> FailureKind {
+        [
+            FailureKind::Timeout,
+            FailureKind::OutOfMemory,
+            FailureKind::StackOverflow,
+            FailureKind::Panic,
+            FailureKind::Trap,
+            FailureKind::FuelExhausted,
+            FailureKind::InvalidOutput,
+            FailureKind::TooLarge,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+        .unwrap_or_else(|| FailureKind::Rejected(name.to_string()))
+    }
+
     pub fn name(&self) -> &str {
         match self {
             FailureKind::Rejected(kind) => kind,
@@ -70,7 +85,6 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::FuelExhausted => "fuel-exhausted",
             FailureKind::InvalidOutput => "invalid-output",
-            FailureKind::Quarantined => "quarantined",
             FailureKind::TooLarge => "too-large",
         }
     }

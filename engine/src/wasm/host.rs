@@ -189,7 +189,7 @@ impl Runtime {
         // of it. Everything is linked; what a guest may actually reach is
         // decided per instance by its WasiCtx (no files, no sockets, a frozen
         // clock unless granted).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // The `lookup` import; what it can reach is the instance's grants.
         super::bindings::sluice::transform::lookup::add_to_linker::<
             StoreState,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
@@ -11,6 +11,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 
 use super::abi::{self, CallOutput};
 use super::bindings::{Batch, Transform};
+use super::deadline::{Blocked, run_until};
 use super::error::{FailureKind, LoadError};
 use super::host::{EPOCH_TICK, Module};
 use super::limits::{Limits, MemoryLimiter};
@@ -115,17 +116,22 @@ impl TransformInstance {
             let failure = classify(store, limits, e);
             LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message))
         };
-        arm(&mut store, limits, module.metered);
-        let bindings = match module.pre.instantiate(&mut store) {
-            Ok(bindings) => bindings,
-            Err(e) => return Err(init_failed(&mut store, e)),
+        // Instantiation and `init` share one budget, like a call.
+        let deadline = arm(&mut store, limits, module.metered);
+        let started = run_until(deadline, async {
+            let bindings = module.pre.instantiate_async(&mut store).await?;
+            let init = bindings.call_init(&mut store, config_json).await?;
+            Ok::<_, wasmtime::Error>((bindings, init))
+        });
+        let bindings = match started {
+            Ok(Ok((bindings, Ok(())))) => bindings,
+            Ok(Ok((_, Err(message)))) => return Err(LoadError::InitRejected(message)),
+            Ok(Err(e)) => return Err(init_failed(&mut store, e)),
+            Err(blocked) => {
+                let failure = blocked_failure(limits, blocked);
+                return Err(LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message)));
+            }
         };
-        arm(&mut store, limits, module.metered);
-        match bindings.call_init(&mut store, config_json) {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(LoadError::InitRejected(message)),
-            Err(e) => return Err(init_failed(&mut store, e)),
-        }
         Ok(TransformInstance {
             store,
             bindings,
@@ -148,11 +154,12 @@ impl TransformInstance {
     /// the whole call failed and this instance must be discarded.
     pub fn call(&mut self, records: &[Record]) -> Result<CallOutput, CallFailure> {
         abi::pack(records, &mut self.scratch);
-        arm(&mut self.store, &self.limits, self.module.metered);
-        let result = self.bindings.call_process(&mut self.store, &self.scratch);
+        let deadline = arm(&mut self.store, &self.limits, self.module.metered);
+        let result = run_until(deadline, self.bindings.call_process(&mut self.store, &self.scratch));
         match result {
-            Ok(output) => abi::unpack(output, records, self.limits.max_output_bytes),
-            Err(e) => Err(classify(&mut self.store, &self.limits, e)),
+            Ok(Ok(output)) => abi::unpack(output, records, self.limits.max_output_bytes),
+            Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, e)),
+            Err(blocked) => Err(blocked_failure(&self.limits, blocked)),
         }
     }
 
@@ -163,8 +170,10 @@ impl TransformInstance {
     }
 }
 
-/// Gives the next call its full time and fuel budget.
-fn arm(store: &mut Store<StoreState>, limits: &Limits, metered: bool) {
+/// Gives the next call its full time and fuel budget; returns when its
+/// time is up.
+fn arm(store: &mut Store<StoreState>, limits: &Limits, metered: bool) -> Instant {
+    let deadline = Instant::now() + limits.timeout;
     let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
     // +1: the current tick may be about to end.
     store.set_epoch_deadline(ticks.max(1) + 1);
@@ -173,6 +182,20 @@ fn arm(store: &mut Store<StoreState>, limits: &Limits, metered: bool) {
         let _ = store.set_fuel(limits.max_fuel.unwrap_or(u64::MAX));
     }
     store.data().limiter.hit.store(false, Ordering::Relaxed);
+    deadline
+}
+
+/// A call abandoned at its deadline while it waited in a host call (a
+/// sleep, a poll that never became ready).
+fn blocked_failure(limits: &Limits, blocked: Blocked) -> CallFailure {
+    CallFailure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "call exceeded timeout_ms = {} while blocked in a host call (sleep or poll); abandoned after {} ms",
+            limits.timeout.as_millis(),
+            blocked.waited.as_millis()
+        ),
+    }
 }
 
 fn classify(store: &mut Store<StoreState>, limits: &Limits, error: wasmtime::Error) -> CallFailure {

@@ -4,6 +4,7 @@
 
 mod abi;
 mod bindings;
+mod deadline;
 mod error;
 mod host;
 mod instance;

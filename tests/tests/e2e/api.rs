@@ -15,13 +15,13 @@ use sluice_tests::{fixture, guest, read_ndjson};
 
 use super::{SLUICE, toml_path};
 
-struct Api {
-    client: Client,
-    url: String,
+pub(super) struct Api {
+    pub(super) client: Client,
+    pub(super) url: String,
 }
 
 impl Api {
-    fn new(engine: &Engine) -> Api {
+    pub(super) fn new(engine: &Engine) -> Api {
         // No connection reuse: the server closes a connection whose body it
         // refused to read (413), and a pooled one could be picked up just then.
         let client =
@@ -29,34 +29,34 @@ impl Api {
         Api { client, url: engine.url.clone() }
     }
 
-    fn send(&self, request: RequestBuilder) -> (u16, Value) {
+    pub(super) fn send(&self, request: RequestBuilder) -> (u16, Value) {
         let response = request.send().expect("API request");
         let status = response.status().as_u16();
         let text = response.text().unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(super) fn get(&self, path: &str) -> (u16, Value) {
         self.send(self.client.get(format!("{}{path}", self.url)))
     }
 
-    fn put(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
+    pub(super) fn put(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
         self.send(self.client.put(format!("{}{path}", self.url)).bearer_auth(TOKEN).body(body))
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(super) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(self.client.post(format!("{}{path}", self.url)).bearer_auth(TOKEN).json(&body))
     }
 
-    fn delete(&self, path: &str) -> (u16, Value) {
+    pub(super) fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.client.delete(format!("{}{path}", self.url)).bearer_auth(TOKEN))
     }
 
-    fn upload(&self, name: &str, guest_name: &str) -> (u16, Value) {
+    pub(super) fn upload(&self, name: &str, guest_name: &str) -> (u16, Value) {
         self.put(&format!("/api/modules/{name}"), std::fs::read(guest(guest_name)).unwrap())
     }
 
-    fn ingest_lines(&self, topic: &str, lines: &str) {
+    pub(super) fn ingest_lines(&self, topic: &str, lines: &str) {
         let (status, body) = self.send(
             self.client
                 .post(format!("{}/ingest/{topic}", self.url))
@@ -68,7 +68,7 @@ impl Api {
     }
 
     /// Polls the pipeline until `done` holds for it (60 s at most).
-    fn wait_pipeline(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(super) fn wait_pipeline(&self, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (_, view) = self.get(&format!("/api/pipelines/{name}"));
@@ -82,7 +82,7 @@ impl Api {
 }
 
 /// Kafka topic `TOPIC` → one stage running registry module `MODULE` → a file.
-fn kafka_pipeline(name: &str, topic: &str, module: &str, out: &Path) -> String {
+pub(super) fn kafka_pipeline(name: &str, topic: &str, module: &str, out: &Path) -> String {
     format!(
         "name = \"{name}\"\n[source]\ntype = \"kafka\"\ntopics = [\"{topic}\"]\n[batch]\nlinger_ms = 10\nmax_records = 50\n\
          [[stage]]\nname = \"work\"\nmodule = \"{module}\"\n\

@@ -115,3 +115,88 @@ fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
     assert!(log_text.contains("ingest producer"), "the broker failure is logged");
     drop(engine);
 }
+
+/// Sends `ids` on another thread, so requests can overlap.
+fn post_in_background(engine: &Engine, ids: Vec<u64>) -> std::thread::JoinHandle<(u16, Option<String>)> {
+    let url = engine.url.clone();
+    std::thread::spawn(move || {
+        let response = post_ids(&reqwest::blocking::Client::new(), &url, &ids);
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), retry)
+    })
+}
+
+#[test]
+fn beyond_its_limits_ingest_answers_429_with_retry_after_and_buffers_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let log = dir.path().join("engine.log");
+    let bootstrap = cluster.bootstrap_servers();
+    // 30 records, or 2,000 bytes of bodies, in flight at most.
+    let args =
+        ["--brokers", &bootstrap, "--ingest-max-in-flight", "30", "--ingest-max-in-flight-bytes", "2000"];
+    let engine = Engine::start(SLUICE, &[&pipeline], &args, &log);
+    let http = reqwest::blocking::Client::new();
+    assert_eq!(post(&http, &engine, &[0]).0, 200);
+
+    // A slow broker keeps the first request's records in flight.
+    cluster.broker_round_trip_time(1, Duration::from_millis(1500)).unwrap();
+    let first = post_in_background(&engine, (1..21).collect());
+    std::thread::sleep(Duration::from_millis(300));
+    // 20 records in flight + 20 more passes max_in_flight = 30.
+    let (status, retry) = post(&http, &engine, &(100..120).collect::<Vec<_>>());
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "records in flight");
+    assert_eq!(first.join().unwrap().0, 200);
+
+    // Bodies: 2 x ~1,100 bytes in flight passes max_in_flight_bytes = 2000.
+    let first = post_in_background(&engine, (200..300).collect());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, retry) = post(&http, &engine, &(300..400).collect::<Vec<_>>());
+    assert_eq!((status, retry.as_deref()), (429, Some("1")), "bytes in flight");
+    assert_eq!(first.join().unwrap().0, 200);
+
+    // With the load gone, the same request passes.
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    assert_eq!(post(&http, &engine, &(300..400).collect::<Vec<_>>()).0, 200);
+    let expected: BTreeSet<u64> = [0].into_iter().chain(1..21).chain(200..400).collect();
+    let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 60);
+    assert!(expected.is_subset(&seen), "every acknowledged record arrives");
+    assert!(seen.iter().all(|id| !(100..120).contains(id)), "refused records were not produced");
+}
+
+#[test]
+fn records_the_brokers_refuse_for_good_get_an_error_without_retry_after() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let log = dir.path().join("engine.log");
+    let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
+    let http = reqwest::blocking::Client::new();
+    use RDKafkaRespErr::*;
+
+    for (error, expected) in
+        [(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 413), (RD_KAFKA_RESP_ERR_INVALID_RECORD, 400)]
+    {
+        cluster.request_errors(RDKafkaApiKey::Produce, &[error]);
+        let response = post_ids(&http, &engine.url, &[1]);
+        assert_eq!(response.status().as_u16(), expected, "{error:?}");
+        assert!(response.headers().get("retry-after").is_none(), "{error:?}: retrying cannot help");
+        let body: serde_json::Value = response.json().unwrap();
+        assert_eq!(body["failed"][0]["retryable"], false, "{body}");
+    }
+    // A record larger than the broker's default limit never leaves.
+    let big = format!("{{\"id\":1,\"pad\":\"{}\"}}\n", "x".repeat(1_100_000));
+    let response = http
+        .post(format!("{}/ingest/in", engine.url))
+        .bearer_auth(sluice_tests::engine::TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    assert!(response.headers().get("retry-after").is_none());
+    drop(engine);
+}

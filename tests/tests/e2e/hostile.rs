@@ -119,14 +119,45 @@ fn amplified_output_within_limits_passes() {
 }
 
 #[test]
-fn a_module_that_keeps_failing_is_quarantined() {
-    let lines = ["trap"; 6];
-    let outcome = run_lines(&lines, "quarantine_after = 3");
-    let kinds: Vec<&str> = outcome.dead.iter().map(|d| d["error"]["kind"].as_str().unwrap()).collect();
-    // Three failed calls (the batch, then records one by one), then quarantine.
-    assert_eq!(kinds, ["trap", "trap", "quarantined", "quarantined", "quarantined", "quarantined"]);
+fn a_guest_that_sleeps_is_cut_off_at_its_budget() {
+    // Sleeping is waiting in a host call, where no epoch check fires.
+    let started = std::time::Instant::now();
+    assert_isolated("sleep", "timeout", "while blocked in a host call");
+    // The batch call and the lone retry each sleep 30 s unless cut off.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
+#[test]
+fn a_guest_polling_what_never_becomes_ready_is_cut_off_at_its_budget() {
+    let started = std::time::Instant::now();
+    assert_isolated("poll", "timeout", "timeout_ms = 200");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
+fn poison_records_scattered_among_good_ones_never_quarantine_the_stage() {
+    // 1,000 records that crash the module among 100,000 good ones.
+    let lines: Vec<String> =
+        (0..101_000).map(|i| if i % 101 == 50 { "trap".to_string() } else { format!("ok-{i}") }).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), lines.join("\n")).unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"poisoned\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[[stage]]\nname = \"evil\"\nmodule = {}\n\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+            toml_path(&guest("hostile"))
+        ),
+    );
+    let report = run_pipeline_file(&pipeline).expect("the pipeline runs to the end");
+    assert!(!report.stages[0].counters.quarantined, "{report:?}");
+    assert_eq!((report.read, report.written, report.dead_lettered), (101_000, 100_000, 1_000));
+    let written = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
+    let good: Vec<&str> = lines.iter().map(String::as_str).filter(|l| *l != "trap").collect();
+    assert_eq!(written.lines().collect::<Vec<_>>(), good, "every good record, in order");
+    let dead = read_ndjson(&dir.path().join("dead.ndjson"));
+    assert!(dead.iter().all(|d| d["error"]["kind"] == "trap" && d["record"]["value"] == "trap"));
+}
 #[test]
 fn on_error_drop_counts_and_drops() {
     let outcome = run_lines(&["a", "trap", "b"], r#"on_error = "drop""#);

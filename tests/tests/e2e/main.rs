@@ -16,9 +16,11 @@ mod kafka_sink;
 mod lake;
 mod prometheus;
 mod rebalance;
+mod resilience;
 mod search;
 mod search_pipeline;
 mod shutdown;
+mod startup;
 mod transform_cli;
 mod weblogs;
 

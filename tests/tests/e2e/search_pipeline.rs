@@ -412,6 +412,10 @@ fn a_cluster_that_is_down_pauses_the_pipeline_and_nothing_is_dropped() {
     for request in &distinct {
         assert!(request.len() < 300 + 200, "one flush: under max_docs + one batch ({})", request.len());
     }
+    // Pending documents: those of the requests being retried and any
+    // buffered behind them; never more than were sent.
+    let pending = engine.metric("sluice_sink_pending_items", &[]);
+    assert!((1.0..=2000.0).contains(&pending), "pending documents during the outage: {pending}");
 
     down.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -424,6 +428,15 @@ fn a_cluster_that_is_down_pauses_the_pipeline_and_nothing_is_dropped() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(indexed.len(), 2000, "every line arrives once the cluster is back");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.metric("sluice_sink_pending_items", &[]) != 0.0 {
+        let pending = engine.metric("sluice_sink_pending_items", &[]);
+        assert!(
+            Instant::now() < deadline,
+            "documents still counted pending after all were indexed: {pending}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(engine.signal("TERM").success());
     assert!(!dir.path().join("dead.ndjson").exists(), "nothing was dead-lettered for an outage");
 }

@@ -22,6 +22,14 @@ export function overview(root) {
   const throughputChart = lineChart(throughputCard, "Records per second, all pipelines", throughput);
   const errorsChart = lineChart(errorsCard, "Failed records per second, all pipelines", errors);
   const meter = new RateMeter();
+  // The last 15 minutes, kept by the engine, before the live samples.
+  get("/api/history").then((history) => {
+    if (throughput.times.length > 0) return;
+    throughput.prefill(history, ["read_per_second", "written_per_second"]);
+    errors.prefill(history, ["dead_lettered_per_second", "dropped_per_second"]);
+    throughputChart.update();
+    errorsChart.update();
+  }).catch(() => {});
 
   return poll(() => get("/api/pipelines"), (pipelines) => {
     const now = Date.now() / 1000;

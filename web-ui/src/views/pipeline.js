@@ -7,6 +7,11 @@ import { formatNumber, formatSeconds, lineChart, RateMeter, RollingSeries } from
 import { busy, fill, h, statusBadge, toast } from "../dom.js";
 import { poll } from "./poll.js";
 
+/** Records the pipeline's quarantined stages hold. */
+function held(p) {
+  return p.stages.reduce((n, s) => n + (s.held ?? 0), 0);
+}
+
 export function pipelineDetail(root, name) {
   const path = `/api/pipelines/${encodeURIComponent(name)}`;
   const header = h("div", { class: "actions" }, h("h1", {}, name), h("span", { class: "loading" }, "Loading…"));
@@ -23,6 +28,11 @@ export function pipelineDetail(root, name) {
   const chart = lineChart(chartCard, "Records per second", series);
   const meter = new RateMeter();
   let stopTap = null;
+  get(`${path}/history`).then((history) => {
+    if (series.times.length > 0) return;
+    series.prefill(history, ["read_per_second", "written_per_second", "dead_lettered_per_second"]);
+    chart.update();
+  }).catch(() => {});
 
   /** Runs a change with `button` busy; `done` is the message (or makes it from the result). */
   async function act(button, label, action, done) {
@@ -63,7 +73,15 @@ export function pipelineDetail(root, name) {
         " · dead-lettered ", h("strong", { "data-field": "dead_lettered" }, formatNumber(p.records.dead_lettered)),
         " · dropped ", formatNumber(p.records.dropped),
         " · consumer lag ", formatNumber(p.consumer_lag)),
-      p.error ? h("p", { class: "error-text", id: "pipeline-error" }, p.error) : null);
+      p.status === "restarting"
+        ? h("p", { class: "error-text", id: "pipeline-restarting" },
+          `Failed ${p.restart.attempts} time${p.restart.attempts === 1 ? "" : "s"} in a row; next attempt in `,
+          h("span", { "data-field": "next_attempt" }, formatSeconds((p.restart.next_attempt_in_ms ?? 0) / 1000)),
+          ` (${p.restart.total} restarts in all).`)
+        : null,
+      p.error ? h("p", { class: "error-text", id: "pipeline-error" }, p.error) : null,
+      held(p) > 0 ? h("p", { class: "error-text", id: "quarantine" },
+        `A stage is quarantined: its module crashed on most recent records. It holds ${formatNumber(held(p))} records and reads nothing more until a fixed version is deployed below; nothing it holds is committed.`) : null);
   }
 
   async function renderStages(p) {
@@ -83,7 +101,7 @@ export function pipelineDetail(root, name) {
         controls = h("div", { class: "actions" }, select, deploy, rollback);
       }
       return h("tr", { "data-stage": s.name },
-        h("td", {}, s.name, s.quarantined ? h("div", { class: "error-text" }, "quarantined") : null),
+        h("td", {}, s.name, s.quarantined ? h("div", { class: "error-text", "data-quarantined": s.name }, `quarantined · holds ${formatNumber(s.held)}`) : null),
         h("td", { class: "mono", "data-field": "module" }, s.module, h("div", { class: "muted" }, s.sha256 ? s.sha256.slice(0, 12) : "")),
         ...STAGE_COUNTERS.map(([field]) => h("td", { class: "num", "data-field": field })),
         h("td", {}, controls));

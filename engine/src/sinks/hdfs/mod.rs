@@ -9,16 +9,26 @@
 //! - the first time a partition is seen (at start, and again after it was
 //!   revoked and reassigned), its committed names are listed: records at or
 //!   below the last committed offset are already in the lake and are
-//!   skipped, and hidden files a crash left behind are deleted.
+//!   skipped, and hidden files a crash left behind are deleted — at once
+//!   when this sink wrote them, and only once they are stale when another
+//!   writer did (it may be a live engine about to rename it).
 //!
 //! A crash between rename and offset commit therefore replays records the
 //! lake already has, and they are skipped; a crash before the rename loses
 //! only a hidden file whose records were never acknowledged.
 //!
+//! A transform may emit several records for one input; they all carry the
+//! input's offset. They always land in the same file, so "committed up to
+//! offset N" stays true of every output of N, and a file never ends
+//! between two outputs of one input.
+//!
 //! Files rotate at `max_records`, before `max_bytes` would be passed, when
 //! `max_age_ms` has passed since the file was opened (checked on a timer,
 //! so it fires without traffic), when a record belongs in another directory,
-//! on partition revocation and at shutdown.
+//! on partition revocation and at shutdown. The outputs of one input stay
+//! together even when that takes a file a little past `max_records` or
+//! `max_bytes`, or when they would date into different directories (they
+//! follow the first).
 
 mod encode;
 pub mod layout;
@@ -35,7 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use self::encode::InputFormat;
 use self::encode::RecordEncoder;
 use self::layout::LakeFile;
-use self::open_file::OpenFile;
+use self::open_file::{FileFormat, OpenFile};
 use super::{Sink, SinkContext};
 use crate::ack::Ack;
 use crate::avro::codec::{CodecName, codec};
@@ -43,7 +53,7 @@ use crate::config::{Document, PipelineConfig, Value, join};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch};
 use crate::pipeline::partitions::{PartitionEvent, PartitionKey};
 use crate::pipeline::stats::add;
-use crate::record::{Batch, Record};
+use crate::record::Batch;
 use crate::storage::{HdfsOptions, Storage};
 use crate::template::Template;
 use crate::wasm::FailureKind;
@@ -151,24 +161,36 @@ impl HdfsSinkConfig {
     }
 }
 
+/// Where a record sits in its partition: the offset of the input it came
+/// from, and which output of that input it is.
+type Position = (i64, u32);
+
+/// Hidden files of other writers are deleted once untouched this long
+/// (or twice `max_age_ms`, if that is longer): a live writer renames its
+/// file well before.
+const STALE_TEMPORARY: Duration = Duration::from_secs(600);
+
 /// What the sink knows about one topic-partition.
 struct PartitionState {
     /// The last offset in a committed file (`None`: nothing committed).
     committed: Option<i64>,
     open: Option<OpenFile>,
+    /// Other writers' hidden files seen at recovery: look again then.
+    sweep_at: Option<std::time::Instant>,
 }
 
 pub struct HdfsSink {
     storage: Arc<dyn Storage>,
     layout: Template,
     encoder: RecordEncoder,
-    schema_json: String,
-    codec: apache_avro::Codec,
+    format: FileFormat,
     config: HdfsSinkConfig,
     partitions: HashMap<PartitionKey, PartitionState>,
     /// Taken away by the group: their records are committed after every
     /// batch (not held in open files) until they are assigned again.
     revoked: HashSet<PartitionKey>,
+    /// Names this sink's hidden files, apart from other writers'.
+    writer_id: String,
     ctx: SinkContext,
 }
 
@@ -182,42 +204,75 @@ impl HdfsSink {
         Ok(HdfsSink {
             storage,
             layout: Template::parse(&config.path).map_err(anyhow::Error::msg)?,
-            schema_json: schema.canonical_form(),
+            format: FileFormat {
+                schema_json: schema.canonical_form(),
+                codec: codec(config.codec, config.codec_level).map_err(anyhow::Error::msg)?,
+                block_bytes: config.block_bytes as usize,
+            },
             encoder: RecordEncoder::new(
                 schema,
                 config.input,
                 config.timestamp_field.clone(),
                 config.ignore_unknown_fields,
             )?,
-            codec: codec(config.codec, config.codec_level).map_err(anyhow::Error::msg)?,
             config: config.clone(),
             partitions: HashMap::new(),
             revoked: HashSet::new(),
+            writer_id: writer_id(&ctx.pipeline),
             ctx,
         })
     }
 
     /// Reads a partition's committed file names: where its data ends. Also
-    /// deletes the hidden files a crash left behind.
-    async fn recover(&self, (topic, partition): &PartitionKey) -> anyhow::Result<PartitionState> {
+    /// deletes the hidden files left unfinished (see [`Self::sweep`]).
+    async fn recover(&self, key: &PartitionKey) -> anyhow::Result<PartitionState> {
+        let (topic, partition) = key;
         let root = self.layout.topic_root(topic);
         let mut committed = None;
         for file in self.storage.list(&root).await? {
-            match LakeFile::parse(file.name()) {
-                Some(LakeFile::Committed { topic: t, partition: p, last, .. })
-                    if *t == **topic && p == *partition =>
-                {
-                    committed = committed.max(Some(last));
-                }
-                Some(LakeFile::Temporary { topic: t, partition: p }) if *t == **topic && p == *partition => {
-                    tracing::info!(pipeline = %self.ctx.pipeline, file = %self.storage.url(&file.path), "deleting a file left unfinished by a crash");
-                    self.storage.delete(&file.path).await?;
-                }
-                _ => {}
+            if let Some(LakeFile::Committed { topic: t, partition: p, last, .. }) =
+                LakeFile::parse(file.name())
+                && *t == **topic
+                && p == *partition
+            {
+                committed = committed.max(Some(last));
             }
         }
+        let sweep_at = self.sweep(key).await?;
         tracing::info!(pipeline = %self.ctx.pipeline, topic = %topic, partition, last_committed = ?committed, "lake partition recovered");
-        Ok(PartitionState { committed, open: None })
+        Ok(PartitionState { committed, open: None, sweep_at })
+    }
+
+    /// Deletes a partition's hidden files that nobody will commit: this
+    /// sink's own (left by a failed commit) and other writers' once stale
+    /// (left by a crashed engine). A hidden file of another writer that is
+    /// still fresh may belong to a live engine that owned the partition
+    /// until the last rebalance and is about to rename it; it is left, and
+    /// the returned time says when to look again.
+    async fn sweep(&self, (topic, partition): &PartitionKey) -> anyhow::Result<Option<std::time::Instant>> {
+        let stale_after = STALE_TEMPORARY.max(2 * Duration::from_millis(self.config.max_age_ms));
+        let now = std::time::SystemTime::now();
+        let mut recheck: Option<Duration> = None;
+        for file in self.storage.list(&self.layout.topic_root(topic)).await? {
+            let Some(LakeFile::Temporary { topic: t, partition: p, writer }) = LakeFile::parse(file.name())
+            else {
+                continue;
+            };
+            if t != **topic || p != *partition {
+                continue;
+            }
+            let mine = writer.as_deref() == Some(self.writer_id.as_str());
+            let idle = file.modified.and_then(|m| now.duration_since(m).ok()).unwrap_or(stale_after);
+            if mine || idle >= stale_after {
+                tracing::info!(pipeline = %self.ctx.pipeline, file = %self.storage.url(&file.path), writer = ?writer, "deleting a hidden file left unfinished");
+                self.storage.delete(&file.path).await?;
+            } else {
+                let left = stale_after - idle;
+                recheck = Some(recheck.map_or(left, |r| r.min(left)));
+                tracing::info!(pipeline = %self.ctx.pipeline, file = %self.storage.url(&file.path), writer = ?writer, "leaving another writer's hidden file until it is stale");
+            }
+        }
+        Ok(recheck.map(|left| std::time::Instant::now() + left + Duration::from_secs(1)))
     }
 
     async fn commit(&self, state: &mut PartitionState) -> anyhow::Result<()> {
@@ -253,7 +308,7 @@ impl HdfsSink {
     async fn append(
         &mut self,
         key: PartitionKey,
-        record: &Record,
+        position: Position,
         datum: &[u8],
         time_ms: i64,
     ) -> anyhow::Result<bool> {
@@ -261,7 +316,7 @@ impl HdfsSink {
             Some(state) => state,
             None => self.recover(&key).await?,
         };
-        let result = self.append_to(&key, &mut state, record, datum, time_ms).await;
+        let result = self.append_to(&key, &mut state, position, datum, time_ms).await;
         self.partitions.insert(key, state);
         result
     }
@@ -270,25 +325,29 @@ impl HdfsSink {
         &self,
         (topic, partition): &PartitionKey,
         state: &mut PartitionState,
-        record: &Record,
+        position: Position,
         datum: &[u8],
         time_ms: i64,
     ) -> anyhow::Result<bool> {
-        let offset = record.origin.offset;
+        let (offset, _) = position;
         if state.committed.is_some_and(|last| offset <= last) {
+            // Committed files hold every output of the inputs they cover.
             add(&self.ctx.stats.sink.duplicates_skipped, 1);
             return Ok(false);
         }
-        if let Some(open) = &state.open
-            && offset <= open.last
-        {
+        if state.open.as_ref().is_some_and(|open| open.holds(position)) {
             // Redelivered while its first copy waits in the open file.
             add(&self.ctx.stats.sink.duplicates_skipped, 1);
             return Ok(true);
         }
+        // Another output of the input the file ends with goes in with it.
+        let sibling = state.open.as_ref().is_some_and(|open| open.last == offset);
         let directory = self.layout.render(topic, *partition, time_ms);
-        if let Some(open) = &state.open
-            && (open.directory != directory || open.would_exceed(datum.len() as u64, self.config.max_bytes))
+        if !sibling
+            && let Some(open) = &state.open
+            && (open.directory != directory
+                || open.records() >= self.config.max_records
+                || open.would_exceed(datum.len() as u64, self.config.max_bytes))
         {
             self.commit(state).await?;
         }
@@ -298,19 +357,15 @@ impl HdfsSink {
                 directory,
                 (topic, *partition),
                 offset,
-                &self.schema_json,
-                self.codec,
-                self.config.block_bytes as usize,
+                &self.writer_id,
+                &self.format,
             )
             .await?;
             add(&self.ctx.stats.sink.open_files, 1);
             state.open = Some(file);
         }
         let open = state.open.as_mut().expect("opened above");
-        open.append(datum, offset).await?;
-        if open.records() >= self.config.max_records {
-            self.commit(state).await?;
-        }
+        open.append(datum, position).await?;
         Ok(true)
     }
 
@@ -334,7 +389,18 @@ impl Sink for HdfsSink {
         let Batch { records, acks } = batch;
         let mut refused = Vec::new();
         let mut holding: Vec<PartitionKey> = Vec::new();
+        // A transform's outputs of one input arrive together, in one batch;
+        // each gets its place among them.
+        let mut previous: Option<(PartitionKey, i64)> = None;
+        let mut output = 0u32;
         for record in records {
+            let key: PartitionKey = (record.origin.source.clone(), record.origin.partition);
+            let offset = record.origin.offset;
+            output = match &previous {
+                Some((k, o)) if *k == key && *o == offset => output + 1,
+                _ => 0,
+            };
+            previous = Some((key.clone(), offset));
             let encoded = match self.encoder.encode(&record) {
                 Ok(encoded) => encoded,
                 Err(refusal) => {
@@ -347,8 +413,7 @@ impl Sink for HdfsSink {
                     continue;
                 }
             };
-            let key: PartitionKey = (record.origin.source.clone(), record.origin.partition);
-            if self.append(key.clone(), &record, &encoded.datum, encoded.time_ms).await?
+            if self.append(key.clone(), (offset, output), &encoded.datum, encoded.time_ms).await?
                 && !holding.contains(&key)
             {
                 holding.push(key);
@@ -363,6 +428,10 @@ impl Sink for HdfsSink {
             }
         }
         Ack::all_done(acks);
+        // Between batches no input has outputs still to come: full files
+        // can close.
+        let max_records = self.config.max_records;
+        self.commit_where(|_, state| state.open.as_ref().is_some_and(|f| f.records() >= max_records)).await?;
         if self.revoked.is_empty() {
             return Ok(());
         }
@@ -379,7 +448,21 @@ impl Sink for HdfsSink {
 
     async fn tick(&mut self) -> anyhow::Result<()> {
         let max_age = Duration::from_millis(self.config.max_age_ms);
-        self.commit_where(|_, state| state.open.as_ref().is_some_and(|f| f.age() >= max_age)).await
+        self.commit_where(|_, state| state.open.as_ref().is_some_and(|f| f.age() >= max_age)).await?;
+        let now = std::time::Instant::now();
+        let due: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.sweep_at.is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let sweep_at = self.sweep(&key).await?;
+            if let Some(state) = self.partitions.get_mut(&key) {
+                state.sweep_at = sweep_at;
+            }
+        }
+        Ok(())
     }
 
     async fn partitions_changed(&mut self, event: PartitionEvent) -> anyhow::Result<()> {
@@ -411,6 +494,14 @@ impl Sink for HdfsSink {
     async fn close(mut self: Box<Self>) -> anyhow::Result<()> {
         self.commit_where(|_, _| true).await
     }
+}
+
+/// Names this sink's hidden files: the same for the same engine and
+/// pipeline across restarts, different for every other.
+fn writer_id(pipeline: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{}/{pipeline}", crate::identity::engine_id()));
+    hex::encode(&digest[..6])
 }
 
 #[cfg(test)]

@@ -12,13 +12,24 @@ use crate::storage::{FileWrite, Storage, join};
 /// Bytes a block adds around its records: two varints and the sync marker.
 const BLOCK_FRAMING: u64 = 2 * 10 + 16;
 
+/// How every file of a sink is written.
+pub struct FileFormat {
+    pub schema_json: String,
+    pub codec: apache_avro::Codec,
+    /// Records are compressed in blocks of about this many bytes.
+    pub block_bytes: usize,
+}
+
 pub struct OpenFile {
     pub directory: String,
     temporary: String,
     topic: String,
     partition: i32,
     first: i64,
+    /// The last record's position: its input offset, and which output of
+    /// that input it is (a transform may emit several per input).
     pub last: i64,
+    pub last_output: u32,
     writer: Box<dyn FileWrite>,
     container: ContainerWriter,
     opened: Instant,
@@ -31,11 +42,10 @@ impl OpenFile {
         directory: String,
         (topic, partition): (&str, i32),
         first: i64,
-        schema_json: &str,
-        codec: apache_avro::Codec,
-        block_bytes: usize,
+        writer_id: &str,
+        format: &FileFormat,
     ) -> anyhow::Result<OpenFile> {
-        let temporary = join(&directory, &temporary_name(topic, partition, first));
+        let temporary = join(&directory, &temporary_name(topic, partition, first, writer_id));
         let writer = storage.create(&temporary).await?;
         Ok(OpenFile {
             directory,
@@ -44,16 +54,18 @@ impl OpenFile {
             partition,
             first,
             last: first - 1,
+            last_output: 0,
             writer,
-            container: ContainerWriter::new(schema_json, codec, block_bytes),
+            container: ContainerWriter::new(&format.schema_json, format.codec, format.block_bytes),
             opened: Instant::now(),
             acks: Vec::new(),
         })
     }
 
-    pub async fn append(&mut self, datum: &[u8], offset: i64) -> anyhow::Result<()> {
+    pub async fn append(&mut self, datum: &[u8], (offset, output): (i64, u32)) -> anyhow::Result<()> {
         self.container.append(datum)?;
         self.last = offset;
+        self.last_output = output;
         self.flush_framed().await
     }
 
@@ -68,6 +80,12 @@ impl OpenFile {
 
     pub fn records(&self) -> u64 {
         self.container.records()
+    }
+
+    /// Whether the record at `(offset, output)` is already in this file
+    /// (a redelivery while the first copy waits here).
+    pub fn holds(&self, (offset, output): (i64, u32)) -> bool {
+        self.records() > 0 && (offset < self.last || (offset == self.last && output <= self.last_output))
     }
 
     pub fn age(&self) -> Duration {

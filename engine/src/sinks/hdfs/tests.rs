@@ -11,7 +11,7 @@ use super::*;
 use crate::ack::{AckReceiver, AckStatus};
 use crate::pipeline::dead_letter::DeadLetterBatch;
 use crate::pipeline::stats::PipelineStats;
-use crate::record::Origin;
+use crate::record::{Origin, Record};
 
 const SCHEMA: &str = r#"{"type":"record","name":"N","fields":[{"name":"n","type":"long"},{"name":"pad","type":"string","default":""}]}"#;
 
@@ -106,7 +106,8 @@ async fn max_records_cuts_files_at_exactly_that_many_and_acks_wait_for_the_renam
             (layout::committed_name("t", 0, 6, 8), vec![6, 7, 8]),
         ]
     );
-    assert!(lake.path().join("topics/t/date=2024-03-01").join(layout::temporary_name("t", 0, 9)).exists());
+    let hidden = layout::temporary_name("t", 0, 9, &sink.writer_id);
+    assert!(lake.path().join("topics/t/date=2024-03-01").join(hidden).exists());
     Box::new(sink).close().await.unwrap();
     assert_eq!(second.try_status(), Some(AckStatus::Delivered));
     assert_eq!(files(lake.path()).last().unwrap().1, vec![9]);
@@ -285,4 +286,75 @@ async fn records_of_another_day_go_to_another_directory() {
     Box::new(sink).close().await.unwrap();
     assert!(lake.path().join("topics/t/date=2024-03-01").join(layout::committed_name("t", 0, 0, 0)).exists());
     assert!(lake.path().join("topics/t/date=2024-03-02").join(layout::committed_name("t", 0, 1, 1)).exists());
+}
+
+/// Two outputs per input, as a transform that fans out emits them: every
+/// output keeps its input's offset.
+fn fanned_out(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Record> {
+    offsets
+        .flat_map(|n| {
+            [
+                record(partition, n, &format!(r#"{{"n":{}}}"#, 2 * n)),
+                record(partition, n, &format!(r#"{{"n":{}}}"#, 2 * n + 1)),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_output_of_a_fanning_out_transform_is_written_and_files_never_split_an_input() {
+    let lake = tempfile::tempdir().unwrap();
+    let Harness { mut sink, stats, .. } = harness(lake.path(), "max_records = 3");
+    write(&mut sink, fanned_out(0, 0..3)).await;
+    write(&mut sink, fanned_out(0, 3..5)).await;
+    Box::new(sink).close().await.unwrap();
+    let committed = files(lake.path());
+    let all: Vec<i64> = committed.iter().flat_map(|(_, n)| n.clone()).collect();
+    assert_eq!(all, (0..10).collect::<Vec<_>>(), "{committed:?}");
+    for (_, numbers) in &committed {
+        assert!(numbers.len() % 2 == 0, "a file ends between two outputs of one input: {committed:?}");
+    }
+    assert_eq!(stats.sink.duplicates_skipped.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn fanned_out_records_replayed_after_a_crash_are_written_once() {
+    let lake = tempfile::tempdir().unwrap();
+    {
+        let Harness { mut sink, .. } = harness(lake.path(), "max_records = 4");
+        // Inputs 0-1 (four outputs) are committed; 2-3 wait in a hidden file.
+        write(&mut sink, fanned_out(0, 0..2)).await;
+        write(&mut sink, fanned_out(0, 2..4)).await;
+    }
+    let Harness { mut sink, .. } = harness(lake.path(), "max_records = 4");
+    // The source replays from input 1, before what the lake has.
+    let mut replay = write(&mut sink, fanned_out(0, 1..6)).await;
+    // And a redelivery of what the open file holds.
+    write(&mut sink, fanned_out(0, 4..6)).await;
+    Box::new(sink).close().await.unwrap();
+    assert_eq!(replay.try_status(), Some(AckStatus::Delivered));
+    let all: Vec<i64> = files(lake.path()).into_iter().flat_map(|(_, n)| n).collect();
+    assert_eq!(all, (0..12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn another_writers_hidden_file_is_left_until_it_is_stale() {
+    let lake = tempfile::tempdir().unwrap();
+    let dir = lake.path().join("topics/t/date=2024-03-01");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fresh = dir.join(layout::temporary_name("t", 0, 100, "0ther0live0"));
+    let stale = dir.join(layout::temporary_name("t", 0, 50, "0ther0dead0"));
+    let old = dir.join(".t+0+00000000000000000040.avro.tmp");
+    for path in [&fresh, &stale, &old] {
+        std::fs::write(path, b"partial").unwrap();
+    }
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for path in [&stale, &old] {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(long_ago).unwrap();
+    }
+    let Harness { mut sink, .. } = harness(lake.path(), "");
+    write(&mut sink, numbered(0, 0..2)).await;
+    assert!(fresh.exists(), "a live writer may still rename it");
+    assert!(!stale.exists() && !old.exists(), "stale leftovers are deleted");
+    Box::new(sink).close().await.unwrap();
 }

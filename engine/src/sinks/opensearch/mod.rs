@@ -484,11 +484,6 @@ impl Sink for OpenSearchSink {
             self.dead_letter(refused, &acks).await?;
         }
         self.acks.extend(acks);
-        self.ctx
-            .stats
-            .sink
-            .pending_items
-            .store(self.pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.oldest.get_or_insert_with(Instant::now);
         if self.pending.len() >= self.config.max_docs || self.pending_bytes >= self.config.max_bytes {
             self.flush().await?;

@@ -29,6 +29,9 @@ impl Transform for Hostile {
             b"trap" => core::arch::wasm32::unreachable(),
             b"smash" => smash_memory(),
             b"panic" => panic!("hostile guest panicked on purpose"),
+            // Blocked in a host call, where no epoch check can fire.
+            b"sleep" => std::thread::sleep(std::time::Duration::from_secs(30)),
+            b"poll" => poll_forever(),
             b"amplify" => {
                 out.push(vec![b'x'; 100 * record.value().len()]);
             }
@@ -68,6 +71,13 @@ fn grow_forever() {
         hoard.push(vec![1u8; 1 << 20]);
         black_box(&hoard);
     }
+}
+
+/// Waits on a pollable that can never become ready: an instant beyond
+/// what the host's clock can represent.
+fn poll_forever() {
+    let never = wasi::clocks::monotonic_clock::subscribe_instant(u64::MAX);
+    wasi::io::poll::poll(&[&never]);
 }
 
 /// Recursion whose frames live on the wasm stack (no locals in linear
