@@ -50,7 +50,7 @@ pub struct EngineEnv {
 impl EngineEnv {
     fn apply(&self, config: &mut PipelineConfig) {
         if let Some(bootstrap) = &self.bootstrap {
-            config.source.use_engine_cluster(bootstrap);
+            config.source.use_engine_cluster(bootstrap, self.embedded_cluster);
             config.sink.use_engine_cluster(bootstrap);
             config.dead_letter.use_engine_cluster(bootstrap);
         }

@@ -198,6 +198,10 @@ impl Launcher {
 
     /// Starts a broker and waits until it listens.
     async fn launch(&self) -> anyhow::Result<Child> {
+        // Something else on the port would answer in the broker's place.
+        std::net::TcpListener::bind(("127.0.0.1", self.port)).with_context(|| {
+            format!("the tansu broker cannot listen on 127.0.0.1:{}: the port is in use", self.port)
+        })?;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()

@@ -209,10 +209,14 @@ impl Pipeline {
         }
         drop(dead_tx);
 
-        let sink_task = tokio::spawn(run_sink(sink, next_rx, partition_events));
+        // A sink that fails stops the source too: nothing upstream would
+        // notice until its next batch, which may never come.
+        let sink_task = tokio::spawn(stop_on_error(stop.clone(), run_sink(sink, next_rx, partition_events)));
         let shape = config.dead_letter.dead_letter_shape();
-        let dead_task =
-            tokio::spawn(run_dead_letters(dead_sink, dead_rx, name.clone(), shape, controls.clone()));
+        let dead_task = tokio::spawn(stop_on_error(
+            stop.clone(),
+            run_dead_letters(dead_sink, dead_rx, name.clone(), shape, controls.clone()),
+        ));
 
         let mut errors = Vec::new();
         match source_task.await {
@@ -400,6 +404,19 @@ impl StageWorker {
         }
         Ok(held)
     }
+}
+
+/// Runs `step`; if it fails, cancels `stop` so the rest of the pipeline
+/// winds down.
+async fn stop_on_error(
+    stop: CancellationToken,
+    step: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let result = step.await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
 }
 
 async fn run_sink(

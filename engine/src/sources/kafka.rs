@@ -71,12 +71,11 @@ pub struct KafkaSourceConfig {
     /// Join the group as a static member (KIP-345) named after the engine
     /// and pipeline, so an engine restarted on the same data directory takes
     /// its partitions back at once instead of waiting out its old session.
-    #[serde(default = "default_static_membership")]
-    pub static_membership: bool,
-}
-
-fn default_static_membership() -> bool {
-    true
+    /// Default: on for the embedded broker (one engine), off otherwise: a
+    /// static member that stops does not leave its group, so with several
+    /// engines its partitions wait for its session to time out, and tansu
+    /// (0.6) never times static members out at all.
+    pub static_membership: Option<bool>,
 }
 
 /// librdkafka properties `[source.options]` may not set: the source's
@@ -173,7 +172,7 @@ impl KafkaSource {
             ],
         )?;
         let mut client = client;
-        if config.static_membership {
+        if config.static_membership == Some(true) {
             let instance = format!("{}-{}", crate::identity::engine_id(), pipeline.name);
             client.set("group.instance.id", instance);
         }

@@ -404,10 +404,22 @@ fn hot_swap_under_load_loses_and_duplicates_nothing() {
     assert_eq!(api.get("/api/pipelines/picky").1["stages"][0]["module"], "step@2");
 
     const TOTAL: u64 = 20_000;
+    // The swaps must land while records flow: start once the pipeline's
+    // consumer has joined its group and reads.
+    let first: String = (0..200).map(|id| format!("{{\"id\":{id}}}\n")).collect();
+    let (status, body) = api.send(
+        api.client
+            .post(format!("{}/ingest/events", engine.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/x-ndjson")
+            .body(first),
+    );
+    assert_eq!(status, 200, "{body}");
+    api.wait_pipeline("swap", "reading", |v| v["records"]["read"].as_u64() >= Some(200));
     let url = engine.url.clone();
     let producer = std::thread::spawn(move || {
         let client = Client::new();
-        for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(200) {
+        for chunk in (200..TOTAL).collect::<Vec<_>>().chunks(200) {
             let body: String = chunk.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
             let response = client
                 .post(format!("{url}/ingest/events"))
@@ -486,12 +498,14 @@ fn openapi_document_describes_every_route() {
     let expected = [
         "DELETE /api/modules/{name}",
         "DELETE /api/pipelines/{name}",
+        "GET /api/history",
         "GET /api/modules",
         "GET /api/modules/{name}",
         "GET /api/pipelines",
         "GET /api/pipelines/{name}",
         "GET /api/pipelines/{name}/dead-letters",
         "GET /api/pipelines/{name}/dead-letters/{id}",
+        "GET /api/pipelines/{name}/history",
         "GET /api/pipelines/{name}/tap",
         "GET /health",
         "GET /metrics",

@@ -150,17 +150,35 @@ fn beyond_its_limits_ingest_answers_429_with_retry_after_and_buffers_nothing() {
     assert_eq!((status, retry.as_deref()), (429, Some("1")), "records in flight");
     assert_eq!(first.join().unwrap().0, 200);
 
-    // Bodies: 2 x ~1,100 bytes in flight passes max_in_flight_bytes = 2000.
-    let first = post_in_background(&engine, (200..300).collect());
+    // Bodies: two of 10 records padded to ~1,300 bytes pass
+    // max_in_flight_bytes = 2000 (while 20 records stay under 30).
+    let padded = |ids: std::ops::Range<u64>| -> String {
+        ids.map(|id| format!("{{\"id\":{id},\"pad\":\"{}\"}}\n", "p".repeat(120))).collect()
+    };
+    let url = format!("{}/ingest/in", engine.url);
+    let send = move |body: String| {
+        let response = reqwest::blocking::Client::new()
+            .post(&url)
+            .bearer_auth(sluice_tests::engine::TOKEN)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .unwrap();
+        let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), retry)
+    };
+    let first = {
+        let (send, body) = (send.clone(), padded(200..210));
+        std::thread::spawn(move || send(body))
+    };
     std::thread::sleep(Duration::from_millis(300));
-    let (status, retry) = post(&http, &engine, &(300..400).collect::<Vec<_>>());
-    assert_eq!((status, retry.as_deref()), (429, Some("1")), "bytes in flight");
+    assert_eq!(send(padded(300..310)), (429, Some("1".to_string())), "bytes in flight");
     assert_eq!(first.join().unwrap().0, 200);
 
     // With the load gone, the same request passes.
     cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
-    assert_eq!(post(&http, &engine, &(300..400).collect::<Vec<_>>()).0, 200);
-    let expected: BTreeSet<u64> = [0].into_iter().chain(1..21).chain(200..400).collect();
+    assert_eq!(send(padded(300..310)).0, 200);
+    let expected: BTreeSet<u64> = [0].into_iter().chain(1..21).chain(200..210).chain(300..310).collect();
     let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 60);
     assert!(expected.is_subset(&seen), "every acknowledged record arrives");
     assert!(seen.iter().all(|id| !(100..120).contains(id)), "refused records were not produced");

@@ -407,7 +407,7 @@ fn occurrences(log: &Path, needle: &str) -> usize {
 #[test]
 fn every_output_of_a_fanning_out_transform_is_in_the_lake_once_across_crashes() {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("ids", 2, 1).unwrap();
+    cluster.create_topic("in", 2, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
@@ -415,7 +415,7 @@ fn every_output_of_a_fanning_out_transform_is_in_the_lake_once_across_crashes() 
     let file = write_pipeline(
         dir.path(),
         &format!(
-            "name = \"fanned\"\n[source]\ntype = \"kafka\"\ntopics = [\"ids\"]\ncommit_interval_ms = 200\n\
+            "name = \"fanned\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\ncommit_interval_ms = 200\n\
              [source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
              [batch]\nmax_records = 20\nlinger_ms = 10\n\
              [[stage]]\nname = \"fan\"\nmodule = {module}\n[stage.config]\ncopies = 3\n\
@@ -453,7 +453,10 @@ fn every_output_of_a_fanning_out_transform_is_in_the_lake_once_across_crashes() 
         next += 10;
     }
     let copies = || -> Vec<(u64, u64)> {
-        fastavro(&lake).iter().map(|r| (r["id"].as_u64().unwrap(), r["copy"].as_u64().unwrap())).collect()
+        fastavro(&lake)
+            .iter()
+            .map(|r| (r["record"]["id"].as_u64().unwrap(), r["record"]["copy"].as_u64().unwrap()))
+            .collect()
     };
     let complete = wait_until(120, || {
         let seen: BTreeSet<(u64, u64)> = copies().into_iter().collect();
@@ -468,7 +471,7 @@ fn every_output_of_a_fanning_out_transform_is_in_the_lake_once_across_crashes() 
     // The topic may hold an id twice (an ingest request retried after a
     // kill); each Kafka record's outputs are in the lake once.
     let mut in_topic: BTreeMap<u64, usize> = BTreeMap::new();
-    for message in sluice_tests::broker::read_topic(&bootstrap, "ids") {
+    for message in sluice_tests::broker::read_topic(&bootstrap, "in") {
         let value: Value = serde_json::from_slice(&message.value).unwrap();
         *in_topic.entry(value["id"].as_u64().unwrap()).or_default() += 1;
     }
