@@ -14,8 +14,8 @@
 //!   lock on `kafka/broker.lock`, so the lock lasts as long as the broker
 //!   does, even when the engine that started it was killed. A new broker
 //!   starts only once it holds the lock: the engine waits for the previous
-//!   broker (told to stop when its engine died) to exit, and kills it if
-//!   it lingers.
+//!   broker (killed by the kernel when its engine died) to be gone, and
+//!   kills it itself if it lingers.
 //! - The child is supervised: if it exits or stops answering, the engine
 //!   says so in its log, `/health` and `/metrics`, and starts it again on
 //!   the same port.
@@ -227,9 +227,11 @@ impl Launcher {
         unsafe {
             command.pre_exec(move || {
                 // The broker must not outlive the engine, even one killed
-                // with SIGKILL (which skips every destructor): ask the
-                // kernel to stop it.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                // with SIGKILL (which skips every destructor): the kernel
+                // kills it too. At once, as a stopping engine does: SQLite
+                // keeps what the broker committed, and a broker taking its
+                // time to stop would only delay the next one.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // Keep the data directory's lock open in the broker, so it
@@ -364,7 +366,7 @@ async fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     let started = Instant::now();
-    let mut killed = false;
+    let (mut killed, mut waiting) = (false, false);
     loop {
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -396,10 +398,11 @@ async fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
             path.display(),
             previous.map_or("unknown".to_string(), |p| p.to_string())
         );
-        if started.elapsed() < Duration::from_millis(100) {
+        if !waiting {
             tracing::info!("waiting for the previous embedded broker to exit");
+            waiting = true;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -11,6 +11,15 @@
 //! crash of sluice cannot lose (`fsync = true` also survives power loss).
 //! A torn last line left by a killed process is cut off when the file is
 //! opened again; its records were never acknowledged and come again.
+//!
+//! Fed by a Kafka source, the sink writes each record exactly once, even
+//! across crashes: after each batch it records, in `PATH.offsets` (written
+//! aside and renamed over), the file's length and the last offset written
+//! per partition. On opening, the file is cut back to that length (what
+//! came after was never acknowledged) and records at or below those offsets
+//! — replayed because their offsets were not committed yet — are skipped.
+//! All outputs of one input arrive in one batch, so a transform that emits
+//! several records per input is covered too.
 
 use std::path::{Path, PathBuf};
 
@@ -60,17 +69,54 @@ pub struct FileSink {
     ctx: SinkContext,
     writer: Option<BufWriter<tokio::fs::File>>,
     line: Vec<u8>,
+    /// Kept when writing exactly once (records from Kafka).
+    checkpoint: Option<Checkpoint>,
+    /// The file's length, as of the last flush.
+    length: u64,
+}
+
+/// What the file holds: its length and, per source partition, the offset
+/// of the last input whose outputs are all in it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Checkpoint {
+    length: u64,
+    /// Keyed by `topic/partition`.
+    offsets: std::collections::BTreeMap<String, i64>,
 }
 
 impl FileSink {
     pub fn new(config: &FileSinkConfig, pipeline: &PipelineConfig, ctx: SinkContext) -> anyhow::Result<Self> {
+        // Kafka offsets say where a replay starts; dead letters (no further
+        // destination) stay at-least-once.
+        let exactly_once =
+            matches!(pipeline.source, crate::sources::SourceConfig::Kafka(_)) && ctx.dead_letters.is_some();
         Ok(FileSink {
             path: pipeline.resolve(Path::new(&config.path)),
             config: config.clone(),
             ctx,
             writer: None,
             line: Vec::new(),
+            checkpoint: exactly_once.then(Checkpoint::default),
+            length: 0,
         })
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".offsets");
+        self.path.with_file_name(name)
+    }
+
+    /// Records what the file holds now, atomically (written aside, renamed
+    /// over the last one).
+    async fn save_checkpoint(&self) -> anyhow::Result<()> {
+        let Some(checkpoint) = &self.checkpoint else { return Ok(()) };
+        let path = self.checkpoint_path();
+        let aside = path.with_extension("offsets.tmp");
+        tokio::fs::write(&aside, serde_json::to_vec(checkpoint)?)
+            .await
+            .with_context(|| format!("cannot write {}", aside.display()))?;
+        tokio::fs::rename(&aside, &path).await.with_context(|| format!("cannot replace {}", path.display()))
     }
 
     /// Opens the file on first write, so a pipeline that writes nothing
@@ -83,20 +129,60 @@ impl FileSink {
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
             let path = self.path.clone();
-            tokio::task::spawn_blocking(move || drop_torn_line(&path))
-                .await
-                .context("recovery task failed")?
-                .with_context(|| format!("cannot recover {}", self.path.display()))?;
+            let saved = match &self.checkpoint {
+                Some(_) => read_checkpoint(&self.checkpoint_path())?,
+                None => None,
+            };
+            let length = saved.as_ref().map(|c| c.length);
+            tokio::task::spawn_blocking(move || match length {
+                Some(length) => cut_to(&path, length),
+                None => drop_torn_line(&path),
+            })
+            .await
+            .context("recovery task failed")?
+            .with_context(|| format!("cannot recover {}", self.path.display()))?;
+            if let (Some(checkpoint), Some(saved)) = (&mut self.checkpoint, saved) {
+                *checkpoint = saved;
+            }
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
                 .await
                 .with_context(|| format!("cannot open {}", self.path.display()))?;
+            self.length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
             self.writer = Some(BufWriter::with_capacity(1 << 20, file));
         }
         Ok(self.writer.as_mut().expect("opened above"))
     }
+}
+
+fn read_checkpoint(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!("{} is not a checkpoint; delete it to write at least once", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Cuts the file back to what the checkpoint covers: anything after was
+/// written for records that were never acknowledged, and will come again.
+fn cut_to(path: &Path, length: u64) -> std::io::Result<()> {
+    let file = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len > length {
+        tracing::info!(file = %path.display(), bytes = len - length, "cutting off what was written after the last checkpoint (it comes again)");
+        file.set_len(length)?;
+    } else if len < length {
+        tracing::warn!(file = %path.display(), expected = length, found = len, "the file is shorter than its checkpoint says (lost on power loss without fsync?)");
+    }
+    Ok(())
 }
 
 /// Cuts off a last line without its `\n`: what a killed process was in the
@@ -136,11 +222,27 @@ impl Sink for FileSink {
         let Batch { records, acks } = batch;
         let mut refused = Vec::new();
         let mut written = 0;
+        let mut pending_offsets = std::collections::BTreeMap::new();
         let codec = self.config.codec;
         let fsync = self.config.fsync;
         let mut line = std::mem::take(&mut self.line);
-        let writer = self.writer().await?;
+        self.writer().await?;
+        let mut checkpoint = self.checkpoint.take();
+        let mut skipped = 0;
+        let mut bytes = 0;
+        let writer = self.writer.as_mut().expect("opened above");
         for record in records {
+            if let Some(checkpoint) = &mut checkpoint {
+                let key = format!("{}/{}", record.origin.source, record.origin.partition);
+                match checkpoint.offsets.get(&key) {
+                    // Replayed: every output of this input is in the file.
+                    Some(&last) if record.origin.offset <= last => {
+                        skipped += 1;
+                        continue;
+                    }
+                    _ => pending_offsets.insert(key, record.origin.offset),
+                };
+            }
             line.clear();
             match codec {
                 Codec::Value if memchr::memchr(b'\n', &record.value).is_some() => {
@@ -152,6 +254,7 @@ impl Sink for FileSink {
             }
             line.push(b'\n');
             writer.write_all(&line).await?;
+            bytes += line.len() as u64;
             written += 1;
         }
         writer.flush().await?;
@@ -159,7 +262,15 @@ impl Sink for FileSink {
             writer.get_ref().sync_data().await?;
         }
         self.line = line;
+        self.length += bytes;
+        if let Some(checkpoint) = &mut checkpoint {
+            checkpoint.length = self.length;
+            checkpoint.offsets.extend(std::mem::take(&mut pending_offsets));
+        }
+        self.checkpoint = checkpoint;
+        self.save_checkpoint().await?;
         add(&self.ctx.stats.written, written);
+        add(&self.ctx.stats.sink.duplicates_skipped, skipped);
 
         if !refused.is_empty() {
             let Some(dead_letters) = &self.ctx.dead_letters else {
@@ -199,7 +310,54 @@ impl Sink for FileSink {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
+
+    /// A sink as a Kafka pipeline has it, writing to `path`.
+    fn kafka_fed(path: &Path) -> (FileSink, tokio::sync::mpsc::Receiver<DeadLetterBatch>) {
+        let text = format!(
+            "name = \"p\"\n[source]\ntype = \"kafka\"\ntopics = [\"t\"]\n[sink]\ntype = \"file\"\npath = \"{}\"\n",
+            path.display()
+        );
+        let config = crate::config::parse_str(&path.with_file_name("p.toml"), &text).unwrap().remove(0);
+        let crate::sinks::SinkConfig::File(file) = &config.sink else { panic!() };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let ctx = SinkContext { pipeline: "p".into(), dead_letters: Some(tx), stats: Default::default() };
+        (FileSink::new(file, &config, ctx).unwrap(), rx)
+    }
+
+    fn records(offsets: &[(i64, &str)]) -> Batch {
+        let records = offsets
+            .iter()
+            .map(|(offset, value)| {
+                crate::record::Record::new(
+                    value.to_string(),
+                    crate::record::Origin { source: "t".into(), partition: 0, offset: *offset },
+                )
+            })
+            .collect();
+        Batch::new(records, Vec::new())
+    }
+
+    #[tokio::test]
+    async fn replays_after_a_crash_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        {
+            let (mut sink, _dead) = kafka_fed(&path);
+            // Input 1 fans out to two records; both are written.
+            sink.write(records(&[(0, "a"), (1, "b1"), (1, "b2")])).await.unwrap();
+            sink.write(records(&[(2, "c")])).await.unwrap();
+        }
+        // A crash after a write the checkpoint does not cover yet.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"d\npartial").unwrap();
+        let (mut sink, _dead) = kafka_fed(&path);
+        // The source replays from its last committed offset, 1.
+        sink.write(records(&[(1, "b1"), (1, "b2"), (2, "c"), (3, "d")])).await.unwrap();
+        Box::new(sink).close().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb1\nb2\nc\nd\n");
+    }
 
     #[test]
     fn a_torn_last_line_is_cut_off() {

@@ -68,14 +68,24 @@ pub struct KafkaSourceConfig {
     /// Any librdkafka consumer property, e.g. `"fetch.min.bytes"`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
-    /// Join the group as a static member (KIP-345) named after the engine
-    /// and pipeline, so an engine restarted on the same data directory takes
-    /// its partitions back at once instead of waiting out its old session.
-    /// Default: on for the embedded broker (one engine), off otherwise: a
-    /// static member that stops does not leave its group, so with several
-    /// engines its partitions wait for its session to time out, and tansu
-    /// (0.6) never times static members out at all.
-    pub static_membership: Option<bool>,
+    /// How the partitions are shared out; default `exclusive` on the
+    /// engine's embedded broker (only that engine reads from it), `group`
+    /// everywhere else.
+    pub ownership: Option<Ownership>,
+}
+
+/// Who reads which partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    /// The consumer group protocol splits the partitions between the
+    /// engines in the group, and moves them when one comes or goes.
+    Group,
+    /// This engine reads every partition itself and commits its offsets
+    /// under `group_id`, without joining the group: a restarted engine
+    /// resumes at once instead of waiting for its old membership to expire.
+    /// Only for a cluster where no other engine reads this group.
+    Exclusive,
 }
 
 /// librdkafka properties `[source.options]` may not set: the source's
@@ -90,10 +100,6 @@ const RESERVED_OPTIONS: &[(&str, &str)] = &[
         "offsets are committed only once records are durable; auto-commit would commit them before",
     ),
     ("group.id", "use `group_id`"),
-    (
-        "group.instance.id",
-        "the engine sets it from its id, so a restarted engine takes its partitions back at once",
-    ),
     ("auto.offset.reset", "use `start_from`"),
     ("enable.partition.eof", "the source reads until it is stopped"),
 ];
@@ -139,6 +145,33 @@ const PAUSE_AT: usize = 8;
 const RESUME_AT: usize = 1;
 /// How long a stopping source waits for its records in flight.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
+/// With exclusive ownership, how often new topics and partitions are looked for.
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
+
+/// Which topics a source reads: names, and `^`-prefixed regular expressions.
+struct TopicFilter {
+    names: HashSet<String>,
+    patterns: Vec<regex::Regex>,
+}
+
+impl TopicFilter {
+    fn new(topics: &[String]) -> anyhow::Result<TopicFilter> {
+        let mut filter = TopicFilter { names: HashSet::new(), patterns: Vec::new() };
+        for topic in topics {
+            if topic.starts_with('^') {
+                let pattern = regex::Regex::new(topic).with_context(|| format!("topic pattern `{topic}`"))?;
+                filter.patterns.push(pattern);
+            } else {
+                filter.names.insert(topic.clone());
+            }
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        self.names.contains(topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+}
 
 pub struct KafkaSource {
     config: KafkaSourceConfig,
@@ -171,11 +204,7 @@ impl KafkaSource {
                 ("statistics.interval.ms", "5000"),
             ],
         )?;
-        let mut client = client;
-        if config.static_membership == Some(true) {
-            let instance = format!("{}-{}", crate::identity::engine_id(), pipeline.name);
-            client.set("group.instance.id", instance);
-        }
+
         anyhow::ensure!(!config.topics.is_empty(), "`topics` is empty");
         Ok(KafkaSource {
             config: config.clone(),
@@ -354,7 +383,9 @@ impl SourceConsumerContext {
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(revoked), abandoned_chunks = abandoned, "partitions revoked");
     }
 
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+    /// Starts tracking newly owned partitions and tells the sink. Returns
+    /// those this process had never owned before.
+    fn took(&self, assigned: &TopicPartitionList) -> Vec<PartitionKey> {
         let mut positions = self.positions();
         let mut first_time = Vec::new();
         let keys: Vec<PartitionKey> =
@@ -370,6 +401,11 @@ impl SourceConsumerContext {
         positions.resumed = true;
         drop(positions);
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(assigned), "partitions assigned");
+        first_time
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
+        let first_time = self.took(assigned);
         // librdkafka may keep a partition paused from an earlier assignment;
         // the consumer loop pauses again if the pipeline is still full.
         if let Err(error) = consumer.resume(assigned) {
@@ -457,14 +493,31 @@ impl KafkaSource {
         let consumer: BaseConsumer<SourceConsumerContext> =
             self.client.create_with_context(context).context("cannot create the Kafka consumer")?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
-        tracing::info!(pipeline = %ctx.pipeline, group = %self.group_id, topics = %topics.join(","), "consuming");
+        let exclusive = match self.config.ownership.unwrap_or(Ownership::Group) {
+            Ownership::Group => {
+                consumer
+                    .subscribe(&topics)
+                    .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
+                None
+            }
+            Ownership::Exclusive => Some(TopicFilter::new(&self.config.topics)?),
+        };
+        tracing::info!(pipeline = %ctx.pipeline, group = %self.group_id, topics = %topics.join(","), exclusive = exclusive.is_some(), "consuming");
 
         let commit_interval = Duration::from_millis(self.config.commit_interval_ms);
         let mut last_commit = Instant::now();
+        let mut last_discovery: Option<Instant> = None;
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let mut paused = false;
         while !ctx.shutdown.is_cancelled() {
+            if let Some(filter) = &exclusive
+                && last_discovery.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY)
+            {
+                if let Err(error) = self.assign_new_partitions(&consumer, filter) {
+                    tracing::warn!(pipeline = %ctx.pipeline, "cannot assign partitions (trying again): {error:#}");
+                }
+                last_discovery = Some(Instant::now());
+            }
             let (backlog, closed) = self.hand_over(&consumer, &ctx);
             if closed {
                 break;
@@ -501,6 +554,46 @@ impl KafkaSource {
             self.poll_burst(&consumer, timeout, &mut names);
         }
         self.drain(consumer, &mut ctx);
+        Ok(())
+    }
+
+    /// Exclusive ownership: assigns every partition of the source's topics
+    /// not owned yet, at its committed offset (or where `start_from` says).
+    fn assign_new_partitions(
+        &self,
+        consumer: &BaseConsumer<SourceConsumerContext>,
+        filter: &TopicFilter,
+    ) -> anyhow::Result<()> {
+        let metadata =
+            consumer.fetch_metadata(None, Duration::from_secs(10)).context("cannot list topics")?;
+        let owned: HashSet<PartitionKey> =
+            consumer.context().positions().partitions.keys().cloned().collect();
+        let mut new = TopicPartitionList::new();
+        for topic in metadata.topics().iter().filter(|t| filter.matches(t.name())) {
+            for partition in topic.partitions() {
+                if !owned.contains(&(Arc::from(topic.name()), partition.id())) {
+                    new.add_partition(topic.name(), partition.id());
+                }
+            }
+        }
+        if new.count() == 0 {
+            return Ok(());
+        }
+        let committed = consumer
+            .committed_offsets(new, Duration::from_secs(10))
+            .context("cannot read committed offsets")?;
+        let mut list = TopicPartitionList::new();
+        for element in committed.elements() {
+            let offset = match (self.config.start_from, element.offset()) {
+                (StartFrom::Committed, Offset::Offset(offset)) => Offset::Offset(offset),
+                (StartFrom::Latest, _) => Offset::End,
+                _ => Offset::Beginning,
+            };
+            // Offsets come from the broker, so they are valid here.
+            let _ = list.add_partition_offset(element.topic(), element.partition(), offset);
+        }
+        consumer.incremental_assign(&list).context("cannot assign partitions")?;
+        consumer.context().took(&list);
         Ok(())
     }
 

@@ -82,14 +82,14 @@ impl SourceConfig {
 
     /// Points a Kafka source that names no brokers at the engine's cluster.
     /// `embedded`: that cluster is the engine's own broker, which only this
-    /// engine uses: static membership is then on unless the file says.
+    /// engine reads: it owns every partition unless the file says otherwise.
     pub fn use_engine_cluster(&mut self, brokers: &str, embedded: bool) {
         if let SourceConfig::Kafka(config) = self
             && config.brokers.is_none()
         {
             config.brokers = Some(brokers.to_string());
             if embedded {
-                config.static_membership.get_or_insert(true);
+                config.ownership.get_or_insert(kafka::Ownership::Exclusive);
             }
         }
     }
