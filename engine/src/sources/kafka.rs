@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -332,19 +331,21 @@ impl SourceConsumerContext {
         self.positions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Commits `list`. A position counts as committed only once the broker
-    /// confirmed it: at once for a synchronous commit, in
-    /// [`ConsumerContext::commit_callback`] for an asynchronous one. Until
-    /// then it stays due, so a commit that failed is sent again at the next
-    /// interval, even for a partition that receives nothing new.
-    fn commit(&self, consumer: &BaseConsumer<Self>, list: TopicPartitionList, mode: CommitMode) {
+    /// Commits `list` and waits for the broker's answer: a position counts
+    /// as committed only once the broker confirmed it, so one whose commit
+    /// failed stays due and is sent again at the next interval, even for a
+    /// partition that receives nothing new. (Asynchronous commits would
+    /// spare the consumer thread a round trip per interval, but their
+    /// outcome never reaches this client's callback.)
+    fn commit(&self, consumer: &BaseConsumer<Self>, list: TopicPartitionList) {
         if list.count() == 0 {
             return;
         }
-        match consumer.commit(&list, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => self.positions().mark_committed(&list),
-            Ok(()) => {}
-            Err(error) => tracing::warn!(pipeline = %self.pipeline, "cannot commit offsets: {error}"),
+        match consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => self.positions().mark_committed(&list),
+            Err(error) => {
+                tracing::warn!(pipeline = %self.pipeline, "offset commit failed (retried at the next interval): {error}")
+            }
         }
     }
 
@@ -377,7 +378,7 @@ impl SourceConsumerContext {
             std::thread::sleep(Duration::from_millis(5));
         }
         let list = self.positions().to_commit(is_revoked);
-        self.commit(consumer, list, CommitMode::Sync);
+        self.commit(consumer, list);
         let mut positions = self.positions();
         positions.partitions.retain(|key, _| !is_revoked(key));
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(revoked), abandoned_chunks = abandoned, "partitions revoked");
@@ -469,15 +470,6 @@ impl ConsumerContext for SourceConsumerContext {
             Rebalance::Revoke(_) => {}
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.positions().mark_committed(offsets),
-            Err(error) => {
-                tracing::warn!(pipeline = %self.pipeline, "offset commit failed (retried at the next interval): {error}")
-            }
-        }
-    }
 }
 
 impl KafkaSource {
@@ -524,7 +516,7 @@ impl KafkaSource {
             }
             if last_commit.elapsed() >= commit_interval {
                 let list = consumer.context().positions().to_commit(|_| true);
-                consumer.context().commit(&consumer, list, CommitMode::Async);
+                consumer.context().commit(&consumer, list);
                 last_commit = Instant::now();
             }
             // Backpressure: a full pipeline pauses fetching; polling goes on
@@ -712,7 +704,7 @@ impl KafkaSource {
             let _ = consumer.poll(Duration::from_millis(20));
         }
         let list = consumer.context().positions().to_commit(|_| true);
-        consumer.context().commit(&consumer, list, CommitMode::Sync);
+        consumer.context().commit(&consumer, list);
         tracing::info!(pipeline = %ctx.pipeline, "consumer stopped; offsets committed");
         // Dropping the consumer leaves the group (revoking what is left).
     }

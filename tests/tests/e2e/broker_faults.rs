@@ -218,3 +218,56 @@ fn records_the_brokers_refuse_for_good_get_an_error_without_retry_after() {
     assert!(response.headers().get("retry-after").is_none());
     drop(engine);
 }
+
+/// The group's committed offset of `topic`'s partition 0, read by a
+/// client outside the engine.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    match committed.elements()[0].offset() {
+        rdkafka::Offset::Offset(offset) => offset,
+        _ => -1,
+    }
+}
+
+#[test]
+fn a_failed_offset_commit_is_retried_even_when_nothing_new_arrives() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let log = dir.path().join("engine.log");
+    let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
+    let http = reqwest::blocking::Client::new();
+    assert_eq!(post(&http, &engine, &[0, 1, 2]).0, 200);
+    let expected: BTreeSet<u64> = [0, 1, 2].into();
+    wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 60);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed(&cluster.bootstrap_servers(), "sluice-faulty", "in") != 3 {
+        assert!(Instant::now() < deadline, "the first records were never committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The next commits fail; then the partition goes quiet.
+    use RDKafkaRespErr::*;
+    cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[RD_KAFKA_RESP_ERR_INVALID_COMMIT_OFFSET_SIZE; 3]);
+    assert_eq!(post(&http, &engine, &[3, 4]).0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed(&cluster.bootstrap_servers(), "sluice-faulty", "in") != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "offset 5 was never committed after failed commits; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("offset commit failed"), "the failures were seen: {text}");
+    drop(engine);
+}

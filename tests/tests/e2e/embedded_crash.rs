@@ -71,7 +71,9 @@ fn images_in_lake(dir: &Path) -> Vec<String> {
         .stdout
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice::<Value>(l).unwrap()["record"]["filename"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_slice::<Value>(l).unwrap()["record"]["filename"].as_str().unwrap().to_string()
+        })
         .collect()
 }
 
@@ -104,7 +106,8 @@ fn sigkill_loop_through_the_embedded_broker_delivers_every_acknowledged_record_o
                 for name in &names {
                     form = form.part("file", multipart::Part::bytes(GIF.to_vec()).file_name(name.clone()));
                 }
-                let posted = http.post(format!("{url}/ingest/images")).bearer_auth(TOKEN).multipart(form).send();
+                let posted =
+                    http.post(format!("{url}/ingest/images")).bearer_auth(TOKEN).multipart(form).send();
                 if posted.is_ok_and(|r| r.status() == 200) {
                     images.lock().unwrap().extend(names);
                 }
@@ -137,7 +140,12 @@ fn sigkill_loop_through_the_embedded_broker_delivers_every_acknowledged_record_o
         // Each kill lands while both pipelines read and records flow. From
         // the restart (the process start) to both reading again:
         while occurrences(&log, "partitions assigned") < 2 * (round + 1) {
-            assert!(started.elapsed() < RESUME_WITHIN, "round {round}: not reading after {:?}; see {}", started.elapsed(), log.display());
+            assert!(
+                started.elapsed() < RESUME_WITHIN,
+                "round {round}: not reading after {:?}; see {}",
+                started.elapsed(),
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         resumed.push(started.elapsed());
