@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sluice=./target/release/sluice
+sluice=${SLUICE_BIN:-./target/release/sluice}
 port=${SLUICE_DEMO_PORT:-8080}
 log=../shared/fixtures/logs/apache_combined_sample.log
 images=(../shared/fixtures/images/*)
@@ -84,7 +84,7 @@ done
 
 echo "POST /ingest/weblogs ($(wc -l < "$log") lines of $log):"
 curl -sS --fail-with-body "${auth[@]}" -H 'Content-Type: text/plain' \
-  --data-binary "@$log" "http://127.0.0.1:$port/ingest/weblogs" | head -c 160
+  --data-binary "@$log" "http://127.0.0.1:$port/ingest/weblogs" | cut -c1-160
 echo " …"
 
 # A PNG cut short, to show what happens to a broken image.
@@ -94,7 +94,7 @@ form=()
 for image in "${images[@]}"; do form+=(-F "file=@$image"); done
 form+=(-F "file=@$broken;filename=broken.png;type=image/png")
 echo "POST /ingest/images (${#images[@]} fixture images and broken.png, multipart):"
-curl -sS --fail-with-body "${auth[@]}" "${form[@]}" "http://127.0.0.1:$port/ingest/images" | head -c 160
+curl -sS --fail-with-body "${auth[@]}" "${form[@]}" "http://127.0.0.1:$port/ingest/images" | cut -c1-160
 echo " …"
 rm -f "$broken"
 

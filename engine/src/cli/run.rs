@@ -245,7 +245,7 @@ async fn start(
     let store = Arc::new(StateStore::open(&args.data_dir.join("state"))?);
     let env = EngineEnv {
         bootstrap,
-        embedded_cluster: embedded.is_some(),
+        embedded: embedded.as_ref().map(EmbeddedCluster::topic_maker),
         topic_partitions: args.topic_partitions,
         lake_url: engine_lake_url(&args.data_dir)?,
         ingest: ingest.clone(),

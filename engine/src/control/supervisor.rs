@@ -38,9 +38,9 @@ use crate::wasm::{Module, WasmHost};
 #[derive(Default)]
 pub struct EngineEnv {
     pub bootstrap: Option<String>,
-    /// Whether the engine started its own cluster, where it creates the
-    /// topics of pipelines deployed later.
-    pub embedded_cluster: bool,
+    /// The engine's own cluster, if it started one: it creates the topics
+    /// of pipelines deployed later there.
+    pub embedded: Option<crate::kafka::embedded::TopicMaker>,
     pub topic_partitions: i32,
     pub lake_url: String,
     /// New pipelines' source topics are opened for REST ingest.
@@ -50,7 +50,7 @@ pub struct EngineEnv {
 impl EngineEnv {
     fn apply(&self, config: &mut PipelineConfig) {
         if let Some(bootstrap) = &self.bootstrap {
-            config.source.use_engine_cluster(bootstrap, self.embedded_cluster);
+            config.source.use_engine_cluster(bootstrap, self.embedded.is_some());
             config.sink.use_engine_cluster(bootstrap);
             config.dead_letter.use_engine_cluster(bootstrap);
         }
@@ -622,16 +622,14 @@ impl Supervisor {
     /// and that REST ingest accepts its source topics.
     async fn open_topics(&self, config: &PipelineConfig) {
         let sources = config.source.engine_cluster_topics();
-        if let (true, Some(bootstrap)) = (self.env.embedded_cluster, &self.env.bootstrap) {
+        if let Some(embedded) = &self.env.embedded {
             let mut topics = sources.clone();
             topics.extend(
                 [&config.sink, &config.dead_letter]
                     .iter()
                     .filter_map(|s| s.engine_cluster_topic().map(String::from)),
             );
-            if let Err(e) =
-                crate::kafka::embedded::create_topics(bootstrap, &topics, self.env.topic_partitions).await
-            {
+            if let Err(e) = embedded.create(&topics, self.env.topic_partitions).await {
                 tracing::debug!(pipeline = %config.name, "creating topics: {e:#}");
             }
         }

@@ -51,7 +51,88 @@ const PROBES_MISSED: u32 = 3;
 /// A running embedded cluster; stopping it is dropping it.
 pub enum EmbeddedCluster {
     Tansu(TansuBroker),
-    InMemory { cluster: MockCluster<'static, DefaultProducerContext>, bootstrap: String },
+    InMemory(InMemoryCluster),
+}
+
+/// librdkafka's mock cluster, kept on a thread of its own (it cannot move
+/// between threads); topics are created by asking that thread. It stops
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct InMemoryCluster {
+    bootstrap: String,
+    requests: std::sync::mpsc::Sender<TopicRequest>,
+}
+
+struct TopicRequest {
+    topics: Vec<String>,
+    partitions: i32,
+    done: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+}
+
+impl InMemoryCluster {
+    fn start() -> anyhow::Result<InMemoryCluster> {
+        let (requests, incoming) = std::sync::mpsc::channel::<TopicRequest>();
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sluice-kafka-mem".into())
+            .spawn(move || {
+                let cluster: MockCluster<'static, DefaultProducerContext> = match MockCluster::new(1) {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(cluster.bootstrap_servers()));
+                for request in incoming {
+                    let created = request.topics.iter().try_for_each(|topic| {
+                        match cluster.create_topic(topic, request.partitions, 1) {
+                            Ok(()) => Ok(()),
+                            Err(error)
+                                if error.rdkafka_error_code()
+                                    == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) =>
+                            {
+                                Ok(())
+                            }
+                            Err(error) => Err(anyhow::anyhow!("cannot create topic `{topic}`: {error}")),
+                        }
+                    });
+                    let _ = request.done.send(created);
+                }
+            })
+            .context("cannot start the in-memory Kafka cluster's thread")?;
+        let bootstrap = started
+            .recv()
+            .context("the in-memory Kafka cluster did not start")?
+            .context("cannot start the in-memory Kafka cluster")?;
+        Ok(InMemoryCluster { bootstrap, requests })
+    }
+
+    async fn create_topics(&self, topics: &[String], partitions: i32) -> anyhow::Result<()> {
+        let (done, created) = tokio::sync::oneshot::channel();
+        let request = TopicRequest { topics: topics.to_vec(), partitions, done };
+        self.requests.send(request).map_err(|_| anyhow::anyhow!("the in-memory Kafka cluster stopped"))?;
+        created.await.context("the in-memory Kafka cluster stopped")?
+    }
+}
+
+/// Creates topics on the engine's own cluster, from anywhere in the engine.
+#[derive(Clone)]
+pub enum TopicMaker {
+    Broker { bootstrap: String },
+    InMemory(InMemoryCluster),
+}
+
+impl TopicMaker {
+    /// Creates the topics that do not exist yet.
+    pub async fn create(&self, topics: &[String], partitions: i32) -> anyhow::Result<()> {
+        match self {
+            TopicMaker::Broker { bootstrap } => create_topics(bootstrap, topics, partitions).await,
+            // librdkafka's admin API never gets an answer from its mock
+            // cluster: ask the cluster itself.
+            TopicMaker::InMemory(cluster) => cluster.create_topics(topics, partitions).await,
+        }
+    }
 }
 
 /// A supervised tansu child.
@@ -98,14 +179,13 @@ impl EmbeddedCluster {
         match find_tansu() {
             Some(binary) => Ok(EmbeddedCluster::Tansu(TansuBroker::start(&binary, data_dir, port).await?)),
             None => {
-                let cluster = MockCluster::new(1).context("cannot start the in-memory Kafka cluster")?;
-                let bootstrap = cluster.bootstrap_servers();
+                let cluster = InMemoryCluster::start()?;
                 tracing::warn!(
-                    bootstrap = %bootstrap,
+                    bootstrap = %cluster.bootstrap,
                     "no `tansu` broker found (install it with `cargo install tansu --locked --features dynostore,libsql`): \
                      using an IN-MEMORY Kafka cluster; records in it are LOST when sluice exits"
                 );
-                Ok(EmbeddedCluster::InMemory { cluster, bootstrap })
+                Ok(EmbeddedCluster::InMemory(cluster))
             }
         }
     }
@@ -113,15 +193,15 @@ impl EmbeddedCluster {
     pub fn bootstrap(&self) -> &str {
         match self {
             EmbeddedCluster::Tansu(broker) => &broker.bootstrap,
-            EmbeddedCluster::InMemory { bootstrap, .. } => bootstrap,
+            EmbeddedCluster::InMemory(cluster) => &cluster.bootstrap,
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             EmbeddedCluster::Tansu(broker) => format!("embedded tansu broker at {}", broker.bootstrap),
-            EmbeddedCluster::InMemory { bootstrap, .. } => {
-                format!("embedded IN-MEMORY cluster at {bootstrap} (not durable)")
+            EmbeddedCluster::InMemory(cluster) => {
+                format!("embedded IN-MEMORY cluster at {} (not durable)", cluster.bootstrap)
             }
         }
     }
@@ -131,21 +211,21 @@ impl EmbeddedCluster {
     pub fn health(&self) -> Option<Arc<BrokerHealth>> {
         match self {
             EmbeddedCluster::Tansu(broker) => Some(broker.health.clone()),
-            EmbeddedCluster::InMemory { .. } => None,
+            EmbeddedCluster::InMemory(_) => None,
+        }
+    }
+
+    /// What creates topics on this cluster, for the rest of the engine.
+    pub fn topic_maker(&self) -> TopicMaker {
+        match self {
+            EmbeddedCluster::Tansu(broker) => TopicMaker::Broker { bootstrap: broker.bootstrap.clone() },
+            EmbeddedCluster::InMemory(cluster) => TopicMaker::InMemory(cluster.clone()),
         }
     }
 
     /// Creates the topics that do not exist yet.
     pub async fn create_topics(&self, topics: &[String], partitions: i32) -> anyhow::Result<()> {
-        if let EmbeddedCluster::InMemory { cluster, .. } = self {
-            for topic in topics {
-                cluster
-                    .create_topic(topic, partitions, 1)
-                    .with_context(|| format!("cannot create topic `{topic}`"))?;
-            }
-            return Ok(());
-        }
-        create_topics(self.bootstrap(), topics, partitions).await
+        self.topic_maker().create(topics, partitions).await
     }
 }
 
@@ -432,7 +512,10 @@ pub async fn create_topics(bootstrap: &str, topics: &[String], partitions: i32) 
         .context("cannot create an admin client")?;
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // Bounded: a cluster that never answers must not hang whoever asked.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics(&new, &options).await.context("cannot create topics")? {
         match result {
             Ok(_) => {}

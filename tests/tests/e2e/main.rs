@@ -7,6 +7,7 @@ mod broker_faults;
 mod config_errors;
 mod crash;
 mod dashboard;
+mod demo;
 mod embedded_crash;
 mod file_source;
 mod hostile;
