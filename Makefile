@@ -52,9 +52,11 @@ test: test-deps ui
 	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
 
 ## Benchmarks: wasm vs native, sandbox on vs off, instantiation; Kafka
-## pipeline vs consume/produce baselines; REST ingest vs kcat
+## pipeline vs consume/produce baselines; REST ingest vs kcat; restart
+## time and memory of the engine on its embedded defaults
 bench:
 	$(CARGO) bench -p sluice-tests --bench transform
 	$(CARGO) bench -p sluice-tests --bench kafka
 	$(CARGO) bench -p sluice-tests --bench lake
 	$(CARGO) bench -p sluice-tests --bench search
+	$(CARGO) bench -p sluice-tests --bench engine

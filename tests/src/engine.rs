@@ -113,6 +113,11 @@ impl Engine {
             .sum()
     }
 
+    /// The engine's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`"TERM"`, `"KILL"`) and waits for the exit.
     pub fn signal(mut self, name: &str) -> std::process::ExitStatus {
         let status = Command::new("kill").args(["-s", name, &self.child.id().to_string()]).status().unwrap();

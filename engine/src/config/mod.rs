@@ -7,6 +7,8 @@
 mod diagnostic;
 mod document;
 mod pipeline;
+#[cfg(test)]
+mod reference;
 
 pub use diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 pub use document::{Document, Value, join, struct_fields};

@@ -72,7 +72,7 @@ pub fn resolve(file: &Path, path: &Path) -> PathBuf {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Read only for its field list and type checks.
-struct PipelineKeys {
+pub(super) struct PipelineKeys {
     name: String,
     description: Option<String>,
     source: toml::Table,
