@@ -30,6 +30,7 @@ pub mod control;
 pub mod identity;
 pub mod kafka;
 pub mod lookup;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;

@@ -250,8 +250,9 @@ async fn start(
         lake_url: engine_lake_url(&args.data_dir)?,
         ingest: ingest.clone(),
     };
-    let supervisor =
-        Supervisor::new(WasmHost::new(), store, env, shutdown.child_token(), args.max_module_bytes);
+    let host =
+        WasmHost::with_compiled_cache(std::path::absolute(args.data_dir.join("state").join("compiled"))?);
+    let supervisor = Supervisor::new(host, store, env, shutdown.child_token(), args.max_module_bytes);
     let file_pipelines: Vec<String> = configs.iter().map(|c| c.name.clone()).collect();
     for config in &configs {
         tracing::info!(pipeline = %config.name, sink = %config.sink.describe(config), "pipeline ready");
@@ -275,7 +276,11 @@ async fn start(
             ready: true.into(),
             reads_need_token: false.into(),
         };
-        starting.ready(state).await
+        let server = starting.ready(state).await;
+        // Compiling modules and starting pipelines leaves freed memory in
+        // the allocator's per-thread arenas; give it back.
+        crate::memory::release_free_memory();
+        server
     };
     match started.await {
         Ok(server) => Ok(Engine { supervisor, server, file_pipelines, embedded }),

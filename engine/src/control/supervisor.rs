@@ -544,6 +544,8 @@ impl Supervisor {
     }
 
     fn launch(self: &Arc<Self>, managed: &Arc<Managed>, mut pipeline: Pipeline, stages: Vec<StageInfo>) {
+        // Building compiled modules and ran `init`: return what that freed.
+        crate::memory::release_free_memory();
         // Counters carry on from earlier runs.
         pipeline.stats = managed.stats.clone();
         // Only a source that resumes from committed offsets can run again

@@ -43,6 +43,8 @@ struct HostInner {
     stop_ticker: Arc<AtomicBool>,
     /// Off only in benchmarks that measure what the sandbox costs.
     sandboxed: bool,
+    /// Where compiled code is kept across restarts, if anywhere.
+    compiled_cache: Option<std::path::PathBuf>,
 }
 
 struct Runtime {
@@ -103,8 +105,22 @@ impl WasmHost {
                 cache: Mutex::new(HashMap::new()),
                 stop_ticker: Arc::new(AtomicBool::new(false)),
                 sandboxed,
+                compiled_cache: None,
             }),
         }
+    }
+
+    /// A host that keeps compiled code in `dir` (wasmtime's cache), so an
+    /// engine restarted with the same modules loads them instead of
+    /// compiling them again: a faster start, and no compiler in memory.
+    /// The directory must be the engine's own: what is in it is run as
+    /// native code.
+    pub fn with_compiled_cache(dir: std::path::PathBuf) -> Self {
+        let mut host = Self::new();
+        if let Some(inner) = Arc::get_mut(&mut host.inner) {
+            inner.compiled_cache = Some(dir);
+        }
+        host
     }
 
     fn runtime(&self, metered: bool) -> Result<&Runtime, LoadError> {
@@ -112,7 +128,8 @@ impl WasmHost {
         if let Some(runtime) = cell.get() {
             return Ok(runtime);
         }
-        let runtime = Runtime::new(metered, self.inner.sandboxed).map_err(LoadError::Invalid)?;
+        let runtime = Runtime::new(metered, self.inner.sandboxed, self.inner.compiled_cache.as_deref())
+            .map_err(LoadError::Invalid)?;
         spawn_epoch_ticker(runtime.engine.clone(), self.inner.stop_ticker.clone());
         // Another thread may have won the race; its runtime is as good.
         Ok(cell.get_or_init(|| runtime))
@@ -169,8 +186,20 @@ impl Drop for HostInner {
 }
 
 impl Runtime {
-    fn new(metered: bool, sandboxed: bool) -> anyhow::Result<Runtime> {
+    fn new(metered: bool, sandboxed: bool, compiled_cache: Option<&Path>) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
+        if let Some(dir) = compiled_cache {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            match wasmtime::Cache::new(cache) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), "compiled modules are not cached: {error:#}")
+                }
+            }
+        }
         config.wasm_component_model(true);
         config.epoch_interruption(sandboxed);
         config.consume_fuel(metered);

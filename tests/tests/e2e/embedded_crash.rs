@@ -221,3 +221,80 @@ fn sigkill_loop_through_the_embedded_broker_delivers_every_acknowledged_record_o
         topic_lines.values().sum::<usize>()
     );
 }
+
+/// `/health` and the API's view of the embedded broker.
+fn broker_health(url: &str) -> (u16, Value) {
+    let response = reqwest::blocking::get(format!("{url}/health")).unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or_default())
+}
+
+fn wait_for_health(url: &str, what: &str, done: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = broker_health(url);
+        if done(status, &body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn post_line(url: &str, id: u64) -> u16 {
+    reqwest::blocking::Client::new()
+        .post(format!("{url}/ingest/in"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(format!("{{\"id\":{id}}}\n"))
+        .send()
+        .map_or(0, |r| r.status().as_u16())
+}
+
+#[test]
+fn a_broker_that_dies_or_stops_answering_is_reported_and_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lines) = pipelines(dir.path());
+    let log = dir.path().join("engine.log");
+    let data = dir.path().join("data");
+    let engine = Engine::start(SLUICE, &[&lines], &["--data-dir", data.to_str().unwrap()], &log);
+    let (status, health) = broker_health(&engine.url);
+    assert_eq!((status, health["kafka"]["up"].as_bool()), (200, Some(true)), "{health}");
+    assert_eq!(post_line(&engine.url, 1), 200);
+
+    // It dies: reported, started again, and ingest works again.
+    let pid = health["kafka"]["pid"].as_u64().unwrap().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let health =
+        wait_for_health(&engine.url, "restarted", |status, h| status == 200 && h["kafka"]["restarts"] == 1);
+    assert!(health["kafka"]["last_error"].as_str().unwrap_or_default().contains("exited"), "{health}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while post_line(&engine.url, 2) != 200 {
+        assert!(Instant::now() < deadline, "ingest never worked again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // It stops answering (stopped, not dead): after three unanswered probes
+    // it is killed and started again.
+    let pid = health["kafka"]["pid"].as_u64().unwrap().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let health = wait_for_health(&engine.url, "restarted after hanging", |status, h| {
+        status == 200 && h["kafka"]["restarts"] == 2
+    });
+    assert!(
+        health["kafka"]["last_error"].as_str().unwrap_or_default().contains("stopped answering"),
+        "{health}"
+    );
+    assert_eq!(engine.metric("sluice_embedded_broker_restarts_total", &[]), 2.0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("ERROR") && text.contains("the embedded broker exited"), "said loudly in the log");
+
+    // Both lines are delivered: what the broker acknowledged survived it.
+    let out = dir.path().join("out.ndjson");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(ids_in(&out).contains(&1) && ids_in(&out).contains(&2)) {
+        assert!(Instant::now() < deadline, "lines lost: {:?}; see {}", ids_in(&out), log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(engine);
+}
