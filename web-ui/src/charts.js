@@ -76,6 +76,7 @@ export function lineChart(container, title, series, unit = "/s") {
       // What the chart shows, readable without its canvas (browser tests, screen readers).
       const latest = series.values.map((v) => v[v.length - 1] ?? 0);
       container.dataset.points = series.times.length;
+      container.dataset.first = series.times[0] ?? "";
       container.dataset.latest = latest.map((v) => v.toFixed(2)).join(",");
       container.dataset.peak = Math.max(0, ...series.values.flat().filter((v) => v !== null)).toFixed(2);
     },

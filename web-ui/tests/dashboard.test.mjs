@@ -4,7 +4,8 @@
 // Run by the Rust end-to-end test `dashboard`, which starts the engine and
 // passes: SLUICE_URL, SLUICE_TOKEN, SLUICE_MODULE_PARSE (log-parse .wasm),
 // SLUICE_MODULE_COPY (passthrough .wasm), SLUICE_FIXTURE_LOG (web log
-// lines), SLUICE_WORK_DIR (scratch) and SLUICE_SCREENSHOTS (artefacts).
+// lines), SLUICE_MODULE_HOSTILE (a module that traps on `trap`),
+// SLUICE_WORK_DIR (scratch) and SLUICE_SCREENSHOTS (artefacts).
 
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -142,6 +143,24 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.waitForFunction(() => Number(document.querySelector("#chart-throughput")?.dataset.points) >= 2);
   await shot("05-overview");
 
+  // Charts open with the recent past the engine keeps, not empty: once it
+  // has sampled the traffic above, a page opened now starts with points
+  // from before it was opened.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const history = await (await fetch(`${url}/api/pipelines/web/history`)).json();
+    if (history.samples.some((s) => s.written_per_second > 0) && history.samples.length >= 2) break;
+    assert.ok(Date.now() < deadline, `no history sampled: ${JSON.stringify(history)}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const opened = Date.now() / 1000;
+  await page.goto(`${url}/#/pipelines/web`);
+  await page.reload();
+  await page.waitForFunction(() => Number(document.querySelector("#chart-pipeline")?.dataset.points) >= 2);
+  const first = Number(await page.locator("#chart-pipeline").getAttribute("data-first"));
+  assert.ok(first < opened - 3, `the chart starts before the page opened (${first} vs ${opened})`);
+  await page.goto(url);
+
   // The bad record is in the dead-letter view with its reason.
   await row.getByRole("link", { name: "web" }).click();
   const letter = page.locator("tr[data-dead-letter]").first();
@@ -193,6 +212,50 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.locator('[data-status="paused"]').first().waitFor();
   await page.click("#resume");
   await page.locator('[data-status="running"]').first().waitFor();
+
+  // A module that crashes on every record is quarantined, and the page says
+  // so: the stage holds its records until a fixed version is deployed.
+  await page.goto(`${url}/#/modules`);
+  await page.setInputFiles("#module-file", env("SLUICE_MODULE_HOSTILE"));
+  await page.fill("#module-name", "hostile");
+  await page.click("#upload");
+  await page.locator("#upload-result").getByText("Stored hostile version 1").waitFor();
+  const poisoned = `name = "poisoned"
+[source]
+type = "kafka"
+topics = ["jobs"]
+[batch]
+linger_ms = 20
+[[stage]]
+name = "work"
+module = "hostile"
+[stage.quarantine]
+window = 20
+min_records = 10
+[sink]
+type = "file"
+path = ${JSON.stringify(join(work, "jobs.ndjson"))}
+[dead_letter]
+type = "file"
+path = ${JSON.stringify(join(work, "jobs.dead-letter.ndjson"))}
+`;
+  const created = await fetch(`${url}/api/pipelines/poisoned`, {
+    method: "PUT",
+    headers: { Authorization: `Bearer ${token}` },
+    body: poisoned,
+  });
+  assert.equal(created.status, 201, await created.text());
+  const traps = await fetch(`${url}/ingest/jobs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "text/plain" },
+    body: "trap\n".repeat(50),
+  });
+  assert.equal(traps.status, 200, await traps.text());
+  await page.goto(`${url}/#/pipelines/poisoned`);
+  await page.locator('[data-quarantined="work"]').waitFor();
+  await page.locator("#quarantine").waitFor();
+  assert.match(await page.locator("#quarantine").innerText(), /quarantined/);
+  await shot("10-quarantined");
 
   assert.deepEqual(pageErrors, [], "no script errors in the page");
 });

@@ -33,6 +33,7 @@ fn dashboard_in_a_real_browser() {
         .env("SLUICE_TOKEN", TOKEN)
         .env("SLUICE_MODULE_PARSE", guest("log_parse"))
         .env("SLUICE_MODULE_COPY", guest("passthrough"))
+        .env("SLUICE_MODULE_HOSTILE", guest("hostile"))
         .env("SLUICE_FIXTURE_LOG", fixture("logs/apache_combined_sample.log"))
         .env("SLUICE_WORK_DIR", dir.path())
         .env("SLUICE_SCREENSHOTS", &screenshots)
