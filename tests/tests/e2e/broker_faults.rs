@@ -13,7 +13,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use sluice_tests::engine::Engine;
 use sluice_tests::guest;
 
-use super::{SLUICE, post_ids, toml_path, wait_for_ids, write_pipeline};
+use super::{SLUICE, post_ids, post_ndjson, toml_path, wait_for_ids, write_pipeline};
 
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     write_pipeline(
@@ -155,15 +155,9 @@ fn beyond_its_limits_ingest_answers_429_with_retry_after_and_buffers_nothing() {
     let padded = |ids: std::ops::Range<u64>| -> String {
         ids.map(|id| format!("{{\"id\":{id},\"pad\":\"{}\"}}\n", "p".repeat(120))).collect()
     };
-    let url = format!("{}/ingest/in", engine.url);
+    let url = engine.url.clone();
     let send = move |body: String| {
-        let response = reqwest::blocking::Client::new()
-            .post(&url)
-            .bearer_auth(sluice_tests::engine::TOKEN)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .unwrap();
+        let response = post_ndjson(&reqwest::blocking::Client::new(), &url, "in", body).unwrap();
         let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
         (response.status().as_u16(), retry)
     };
@@ -207,13 +201,7 @@ fn records_the_brokers_refuse_for_good_get_an_error_without_retry_after() {
     }
     // A record larger than the broker's default limit never leaves.
     let big = format!("{{\"id\":1,\"pad\":\"{}\"}}\n", "x".repeat(1_100_000));
-    let response = http
-        .post(format!("{}/ingest/in", engine.url))
-        .bearer_auth(sluice_tests::engine::TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(big)
-        .send()
-        .unwrap();
+    let response = post_ndjson(&http, &engine.url, "in", big).unwrap();
     assert_eq!(response.status().as_u16(), 413);
     assert!(response.headers().get("retry-after").is_none());
     drop(engine);

@@ -19,7 +19,7 @@ use sluice_tests::broker::free_port;
 use sluice_tests::engine::{Engine, TOKEN};
 use sluice_tests::{guest, root};
 
-use super::{SLUICE, ids_in, toml_path};
+use super::{SLUICE, ids_in, post_ndjson, toml_path};
 
 const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
 const KILLS: usize = 10;
@@ -113,12 +113,7 @@ fn sigkill_loop_through_the_embedded_broker_delivers_every_acknowledged_record_o
                 }
                 let ids: Vec<u64> = (next..next + 10).collect();
                 let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
-                let posted = http
-                    .post(format!("{url}/ingest/in"))
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body)
-                    .send();
+                let posted = post_ndjson(&http, &url, "in", body);
                 if posted.is_ok_and(|r| r.status() == 200) {
                     lines.lock().unwrap().extend(ids);
                 }
@@ -242,13 +237,8 @@ fn wait_for_health(url: &str, what: &str, done: impl Fn(u16, &Value) -> bool) ->
 }
 
 fn post_line(url: &str, id: u64) -> u16 {
-    reqwest::blocking::Client::new()
-        .post(format!("{url}/ingest/in"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(format!("{{\"id\":{id}}}\n"))
-        .send()
-        .map_or(0, |r| r.status().as_u16())
+    let body = format!("{{\"id\":{id}}}\n");
+    post_ndjson(&reqwest::blocking::Client::new(), url, "in", body).map_or(0, |r| r.status().as_u16())
 }
 
 #[test]

@@ -88,10 +88,19 @@ pub fn wait_for_ids(paths: &[&Path], expected: &BTreeSet<u64>, seconds: u64) -> 
 /// POSTs `ids` as NDJSON (`{"id": N}` lines) to `{url}/ingest/in`.
 pub fn post_ids(http: &reqwest::blocking::Client, url: &str, ids: &[u64]) -> reqwest::blocking::Response {
     let body: String = ids.iter().map(|id| format!("{{\"id\":{id}}}\n")).collect();
-    http.post(format!("{url}/ingest/in"))
+    post_ndjson(http, url, "in", body).expect("ingest request")
+}
+
+/// POSTs an NDJSON body to `{url}/ingest/{topic}` with the test token.
+pub fn post_ndjson(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    topic: &str,
+    body: String,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    http.post(format!("{url}/ingest/{topic}"))
         .bearer_auth(sluice_tests::engine::TOKEN)
         .header("content-type", "application/x-ndjson")
         .body(body)
         .send()
-        .expect("ingest request")
 }

@@ -17,7 +17,7 @@ use sluice_tests::guest;
 use sluice_tests::opensearch::{all_created, scripted_bulk};
 
 use super::api::{Api, kafka_pipeline};
-use super::{SLUICE, post_ids, toml_path, write_pipeline};
+use super::{SLUICE, post_ids, post_ndjson, toml_path, write_pipeline};
 
 #[test]
 fn a_module_that_crashes_on_everything_is_quarantined_and_a_fixed_version_loses_nothing() {
@@ -130,13 +130,7 @@ fn a_pipeline_whose_sink_fails_restarts_with_backoff_and_delivers_everything() {
     let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
     let http = reqwest::blocking::Client::new();
     let body: String = (0..100).map(|i| format!("{{\"id\":{i}}}\n")).collect();
-    let response = http
-        .post(format!("{}/ingest/docs", engine.url))
-        .bearer_auth(sluice_tests::engine::TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap();
+    let response = post_ndjson(&http, &engine.url, "docs", body).unwrap();
     assert_eq!(response.status(), 200);
     let api = Api::new(&engine);
     let restarting = api.wait_pipeline("indexer", "restarting", |v| v["status"] == "restarting");
@@ -180,13 +174,7 @@ fn a_record_the_kafka_sinks_brokers_refuse_is_dead_lettered_and_the_pipeline_goe
     assert_eq!(written, [0]);
     // Record 1 is larger than the sink's producer accepts.
     let big = format!("{{\"id\":1,\"pad\":\"{}\"}}\n", "x".repeat(5000));
-    let response = http
-        .post(format!("{}/ingest/in", engine.url))
-        .bearer_auth(sluice_tests::engine::TOKEN)
-        .header("content-type", "application/x-ndjson")
-        .body(big)
-        .send()
-        .unwrap();
+    let response = post_ndjson(&http, &engine.url, "in", big).unwrap();
     assert_eq!(response.status(), 200);
     let dead_path = dir.path().join("dead.ndjson");
     assert!(wait_for_dead(&dead_path, 1).contains(&1), "the oversized record is dead-lettered");
