@@ -143,23 +143,6 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.waitForFunction(() => Number(document.querySelector("#chart-throughput")?.dataset.points) >= 2);
   await shot("05-overview");
 
-  // Charts open with the recent past the engine keeps, not empty: once it
-  // has sampled the traffic above, a page opened now starts with points
-  // from before it was opened.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const history = await (await fetch(`${url}/api/pipelines/web/history`)).json();
-    if (history.samples.some((s) => s.written_per_second > 0) && history.samples.length >= 2) break;
-    assert.ok(Date.now() < deadline, `no history sampled: ${JSON.stringify(history)}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  const opened = Date.now() / 1000;
-  await page.goto(`${url}/#/pipelines/web`);
-  await page.reload();
-  await page.waitForFunction(() => Number(document.querySelector("#chart-pipeline")?.dataset.points) >= 2);
-  const first = Number(await page.locator("#chart-pipeline").getAttribute("data-first"));
-  assert.ok(first < opened - 3, `the chart starts before the page opened (${first} vs ${opened})`);
-  await page.goto(url);
 
   // The bad record is in the dead-letter view with its reason.
   await row.getByRole("link", { name: "web" }).click();
@@ -212,6 +195,25 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.locator('[data-status="paused"]').first().waitFor();
   await page.click("#resume");
   await page.locator('[data-status="running"]').first().waitFor();
+
+  // Charts open with the recent past the engine keeps, not empty: once it
+  // has sampled some traffic, a page opened now starts with points from
+  // before it was opened.
+  const deadline = Date.now() + 30_000;
+  for (let n = 0; ; n++) {
+    const history = await (await fetch(`${url}/api/pipelines/web/history`)).json();
+    if (history.samples.some((s) => s.written_per_second > 0) && history.samples.length >= 2) break;
+    assert.ok(Date.now() < deadline, `no history sampled: ${JSON.stringify(history)}`);
+    await ingest([logLines[(310 + n) % logLines.length]]);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const opened = Date.now() / 1000;
+  await page.goto(`${url}/#/pipelines/web`);
+  await page.reload();
+  await page.waitForFunction(() => Number(document.querySelector("#chart-pipeline")?.dataset.points) >= 2);
+  const first = Number(await page.locator("#chart-pipeline").getAttribute("data-first"));
+  assert.ok(first < opened - 3, `the chart starts before the page opened (${first} vs ${opened})`);
+  await page.goto(url);
 
   // A module that crashes on every record is quarantined, and the page says
   // so: the stage holds its records until a fixed version is deployed.

@@ -20,7 +20,13 @@ pub struct DatumChecker {
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// How deep the walk is: a recursive schema (a record that holds
+    /// itself) could otherwise take a crafted datum past the stack.
+    depth: usize,
 }
+
+/// Values nested deeper than this are refused.
+const MAX_DEPTH: usize = 128;
 
 impl DatumChecker {
     pub fn new(schema: Schema) -> anyhow::Result<Self> {
@@ -34,7 +40,7 @@ impl DatumChecker {
 
     /// Checks that `datum` is exactly one value of the schema.
     pub fn check(&self, datum: &[u8]) -> Result<(), String> {
-        let mut cursor = Cursor { bytes: datum, pos: 0 };
+        let mut cursor = Cursor { bytes: datum, pos: 0, depth: 0 };
         self.skip(&self.schema, &mut cursor, &mut Vec::new())?;
         match datum.len() - cursor.pos {
             0 => Ok(()),
@@ -47,6 +53,22 @@ impl DatumChecker {
             Some(field) => format!("field `{field}`: {message}"),
             None => message,
         };
+        if cursor.depth >= MAX_DEPTH {
+            return Err(at(path, format!("values nested more than {MAX_DEPTH} deep")));
+        }
+        cursor.depth += 1;
+        let checked = self.skip_value(schema, cursor, path, at);
+        cursor.depth -= 1;
+        checked
+    }
+
+    fn skip_value(
+        &self,
+        schema: &Schema,
+        cursor: &mut Cursor<'_>,
+        path: &mut Vec<String>,
+        at: impl Fn(&Vec<String>, String) -> String,
+    ) -> Result<(), String> {
         match schema {
             Schema::Null => {}
             Schema::Boolean => match cursor.take(1).map(|b| b[0]) {
@@ -205,6 +227,22 @@ mod tests {
         {"name":"ok","type":"boolean"},
         {"name":"ratio","type":"double"}
     ]}"#;
+
+    #[test]
+    fn a_deeply_nested_datum_of_a_recursive_schema_is_refused_not_a_stack_overflow() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#,
+        )
+        .unwrap();
+        let checker = DatumChecker::new(schema).unwrap();
+        // Union branch 1 (zigzag 2) a million times: a chain a million deep.
+        let mut deep = vec![2u8; 1_000_000];
+        deep.push(0);
+        let error = checker.check(&deep).unwrap_err();
+        assert!(error.contains("nested more than 128 deep"), "{error}");
+        // A shallow chain is fine.
+        assert_eq!(checker.check(&[2, 2, 2, 0]), Ok(()));
+    }
 
     fn datum() -> Vec<u8> {
         let schema = Schema::parse_str(SCHEMA).unwrap();

@@ -179,6 +179,9 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         }
         Err(_) => tracing::warn!("requests still open after 10 s; closing them"),
     }
+    // Clients of the embedded broker (ingest's producer, held by the
+    // supervisor) go before it does, so none reports the brokers gone.
+    drop(supervisor);
     drop(embedded);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

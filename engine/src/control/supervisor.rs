@@ -337,6 +337,13 @@ impl Supervisor {
             status: watch::Sender::new(Status::Starting),
             op: tokio::sync::Mutex::new(()),
         });
+        // The first sample is the baseline the next one's rates count from:
+        // take it now, so traffic right after the start shows in the history.
+        managed.history.sample(
+            &managed.stats,
+            std::time::Instant::now(),
+            crate::record::now_millis() as f64 / 1e3,
+        );
         self.pipelines.write().unwrap_or_else(|e| e.into_inner()).insert(name, managed.clone());
         managed
     }
