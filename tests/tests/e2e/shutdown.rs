@@ -35,6 +35,8 @@ fn sigterm_drains_in_flight_records_and_exits_zero() {
     );
     let mut child = Command::new(SLUICE)
         .args(["run", "--listen", "127.0.0.1:0", pipeline.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .env("SLUICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
