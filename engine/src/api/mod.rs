@@ -8,6 +8,7 @@
 //! the token otherwise. Errors are JSON objects with an `error` message.
 
 mod auth;
+mod cluster;
 mod dead_letters;
 mod errors;
 pub mod ingest;
@@ -173,6 +174,7 @@ pub fn api_router() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(metrics))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(modules::list))
         .routes(routes!(modules::show, modules::upload, modules::delete))
         .routes(routes!(pipelines::list))

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ingest::{Ingest, IngestConfig};
 use crate::api::{ApiState, Server, Starting, Token};
 use crate::config;
+use crate::control::store::ClusterTopics;
 use crate::control::{EngineEnv, StateStore, Supervisor};
 use crate::kafka::{self, embedded::EmbeddedCluster};
 use crate::metrics::Metrics;
@@ -48,6 +49,15 @@ pub struct RunArgs {
     /// Port of the embedded broker (0: any free port; the address is logged).
     #[arg(long, env = "SLUICE_EMBEDDED_KAFKA_PORT", default_value_t = 0)]
     embedded_kafka_port: u16,
+    /// Join the cluster of this name: engines started with the same
+    /// `--brokers` and `--cluster` share pipelines, modules and dead letters
+    /// through Kafka, and split each pipeline's partitions between them.
+    #[arg(long, env = "SLUICE_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
+    /// How other engines and clients reach this engine's API, for the
+    /// cluster view (default: `http://` and the address it listens on).
+    #[arg(long, env = "SLUICE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
     /// Partitions of the topics the embedded cluster creates.
     #[arg(long, default_value_t = 3)]
     topic_partitions: i32,
@@ -110,6 +120,9 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     };
     for topic in &args.ingest.topics {
         anyhow::ensure!(kafka::valid_topic_name(topic), "--ingest-topic `{topic}` is not a valid topic name");
+    }
+    if let Some(cluster) = &args.cluster {
+        check_cluster_mode(cluster, &args.brokers, &configs)?;
     }
     let _data_dir_lock = crate::identity::lock_data_dir(&args.data_dir)?;
     crate::identity::load_or_create(&args.data_dir)?;
@@ -245,7 +258,18 @@ async fn start(
         None => None,
     };
 
-    let store = Arc::new(StateStore::open(&args.data_dir.join("state"))?);
+    let state_dir = args.data_dir.join("state");
+    let store = match (&args.cluster, &bootstrap) {
+        (Some(cluster), Some(bootstrap)) => {
+            let topics = ClusterTopics { cluster: cluster.clone(), bootstrap: bootstrap.clone() };
+            tracing::info!(cluster = %cluster, state = %topics.state(), "joining the cluster");
+            tokio::task::spawn_blocking(move || StateStore::open_cluster(&state_dir, topics))
+                .await
+                .context("the state reader's start panicked")??
+        }
+        _ => StateStore::open(&state_dir)?,
+    };
+    let store = Arc::new(store);
     let env = EngineEnv {
         bootstrap,
         embedded: embedded.as_ref().map(EmbeddedCluster::topic_maker),
@@ -262,7 +286,9 @@ async fn start(
     }
     let started = async {
         supervisor.start_file_pipelines(configs).await?;
-        if mode == Mode::Serve {
+        if args.cluster.is_some() {
+            supervisor.follow_shared_state();
+        } else if mode == Mode::Serve {
             supervisor.restore().await?;
         }
         if generated {
@@ -279,7 +305,13 @@ async fn start(
             ready: true.into(),
             reads_need_token: false.into(),
         };
-        let server = starting.ready(state).await;
+        let server = starting.ready(state).await?;
+        let address = match &args.advertise_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", server.local_addr()?),
+        };
+        supervisor.announce(address);
+        let server = Ok(server);
         // Compiling modules and starting pipelines leaves freed memory in
         // the allocator's per-thread arenas; give it back.
         crate::memory::release_free_memory();
@@ -289,6 +321,33 @@ async fn start(
         Ok(server) => Ok(Engine { supervisor, server, file_pipelines, embedded }),
         Err(error) => Err(Failed { error, supervisor: Some(supervisor) }),
     }
+}
+
+/// Cluster mode needs brokers the engines share, and pipelines every
+/// engine can run side by side: Kafka sources, whose groups split the work.
+fn check_cluster_mode(
+    cluster: &str,
+    brokers: &str,
+    configs: &[config::PipelineConfig],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        kafka::valid_topic_name(&format!("sluice.{cluster}.state")) && !cluster.contains('.'),
+        "--cluster `{cluster}`: use letters, digits, `-` and `_`"
+    );
+    anyhow::ensure!(
+        brokers != "embedded",
+        "--cluster needs the Kafka cluster the engines share: pass --brokers host:port,… (an embedded broker serves one engine)"
+    );
+    for config in configs {
+        anyhow::ensure!(
+            matches!(config.source, crate::sources::SourceConfig::Kafka(_)),
+            "{}: pipeline `{}` does not read Kafka; in cluster mode every engine runs every pipeline, so a file or \
+             lake source would be read by each of them. Run it on one engine started without --cluster",
+            config.file.display(),
+            config.name
+        );
+    }
+    Ok(())
 }
 
 /// Stops every pipeline, waiting at most `deadline` for them to drain.

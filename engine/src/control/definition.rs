@@ -34,6 +34,19 @@ impl Supervisor {
             ));
         }
         let config = configs.remove(0);
+        if self.store.cluster().is_some() && !matches!(config.source, crate::sources::SourceConfig::Kafka(_))
+        {
+            let (line, column) = toml.find("[source]").map_or((1, 1), |at| line_column(toml, at));
+            return Err(at(
+                line,
+                column,
+                "source.type",
+                "in cluster mode every engine runs every pipeline, so a pipeline reads Kafka, whose consumer \
+                 group splits the partitions between the engines; a file or lake source would be read by every \
+                 engine. Run such a pipeline on one engine started without --cluster"
+                    .to_string(),
+            ));
+        }
         if config.name != name {
             let (line, column) = find_line_column(toml, "name");
             return Err(at(

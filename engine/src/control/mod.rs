@@ -1,10 +1,12 @@
 //! The control plane: the module registry, the pipelines the engine runs
 //! and every change to them, and the durable state behind both.
 
+pub mod cluster;
 mod definition;
 pub mod history;
 pub mod modules;
 mod replay;
+mod shared;
 mod stages;
 pub mod store;
 pub mod supervisor;

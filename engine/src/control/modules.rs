@@ -146,7 +146,8 @@ impl ModuleRegistry {
 
     /// The compiled module of a version (compiled once, then cached).
     pub fn load(&self, version: &ModuleVersion, metered: bool) -> Result<Arc<Module>, ModuleError> {
-        let bytes = std::fs::read(self.store.blob_path(&version.sha256)).map_err(|e| {
+        let path = self.store.blob_path(&version.sha256).map_err(ModuleError::Store)?;
+        let bytes = std::fs::read(&path).map_err(|e| {
             ModuleError::Store(anyhow::anyhow!(
                 "module {} is missing from the store: {e}",
                 version.reference()

@@ -69,7 +69,11 @@ impl Supervisor {
         self.stage_view(&managed, stage)
     }
 
-    fn stage_config(&self, managed: &Managed, stage: &str) -> Result<(StageConfig, Option<ModuleRef>)> {
+    pub(super) fn stage_config(
+        &self,
+        managed: &Managed,
+        stage: &str,
+    ) -> Result<(StageConfig, Option<ModuleRef>)> {
         let state = managed.lock();
         let config = state.config.stages.iter().find(|s| s.name == stage).cloned().ok_or_else(|| {
             ControlError::NotFound(format!("pipeline `{}` has no stage `{stage}`", managed.name))
@@ -78,7 +82,7 @@ impl Supervisor {
         Ok((config, current))
     }
 
-    async fn swap(
+    pub(super) async fn swap(
         &self,
         managed: &Managed,
         stage_config: &StageConfig,

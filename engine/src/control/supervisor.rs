@@ -146,24 +146,29 @@ pub struct ModuleRef {
 
 /// What the store keeps of an API pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredPipeline {
-    toml: String,
-    paused: bool,
+pub(super) struct StoredPipeline {
+    pub(super) toml: String,
+    pub(super) paused: bool,
     /// Per stage, the registry versions deployed, oldest first; the last
     /// is running. Stages with file modules are absent.
     #[serde(default)]
-    history: BTreeMap<String, Vec<ModuleRef>>,
+    pub(super) history: BTreeMap<String, Vec<ModuleRef>>,
 }
 
 pub struct Supervisor {
     host: WasmHost,
-    store: Arc<StateStore>,
+    pub(super) store: Arc<StateStore>,
     pub modules: ModuleRegistry,
-    env: EngineEnv,
-    pipelines: RwLock<BTreeMap<String, Arc<Managed>>>,
+    pub(super) env: EngineEnv,
+    pub(super) pipelines: RwLock<BTreeMap<String, Arc<Managed>>>,
     /// Serialises creating and deleting pipelines.
-    membership: tokio::sync::Mutex<()>,
-    shutdown: CancellationToken,
+    pub(super) membership: tokio::sync::Mutex<()>,
+    pub(super) shutdown: CancellationToken,
+    /// Where this engine's API listens, for the cluster view.
+    pub(super) address: Mutex<String>,
+    pub(super) started_at_ms: i64,
+    /// Group members of gone engines this engine already removed.
+    pub(super) removed_members: Mutex<std::collections::HashSet<String>>,
 }
 
 /// One pipeline under supervision.
@@ -224,6 +229,9 @@ impl Supervisor {
             pipelines: RwLock::new(BTreeMap::new()),
             membership: tokio::sync::Mutex::new(()),
             shutdown,
+            address: Mutex::new(String::new()),
+            started_at_ms: crate::record::now_millis(),
+            removed_members: Mutex::default(),
         });
         super::history::spawn_sampler(Arc::downgrade(&supervisor));
         supervisor
@@ -283,7 +291,7 @@ impl Supervisor {
         self.read().values().cloned().collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Managed>>> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Managed>>> {
         self.pipelines.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -293,7 +301,7 @@ impl Supervisor {
 
     /// The dead letters kept for `pipeline`, on disk beside the state so
     /// they survive a restart (in memory only if that cannot be opened).
-    fn dead_letter_log(&self, pipeline: &str) -> Arc<DeadLetterLog> {
+    pub(super) fn dead_letter_log(&self, pipeline: &str) -> Arc<DeadLetterLog> {
         let path = self.store.dir().join("dead-letters").join(format!("{pipeline}.ndjson"));
         match DeadLetterLog::open(pipeline, &path) {
             Ok(log) => Arc::new(log),
@@ -309,7 +317,7 @@ impl Supervisor {
         self.store.dir().join("pipelines").join(format!("{name}.toml"))
     }
 
-    fn insert(
+    pub(super) fn insert(
         &self,
         name: String,
         origin: Origin,
@@ -456,7 +464,7 @@ impl Supervisor {
     /// Builds every part of a pipeline (compiling modules and calling
     /// `init` on a blocking thread), resolving registry modules through
     /// `history` and recording the versions picked.
-    async fn build(
+    pub(super) async fn build(
         &self,
         config: PipelineConfig,
         history: &mut BTreeMap<String, Vec<ModuleRef>>,
@@ -523,7 +531,7 @@ impl Supervisor {
     }
 
     /// Builds and launches a stopped pipeline from its current definition.
-    async fn start(self: &Arc<Self>, managed: &Arc<Managed>) -> Result<()> {
+    pub(super) async fn start(self: &Arc<Self>, managed: &Arc<Managed>) -> Result<()> {
         managed.cancel_restart();
         managed.status.send_replace(Status::Starting);
         let (config, mut history, carry) = {
@@ -550,7 +558,12 @@ impl Supervisor {
         }
     }
 
-    fn launch(self: &Arc<Self>, managed: &Arc<Managed>, mut pipeline: Pipeline, stages: Vec<StageInfo>) {
+    pub(super) fn launch(
+        self: &Arc<Self>,
+        managed: &Arc<Managed>,
+        mut pipeline: Pipeline,
+        stages: Vec<StageInfo>,
+    ) {
         // Building compiled modules and ran `init`: return what that freed.
         crate::memory::release_free_memory();
         // Counters carry on from earlier runs.
@@ -615,7 +628,7 @@ impl Supervisor {
     }
 
     /// Cancels a running pipeline and waits until it has drained.
-    async fn stop(&self, managed: &Managed, then: Option<Status>) {
+    pub(super) async fn stop(&self, managed: &Managed, then: Option<Status>) {
         managed.cancel_restart();
         let running = managed.lock().running.take();
         if let Some(Running { cancel, task, .. }) = running {
@@ -629,7 +642,7 @@ impl Supervisor {
 
     /// Makes sure the topics a pipeline uses on the engine's cluster exist
     /// and that REST ingest accepts its source topics.
-    async fn open_topics(&self, config: &PipelineConfig) {
+    pub(super) async fn open_topics(&self, config: &PipelineConfig) {
         let sources = config.source.engine_cluster_topics();
         if let Some(embedded) = &self.env.embedded {
             let mut topics = sources.clone();
@@ -708,10 +721,10 @@ impl Supervisor {
 
 /// Counters and logs a new run continues from.
 #[derive(Default, Clone)]
-struct Carry {
-    stats: Option<Arc<PipelineStats>>,
-    dead_letters: Option<Arc<DeadLetterLog>>,
-    stages: BTreeMap<String, Arc<StageStats>>,
+pub(super) struct Carry {
+    pub(super) stats: Option<Arc<PipelineStats>>,
+    pub(super) dead_letters: Option<Arc<DeadLetterLog>>,
+    pub(super) stages: BTreeMap<String, Arc<StageStats>>,
 }
 
 /// Builds a stage around an already compiled module, on a blocking thread

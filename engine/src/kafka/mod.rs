@@ -6,6 +6,7 @@
 //! cluster (`sluice run --brokers`, `embedded` unless told otherwise).
 
 pub mod embedded;
+pub mod group;
 mod security;
 
 use std::collections::BTreeMap;

@@ -19,9 +19,26 @@ pub struct PipelineStats {
     /// Records behind the end of each owned Kafka partition, by topic and
     /// partition (refreshed every few seconds; empty for other sources).
     pub consumer_lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
+    /// The Kafka partitions this engine reads now.
+    pub owned: Mutex<std::collections::BTreeSet<(String, i32)>>,
+    /// The consumer group and this engine's member id in it, once joined.
+    pub group_member: Mutex<Option<(String, String)>>,
 }
 
 impl PipelineStats {
+    /// The partitions owned now, each with its lag when known.
+    pub fn owned_partitions(&self) -> Vec<(String, i32, Option<i64>)> {
+        let lag = self.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(topic, partition)| {
+                (topic.clone(), *partition, lag.get(&(topic.clone(), *partition)).copied())
+            })
+            .collect()
+    }
+
     pub fn total_lag(&self) -> i64 {
         self.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
     }

@@ -188,7 +188,8 @@ impl KafkaSource {
             options: config.options.clone(),
         };
         let client = connection.client_config(
-            &format!("sluice-{}", pipeline.name),
+            // The engine's id tells the group's members apart.
+            &format!("sluice-{}@{}", pipeline.name, crate::identity::engine_id()),
             &[
                 ("group.id", group_id.as_str()),
                 ("enable.auto.commit", "false"),
@@ -318,6 +319,7 @@ impl Positions {
 
 struct SourceConsumerContext {
     pipeline: Arc<str>,
+    group: String,
     positions: Mutex<Positions>,
     start_from: StartFrom,
     revoke_timeout: Duration,
@@ -381,12 +383,43 @@ impl SourceConsumerContext {
         self.commit(consumer, list);
         let mut positions = self.positions();
         positions.partitions.retain(|key, _| !is_revoked(key));
+        self.stats
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(topic, partition)| !keys.contains(&(Arc::from(topic.as_str()), *partition)));
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(revoked), abandoned_chunks = abandoned, "partitions revoked");
+    }
+
+    /// Publishes this consumer's member id in its group, so another engine
+    /// can remove it should this one die (see [`crate::kafka::group`]).
+    fn record_member_id(&self, consumer: &BaseConsumer<Self>) {
+        // SAFETY: rd_kafka_memberid returns a copy (or null) that the caller
+        // frees with rd_kafka_mem_free, done below.
+        let member = unsafe {
+            let raw = rdkafka::bindings::rd_kafka_memberid(consumer.client().native_ptr());
+            if raw.is_null() {
+                None
+            } else {
+                let id = std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned();
+                rdkafka::bindings::rd_kafka_mem_free(consumer.client().native_ptr(), raw.cast());
+                Some(id)
+            }
+        };
+        if let Some(member) = member.filter(|m| !m.is_empty()) {
+            *self.stats.group_member.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((self.group.clone(), member));
+        }
     }
 
     /// Starts tracking newly owned partitions and tells the sink. Returns
     /// those this process had never owned before.
     fn took(&self, assigned: &TopicPartitionList) -> Vec<PartitionKey> {
+        self.stats
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(assigned.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
         let mut positions = self.positions();
         let mut first_time = Vec::new();
         let keys: Vec<PartitionKey> =
@@ -407,6 +440,7 @@ impl SourceConsumerContext {
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
         let first_time = self.took(assigned);
+        self.record_member_id(consumer);
         // librdkafka may keep a partition paused from an earlier assignment;
         // the consumer loop pauses again if the pipeline is still full.
         if let Err(error) = consumer.resume(assigned) {
@@ -476,6 +510,7 @@ impl KafkaSource {
     fn consume(self, mut ctx: SourceContext) -> anyhow::Result<()> {
         let context = SourceConsumerContext {
             pipeline: ctx.pipeline.clone(),
+            group: self.group_id.clone(),
             positions: Mutex::new(Positions::default()),
             start_from: self.config.start_from,
             revoke_timeout: Duration::from_millis(self.config.revoke_timeout_ms),
@@ -706,6 +741,8 @@ impl KafkaSource {
         let list = consumer.context().positions().to_commit(|_| true);
         consumer.context().commit(&consumer, list);
         tracing::info!(pipeline = %ctx.pipeline, "consumer stopped; offsets committed");
+        ctx.stats.owned.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *ctx.stats.group_member.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Dropping the consumer leaves the group (revoking what is left).
     }
 }

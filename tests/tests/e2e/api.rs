@@ -498,6 +498,7 @@ fn openapi_document_describes_every_route() {
     let expected = [
         "DELETE /api/modules/{name}",
         "DELETE /api/pipelines/{name}",
+        "GET /api/cluster",
         "GET /api/history",
         "GET /api/modules",
         "GET /api/modules/{name}",

@@ -1,0 +1,231 @@
+//! Who is in the cluster and who reads what: every engine writes its
+//! member record (`member/{id}`: address, version, start time, and per
+//! pipeline the Kafka partitions it owns with their lag) into the shared
+//! state every few seconds, and deletes it when it stops. `GET
+//! /api/cluster` reads them back. A member whose record has not been
+//! refreshed for [`MEMBER_EXPIRES`] is shown as gone, and the engines that
+//! remain remove what it left in the pipelines' consumer groups (see
+//! [`crate::kafka::group`]), so its partitions move on at once; its record
+//! is deleted a minute later.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::supervisor::Supervisor;
+
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub const MEMBER_EXPIRES: Duration = Duration::from_secs(10);
+
+/// What an engine says of itself in the shared state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MemberRecord {
+    id: String,
+    address: String,
+    version: String,
+    started_at_ms: i64,
+    heartbeat_at_ms: i64,
+    pipelines: BTreeMap<String, PipelineRecord>,
+}
+
+/// What a member says of one pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PipelineRecord {
+    /// The consumer group, and this member's id in it.
+    group: Option<(String, String)>,
+    /// The partitions it owns: (topic, partition, lag).
+    partitions: Vec<(String, i32, Option<i64>)>,
+}
+
+/// How long a gone member's record stays, shown as gone.
+const GONE_KEPT: Duration = Duration::from_secs(60);
+
+/// One engine of the cluster.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: String,
+    /// Where its API and ingest listen.
+    pub address: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    /// Seconds since it last wrote its record.
+    pub last_seen_seconds: u64,
+    /// Whether it wrote its record within the last few seconds.
+    pub alive: bool,
+    /// This is the engine that answered.
+    pub this_engine: bool,
+}
+
+/// A partition of a pipeline's source and who reads it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartitionView {
+    pub topic: String,
+    pub partition: i32,
+    pub member: String,
+    /// Records behind the end of the partition, when known.
+    pub lag: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PipelinePartitions {
+    pub pipeline: String,
+    pub partitions: Vec<PartitionView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// The cluster's name; none for an engine running on its own.
+    pub cluster: Option<String>,
+    pub members: Vec<MemberView>,
+    pub pipelines: Vec<PipelinePartitions>,
+}
+
+impl Supervisor {
+    /// Writes this engine's member record now and every
+    /// [`HEARTBEAT_EVERY`] until the engine stops, then deletes it.
+    pub fn announce(self: &Arc<Self>, address: String) {
+        if self.store.cluster().is_none() {
+            *self.address.lock().unwrap_or_else(|e| e.into_inner()) = address;
+            return;
+        }
+        *self.address.lock().unwrap_or_else(|e| e.into_inner()) = address;
+        let supervisor = Arc::downgrade(self);
+        let stop = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let Some(this) = supervisor.upgrade() else { return };
+                let record = this.member_record();
+                let store = this.store.clone();
+                let key = format!("member/{}", record.id);
+                let written = tokio::task::spawn_blocking(move || store.put(&key, &record)).await;
+                if let Ok(Err(error)) = written {
+                    tracing::warn!("cannot write this engine's member record: {error:#}");
+                }
+                let reaper = this.clone();
+                let _ = tokio::task::spawn_blocking(move || reaper.clear_gone_members()).await;
+            }
+            if let Some(this) = supervisor.upgrade() {
+                let store = this.store.clone();
+                let key = format!("member/{}", crate::identity::engine_id());
+                let _ = tokio::task::spawn_blocking(move || store.delete(&key)).await;
+            }
+        });
+    }
+
+    /// Removes the consumer-group members of engines whose records went
+    /// stale, and forgets records gone long enough.
+    fn clear_gone_members(&self) {
+        let now = crate::record::now_millis();
+        let Some(bootstrap) = self.env.bootstrap.clone() else { return };
+        for (key, record) in self.store.scan::<MemberRecord>("member/") {
+            let silent = now - record.heartbeat_at_ms;
+            if record.id == crate::identity::engine_id() || silent <= MEMBER_EXPIRES.as_millis() as i64 {
+                continue;
+            }
+            for (pipeline, entry) in &record.pipelines {
+                let Some((group, member)) = &entry.group else { continue };
+                if !self.removed_members.lock().unwrap_or_else(|e| e.into_inner()).insert(member.clone()) {
+                    continue;
+                }
+                match crate::kafka::group::remove_member(&bootstrap, group, member) {
+                    Ok(true) => {
+                        tracing::warn!(engine = %record.id, pipeline = %pipeline, group = %group, "an engine stopped answering: removed its member from the group, so its partitions move on")
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(group = %group, "cannot remove a gone member (its session will end it): {error:#}")
+                    }
+                }
+            }
+            if silent > GONE_KEPT.as_millis() as i64 {
+                let _ = self.store.delete(&key);
+            }
+        }
+    }
+
+    fn member_record(&self) -> MemberRecord {
+        let now = crate::record::now_millis();
+        MemberRecord {
+            id: crate::identity::engine_id().to_string(),
+            address: self.address.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at_ms: self.started_at_ms,
+            heartbeat_at_ms: now,
+            pipelines: self
+                .list()
+                .into_iter()
+                .map(|m| {
+                    let group = m.stats.group_member.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    (m.name.clone(), PipelineRecord { group, partitions: m.stats.owned_partitions() })
+                })
+                .filter(|(_, record)| record.group.is_some() || !record.partitions.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The members and who owns which partitions, as the shared state says
+    /// (this engine's own record is fresh).
+    pub fn cluster_view(&self) -> ClusterView {
+        let now = crate::record::now_millis();
+        let this = self.member_record();
+        let mut records: Vec<MemberRecord> = self
+            .store
+            .scan::<MemberRecord>("member/")
+            .into_iter()
+            .map(|(_, record)| record)
+            .filter(|record| record.id != this.id)
+            .collect();
+        records.push(this.clone());
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        let seconds = |ms: i64| (ms.max(0) / 1000) as u64;
+        let members = records
+            .iter()
+            .map(|r| {
+                let since = now - r.heartbeat_at_ms;
+                MemberView {
+                    id: r.id.clone(),
+                    address: r.address.clone(),
+                    version: r.version.clone(),
+                    uptime_seconds: seconds(now - r.started_at_ms),
+                    last_seen_seconds: seconds(since),
+                    alive: since <= MEMBER_EXPIRES.as_millis() as i64,
+                    this_engine: r.id == this.id,
+                }
+            })
+            .collect();
+        let mut pipelines: BTreeMap<String, Vec<PartitionView>> =
+            self.list().into_iter().map(|m| (m.name.clone(), Vec::new())).collect();
+        for record in records.iter().filter(|r| now - r.heartbeat_at_ms <= MEMBER_EXPIRES.as_millis() as i64)
+        {
+            for (pipeline, pipeline_record) in &record.pipelines {
+                pipelines.entry(pipeline.clone()).or_default().extend(pipeline_record.partitions.iter().map(
+                    |(topic, partition, lag)| PartitionView {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        member: record.id.clone(),
+                        lag: *lag,
+                    },
+                ));
+            }
+        }
+        ClusterView {
+            cluster: self.store.cluster().map(str::to_string),
+            members,
+            pipelines: pipelines
+                .into_iter()
+                .map(|(pipeline, mut partitions)| {
+                    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                    PipelinePartitions { pipeline, partitions }
+                })
+                .collect(),
+        }
+    }
+}
