@@ -151,6 +151,12 @@ impl Metrics {
                 &pl,
                 get(&sink.files_committed),
             );
+            f.counter(
+                "sluice_sink_files_fenced_total",
+                "Files discarded unrenamed: the consumer group had moved their partition to another engine.",
+                &pl,
+                get(&sink.files_fenced),
+            );
             f.gauge("sluice_sink_open_files", "Files being written.", &pl, get(&sink.open_files) as f64);
             f.gauge(
                 "sluice_sink_pending_items",

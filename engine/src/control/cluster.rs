@@ -3,10 +3,12 @@
 //! pipeline the Kafka partitions it owns with their lag) into the shared
 //! state every few seconds, and deletes it when it stops. `GET
 //! /api/cluster` reads them back. A member whose record has not been
-//! refreshed for [`MEMBER_EXPIRES`] is shown as gone, and the engines that
-//! remain remove what it left in the pipelines' consumer groups (see
-//! [`crate::kafka::group`]), so its partitions move on at once; its record
-//! is deleted a minute later.
+//! refreshed for [`MEMBER_EXPIRES`] is shown as gone. Once it has also
+//! been silent for its group session's length, the engines that remain
+//! remove what it left in the pipelines' consumer groups (see
+//! [`crate::kafka::group`]): a coordinator should have dropped it by then,
+//! but one that dropped it without reassigning its partitions (tansu 0.6
+//! can) is made to rebalance. Its record is deleted a minute later.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::supervisor::Supervisor;
+use crate::pipeline::stats::GroupMember;
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 pub const MEMBER_EXPIRES: Duration = Duration::from_secs(10);
@@ -34,8 +37,8 @@ struct MemberRecord {
 /// What a member says of one pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PipelineRecord {
-    /// The consumer group, and this member's id in it.
-    group: Option<(String, String)>,
+    /// Its membership in the pipeline's consumer group.
+    group: Option<GroupMember>,
     /// The partitions it owns: (topic, partition, lag).
     partitions: Vec<(String, i32, Option<i64>)>,
 }
@@ -106,11 +109,17 @@ impl Supervisor {
                 let store = this.store.clone();
                 let key = format!("member/{}", record.id);
                 let written = tokio::task::spawn_blocking(move || store.put(&key, &record)).await;
-                if let Ok(Err(error)) = written {
-                    tracing::warn!("cannot write this engine's member record: {error:#}");
+                match written {
+                    // The write was read back, so this engine reads the
+                    // shared state up to now: others' silence is real, not
+                    // this engine lagging behind.
+                    Ok(Ok(())) => {
+                        let reaper = this.clone();
+                        let _ = tokio::task::spawn_blocking(move || reaper.clear_gone_members()).await;
+                    }
+                    Ok(Err(error)) => tracing::warn!("cannot write this engine's member record: {error:#}"),
+                    Err(_) => {}
                 }
-                let reaper = this.clone();
-                let _ = tokio::task::spawn_blocking(move || reaper.clear_gone_members()).await;
             }
             if let Some(this) = supervisor.upgrade() {
                 let store = this.store.clone();
@@ -131,11 +140,13 @@ impl Supervisor {
                 continue;
             }
             for (pipeline, entry) in &record.pipelines {
-                let Some((group, member)) = &entry.group else { continue };
-                if !self.removed_members.lock().unwrap_or_else(|e| e.into_inner()).insert(member.clone()) {
+                let Some(GroupMember { group, member_id, session_timeout_ms }) = &entry.group else { continue };
+                if silent <= *session_timeout_ms as i64
+                    || !self.removed_members.lock().unwrap_or_else(|e| e.into_inner()).insert(member_id.clone())
+                {
                     continue;
                 }
-                match crate::kafka::group::remove_member(&bootstrap, group, member) {
+                match crate::kafka::group::remove_member(&bootstrap, group, member_id) {
                     Ok(true) => {
                         tracing::warn!(engine = %record.id, pipeline = %pipeline, group = %group, "an engine stopped answering: removed its member from the group, so its partitions move on")
                     }

@@ -15,7 +15,9 @@ pub type PartitionKey = (Arc<str>, i32);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionEvent {
-    Assigned(Vec<PartitionKey>),
+    /// `generation` is the consumer group's generation of this assignment
+    /// (none without a group), for sinks that fence older owners.
+    Assigned { keys: Vec<PartitionKey>, generation: Option<i32> },
     /// Sent before the source waits for the partitions' records in flight.
     Revoked(Vec<PartitionKey>),
     /// Events were missed (the sink fell behind): assume any partition may

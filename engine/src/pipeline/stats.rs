@@ -21,8 +21,19 @@ pub struct PipelineStats {
     pub consumer_lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
     /// The Kafka partitions this engine reads now.
     pub owned: Mutex<std::collections::BTreeSet<(String, i32)>>,
-    /// The consumer group and this engine's member id in it, once joined.
-    pub group_member: Mutex<Option<(String, String)>>,
+    /// This engine's membership in the source's consumer group, once joined.
+    pub group_member: Mutex<Option<GroupMember>>,
+}
+
+/// A consumer's place in its group, published in cluster mode so that the
+/// other engines can remove it from the group should this engine die.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupMember {
+    pub group: String,
+    pub member_id: String,
+    /// After this long without heartbeats the group coordinator drops the
+    /// member on its own.
+    pub session_timeout_ms: u64,
 }
 
 impl PipelineStats {
@@ -50,6 +61,8 @@ pub struct SinkStats {
     /// Files being written now.
     pub open_files: AtomicU64,
     pub files_committed: AtomicU64,
+    /// Files thrown away because another owner took their partition.
+    pub files_fenced: AtomicU64,
     /// Bytes of committed files.
     pub bytes_written: AtomicU64,
     /// The same records' encoded size before compression.

@@ -36,6 +36,7 @@ use crate::ack::{Ack, AckReceiver, AckStatus};
 use crate::config::{Document, PipelineConfig, Value, join};
 use crate::kafka::{Connection, Security};
 use crate::pipeline::partitions::{PartitionEvent, PartitionEvents, PartitionKey};
+use crate::pipeline::stats::GroupMember;
 use crate::record::{Batch, Header, Origin, Record};
 
 /// `[source]` with `type = "kafka"`.
@@ -325,6 +326,7 @@ struct SourceConsumerContext {
     revoke_timeout: Duration,
     events: PartitionEvents,
     stats: Arc<crate::pipeline::stats::PipelineStats>,
+    session_timeout: Duration,
 }
 
 impl SourceConsumerContext {
@@ -407,14 +409,17 @@ impl SourceConsumerContext {
             }
         };
         if let Some(member) = member.filter(|m| !m.is_empty()) {
-            *self.stats.group_member.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((self.group.clone(), member));
+            *self.stats.group_member.lock().unwrap_or_else(|e| e.into_inner()) = Some(GroupMember {
+                group: self.group.clone(),
+                member_id: member,
+                session_timeout_ms: self.session_timeout.as_millis() as u64,
+            });
         }
     }
 
     /// Starts tracking newly owned partitions and tells the sink. Returns
     /// those this process had never owned before.
-    fn took(&self, assigned: &TopicPartitionList) -> Vec<PartitionKey> {
+    fn took(&self, assigned: &TopicPartitionList, generation: Option<i32>) -> Vec<PartitionKey> {
         self.stats
             .owned
             .lock()
@@ -424,7 +429,7 @@ impl SourceConsumerContext {
         let mut first_time = Vec::new();
         let keys: Vec<PartitionKey> =
             assigned.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
-        self.events.send(PartitionEvent::Assigned(keys));
+        self.events.send(PartitionEvent::Assigned { keys, generation });
         for element in assigned.elements() {
             let key: PartitionKey = (element.topic().into(), element.partition());
             positions.partitions.insert(key.clone(), PartitionState::default());
@@ -439,7 +444,7 @@ impl SourceConsumerContext {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) {
-        let first_time = self.took(assigned);
+        let first_time = self.took(assigned, group_generation(consumer));
         self.record_member_id(consumer);
         // librdkafka may keep a partition paused from an earlier assignment;
         // the consumer loop pauses again if the pipeline is still full.
@@ -490,6 +495,22 @@ impl ClientContext for SourceConsumerContext {
     }
 }
 
+/// The consumer group's generation this consumer is in (none before it
+/// joins), which fences earlier owners of its partitions in the lake.
+fn group_generation<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<i32> {
+    // SAFETY: rd_kafka_consumer_group_metadata returns a new object (or
+    // null), destroyed below; reading its generation does not keep it.
+    unsafe {
+        let metadata = rdkafka::bindings::rd_kafka_consumer_group_metadata(consumer.client().native_ptr());
+        if metadata.is_null() {
+            return None;
+        }
+        let generation = rdkafka::bindings::rd_kafka_consumer_group_metadata_generation_id(metadata);
+        rdkafka::bindings::rd_kafka_consumer_group_metadata_destroy(metadata);
+        (generation >= 0).then_some(generation)
+    }
+}
+
 impl ConsumerContext for SourceConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
@@ -507,6 +528,13 @@ impl ConsumerContext for SourceConsumerContext {
 }
 
 impl KafkaSource {
+    /// The group session's length: `session.timeout.ms` from the options,
+    /// or librdkafka's default.
+    fn session_timeout(&self) -> Duration {
+        let ms = self.config.options.get("session.timeout.ms").and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(45_000))
+    }
+
     fn consume(self, mut ctx: SourceContext) -> anyhow::Result<()> {
         let context = SourceConsumerContext {
             pipeline: ctx.pipeline.clone(),
@@ -516,6 +544,7 @@ impl KafkaSource {
             revoke_timeout: Duration::from_millis(self.config.revoke_timeout_ms),
             events: ctx.partitions.clone(),
             stats: ctx.stats.clone(),
+            session_timeout: self.session_timeout(),
         };
         let consumer: BaseConsumer<SourceConsumerContext> =
             self.client.create_with_context(context).context("cannot create the Kafka consumer")?;
@@ -620,7 +649,7 @@ impl KafkaSource {
             let _ = list.add_partition_offset(element.topic(), element.partition(), offset);
         }
         consumer.incremental_assign(&list).context("cannot assign partitions")?;
-        consumer.context().took(&list);
+        consumer.context().took(&list, None);
         Ok(())
     }
 

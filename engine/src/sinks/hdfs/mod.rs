@@ -9,9 +9,12 @@
 //! - the first time a partition is seen (at start, and again after it was
 //!   revoked and reassigned), its committed names are listed: records at or
 //!   below the last committed offset are already in the lake and are
-//!   skipped, and hidden files a crash left behind are deleted — at once
-//!   when this sink wrote them, and only once they are stale when another
-//!   writer did (it may be a live engine about to rename it).
+//!   skipped, and hidden files a crash left behind are deleted;
+//! - when partitions move between engines, earlier owners are fenced out
+//!   (see [`fence`]): the new owner deletes their hidden files at once, and
+//!   an owner that lost its partition without knowing it yet discards its
+//!   file instead of renaming it. Without a consumer group there is one
+//!   owner, and other writers' hidden files are only deleted once stale.
 //!
 //! A crash between rename and offset commit therefore replays records the
 //! lake already has, and they are skipped; a crash before the rename loses
@@ -31,6 +34,7 @@
 //! follow the first).
 
 mod encode;
+pub mod fence;
 pub mod layout;
 mod open_file;
 
@@ -44,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::encode::InputFormat;
 use self::encode::RecordEncoder;
+use self::fence::Fence;
 use self::layout::LakeFile;
 use self::open_file::{FileFormat, OpenFile};
 use super::{Sink, SinkContext};
@@ -175,6 +180,8 @@ struct PartitionState {
     /// The last offset in a committed file (`None`: nothing committed).
     committed: Option<i64>,
     open: Option<OpenFile>,
+    /// This sink's claim on the partition, when its group has generations.
+    fence: Option<Fence>,
     /// Other writers' hidden files seen at recovery: look again then.
     sweep_at: Option<std::time::Instant>,
 }
@@ -189,6 +196,8 @@ pub struct HdfsSink {
     /// Taken away by the group: their records are committed after every
     /// batch (not held in open files) until they are assigned again.
     revoked: HashSet<PartitionKey>,
+    /// The group generation each partition was last assigned in.
+    generations: HashMap<PartitionKey, i32>,
     /// Names this sink's hidden files, apart from other writers'.
     writer_id: String,
     ctx: SinkContext,
@@ -218,16 +227,34 @@ impl HdfsSink {
             config: config.clone(),
             partitions: HashMap::new(),
             revoked: HashSet::new(),
+            generations: HashMap::new(),
             writer_id: writer_id(&ctx.pipeline),
             ctx,
         })
     }
 
-    /// Reads a partition's committed file names: where its data ends. Also
-    /// deletes the hidden files left unfinished (see [`Self::sweep`]).
+    /// Claims a partition (when its group has generations), deletes the
+    /// hidden files left unfinished (see [`Self::sweep`]), then reads its
+    /// committed file names: where its data ends. In that order: an earlier
+    /// owner's file is either renamed before the sweep, and listed, or
+    /// deleted by it (see [`fence`]).
     async fn recover(&self, key: &PartitionKey) -> anyhow::Result<PartitionState> {
         let (topic, partition) = key;
         let root = self.layout.topic_root(topic);
+        let fence = match self.generations.get(key) {
+            Some(&generation) => {
+                Some(Fence::raise(&*self.storage, &root, *partition, generation, &self.writer_id).await?)
+            }
+            None => None,
+        };
+        let mut sweep_at = None;
+        match &fence {
+            Some(fence) if !fence.stands(&*self.storage).await? => {
+                let holder = fence.holder(&*self.storage).await;
+                tracing::warn!(pipeline = %self.ctx.pipeline, topic = %topic, partition, generation = fence.generation(), holder = %holder, "assigned in a generation already superseded: its files will be discarded");
+            }
+            _ => sweep_at = self.sweep(key, fence.is_some()).await?,
+        }
         let mut committed = None;
         for file in self.storage.list(&root).await? {
             if let Some(LakeFile::Committed { topic: t, partition: p, last, .. }) =
@@ -238,18 +265,22 @@ impl HdfsSink {
                 committed = committed.max(Some(last));
             }
         }
-        let sweep_at = self.sweep(key).await?;
-        tracing::info!(pipeline = %self.ctx.pipeline, topic = %topic, partition, last_committed = ?committed, "lake partition recovered");
-        Ok(PartitionState { committed, open: None, sweep_at })
+        tracing::info!(pipeline = %self.ctx.pipeline, topic = %topic, partition, last_committed = ?committed, generation = ?fence.as_ref().map(Fence::generation), "lake partition recovered");
+        Ok(PartitionState { committed, open: None, fence, sweep_at })
     }
 
     /// Deletes a partition's hidden files that nobody will commit: this
-    /// sink's own (left by a failed commit) and other writers' once stale
-    /// (left by a crashed engine). A hidden file of another writer that is
-    /// still fresh may belong to a live engine that owned the partition
-    /// until the last rebalance and is about to rename it; it is left, and
-    /// the returned time says when to look again.
-    async fn sweep(&self, (topic, partition): &PartitionKey) -> anyhow::Result<Option<std::time::Instant>> {
+    /// sink's own (left by a failed commit), and other writers', at once
+    /// when this sink's fence stands (they are fenced) or else once stale
+    /// (left by a crashed engine). A fresh hidden file of another writer,
+    /// unfenced, may belong to a live engine that owned the partition until
+    /// the last rebalance and is about to rename it; it is left, and the
+    /// returned time says when to look again.
+    async fn sweep(
+        &self,
+        (topic, partition): &PartitionKey,
+        fenced_others: bool,
+    ) -> anyhow::Result<Option<std::time::Instant>> {
         let stale_after = STALE_TEMPORARY.max(2 * Duration::from_millis(self.config.max_age_ms));
         let now = std::time::SystemTime::now();
         let mut recheck: Option<Duration> = None;
@@ -263,7 +294,7 @@ impl HdfsSink {
             }
             let mine = writer.as_deref() == Some(self.writer_id.as_str());
             let idle = file.modified.and_then(|m| now.duration_since(m).ok()).unwrap_or(stale_after);
-            if mine || idle >= stale_after {
+            if mine || fenced_others || idle >= stale_after {
                 tracing::info!(pipeline = %self.ctx.pipeline, file = %self.storage.url(&file.path), writer = ?writer, "deleting a hidden file left unfinished");
                 self.storage.delete(&file.path).await?;
             } else {
@@ -278,8 +309,9 @@ impl HdfsSink {
     async fn commit(&self, state: &mut PartitionState) -> anyhow::Result<()> {
         if let Some(file) = state.open.take() {
             let last = file.last;
-            file.commit(&*self.storage, &self.ctx.stats).await?;
-            state.committed = Some(last);
+            if file.commit(&*self.storage, state.fence.as_ref(), &self.ctx.stats).await? {
+                state.committed = Some(last);
+            }
         }
         Ok(())
     }
@@ -457,7 +489,7 @@ impl Sink for HdfsSink {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            let sweep_at = self.sweep(&key).await?;
+            let sweep_at = self.sweep(&key, false).await?;
             if let Some(state) = self.partitions.get_mut(&key) {
                 state.sweep_at = sweep_at;
             }
@@ -471,11 +503,17 @@ impl Sink for HdfsSink {
                 self.revoked.extend(keys.iter().cloned());
                 self.commit_where(|key, _| keys.contains(key)).await
             }
-            PartitionEvent::Assigned(keys) => {
+            PartitionEvent::Assigned { keys, generation } => {
                 // Another owner may have committed files meanwhile, or a
                 // crash left hidden ones: read the names again now.
                 self.commit_where(|key, _| keys.contains(key)).await?;
                 self.revoked.retain(|key| !keys.contains(key));
+                for key in &keys {
+                    match generation {
+                        Some(generation) => self.generations.insert(key.clone(), generation),
+                        None => self.generations.remove(key),
+                    };
+                }
                 for key in keys {
                     let state = self.recover(&key).await?;
                     self.partitions.insert(key, state);

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::fence::Fence;
 use super::layout::{committed_name, temporary_name};
 use crate::ack::Ack;
 use crate::avro::container::ContainerWriter;
@@ -104,9 +105,16 @@ impl OpenFile {
         self.acks.extend(acks.iter().cloned());
     }
 
-    /// Closes the file durably, renames it to its committed name, and only
-    /// then releases the acks it holds.
-    pub async fn commit(mut self, storage: &dyn Storage, stats: &PipelineStats) -> anyhow::Result<()> {
+    /// Closes the file durably, renames it to its committed name if
+    /// `fence` still stands, and only then releases the acks it holds.
+    /// Returns whether the file was committed; a fenced file is deleted, its
+    /// acks left to fail.
+    pub async fn commit(
+        mut self,
+        storage: &dyn Storage,
+        fence: Option<&Fence>,
+        stats: &PipelineStats,
+    ) -> anyhow::Result<bool> {
         let started = Instant::now();
         self.container.end_block()?;
         self.flush_framed().await?;
@@ -114,7 +122,24 @@ impl OpenFile {
             self;
         writer.finish().await?;
         let committed = join(&directory, &committed_name(&topic, partition, first, last));
-        storage.rename(&temporary, &committed).await?;
+        let fenced = || async {
+            tracing::warn!(file = %storage.url(&temporary), records = container.records(), "not committed: the partition has another owner now (it reads these records again)");
+            add(&stats.sink.files_fenced, 1);
+            stats.sink.open_files.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            storage.delete(&temporary).await.map(|()| false)
+        };
+        if let Some(fence) = fence
+            && !fence.stands(storage).await?
+        {
+            return fenced().await;
+        }
+        if let Err(error) = storage.rename(&temporary, &committed).await {
+            // The new owner deletes older owners' files: gone is fenced.
+            return match fence {
+                Some(fence) if !fence.stands(storage).await? => fenced().await,
+                _ => Err(error),
+            };
+        }
         Ack::all_done(acks);
 
         let sink = &stats.sink;
@@ -126,6 +151,6 @@ impl OpenFile {
         add(&sink.commit_nanos, started.elapsed().as_nanos() as usize);
         sink.commit_latency.observe(started.elapsed());
         tracing::debug!(file = %storage.url(&committed), records = container.records(), bytes = container.framed_bytes(), "lake file committed");
-        Ok(())
+        Ok(true)
     }
 }

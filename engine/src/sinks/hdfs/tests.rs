@@ -216,7 +216,7 @@ async fn a_revoked_partition_is_committed_at_once_and_not_held_again_until_reass
     // Records of the revoked partition still in flight: committed per batch.
     let mut late = write(&mut sink, numbered(0, 3..5)).await;
     assert_eq!(late.try_status(), Some(AckStatus::Delivered));
-    sink.partitions_changed(PartitionEvent::Assigned(vec![key])).await.unwrap();
+    sink.partitions_changed(PartitionEvent::Assigned { keys: vec![key], generation: None }).await.unwrap();
     let mut held = write(&mut sink, numbered(0, 5..6)).await;
     assert_eq!(held.try_status(), None, "owned again: held in an open file");
     Box::new(sink).close().await.unwrap();
@@ -357,4 +357,60 @@ async fn another_writers_hidden_file_is_left_until_it_is_stale() {
     assert!(fresh.exists(), "a live writer may still rename it");
     assert!(!stale.exists() && !old.exists(), "stale leftovers are deleted");
     Box::new(sink).close().await.unwrap();
+}
+
+/// Two engines' sinks on one lake, as when the group moves partition 0
+/// from a live engine that has not noticed yet (the old owner) to another.
+fn owners(lake: &Path) -> (HdfsSink, HdfsSink) {
+    let Harness { sink: mut old, .. } = harness(lake, "max_records = 1000");
+    let Harness { sink: mut new, .. } = harness(lake, "max_records = 1000");
+    old.writer_id = "01d".into();
+    new.writer_id = "0e3".into();
+    (old, new)
+}
+
+fn assigned(generation: i32) -> PartitionEvent {
+    PartitionEvent::Assigned { keys: vec![("t".into(), 0)], generation: Some(generation) }
+}
+
+#[tokio::test]
+async fn an_owner_that_lost_its_partition_cannot_rename_into_the_lake() {
+    let lake = tempfile::tempdir().unwrap();
+    let (mut old, mut new) = owners(lake.path());
+    old.partitions_changed(assigned(1)).await.unwrap();
+    let mut old_ack = write(&mut old, numbered(0, 0..5)).await;
+    // The group moves the partition; the new owner reads from the last
+    // committed offset (none) and deletes the old owner's hidden file.
+    new.partitions_changed(assigned(2)).await.unwrap();
+    let mut new_ack = write(&mut new, numbered(0, 0..8)).await;
+    // The old owner keeps going and rotates: its file is not committed.
+    let mut later_ack = write(&mut old, numbered(0, 5..7)).await;
+    Box::new(old).close().await.unwrap();
+    Box::new(new).close().await.unwrap();
+    assert_eq!(files(lake.path()), vec![(layout::committed_name("t", 0, 0, 7), (0..8).collect())]);
+    assert_eq!(new_ack.try_status(), Some(AckStatus::Delivered));
+    assert_eq!(old_ack.try_status(), Some(AckStatus::Failed), "fenced: read again by the new owner");
+    assert_eq!(later_ack.try_status(), Some(AckStatus::Failed));
+    let hidden: Vec<_> = walk(lake.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+#[tokio::test]
+async fn a_file_the_old_owner_renamed_first_is_kept_and_skipped_by_the_new_owner() {
+    let lake = tempfile::tempdir().unwrap();
+    let (mut old, mut new) = owners(lake.path());
+    old.partitions_changed(assigned(1)).await.unwrap();
+    let mut old_ack = write(&mut old, numbered(0, 0..5)).await;
+    // A revocation the old owner saw: it commits before letting go.
+    old.partitions_changed(PartitionEvent::Revoked(vec![("t".into(), 0)])).await.unwrap();
+    new.partitions_changed(assigned(2)).await.unwrap();
+    // The consumer commit may have missed the last offsets: redelivered.
+    let mut new_ack = write(&mut new, numbered(0, 3..9)).await;
+    Box::new(new).close().await.unwrap();
+    assert_eq!(old_ack.try_status(), Some(AckStatus::Delivered));
+    assert_eq!(new_ack.try_status(), Some(AckStatus::Delivered));
+    assert_eq!(
+        files(lake.path()),
+        vec![(layout::committed_name("t", 0, 0, 4), (0..5).collect()), (layout::committed_name("t", 0, 5, 8), (5..9).collect())]
+    );
 }
