@@ -299,17 +299,9 @@ impl Supervisor {
         self.get(name).ok_or_else(|| ControlError::NotFound(format!("no pipeline named `{name}`")))
     }
 
-    /// The dead letters kept for `pipeline`, on disk beside the state so
-    /// they survive a restart (in memory only if that cannot be opened).
+    /// The dead letters kept for `pipeline` (see [`StateStore::dead_letter_log`]).
     pub(super) fn dead_letter_log(&self, pipeline: &str) -> Arc<DeadLetterLog> {
-        let path = self.store.dir().join("dead-letters").join(format!("{pipeline}.ndjson"));
-        match DeadLetterLog::open(pipeline, &path) {
-            Ok(log) => Arc::new(log),
-            Err(error) => {
-                tracing::warn!(pipeline, "dead letters are kept in memory only: {error:#}");
-                Arc::new(DeadLetterLog::in_memory(pipeline))
-            }
-        }
+        self.store.dead_letter_log(pipeline)
     }
 
     /// Where an API pipeline's relative paths (lookup files, …) resolve.

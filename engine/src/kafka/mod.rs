@@ -8,6 +8,7 @@
 pub mod embedded;
 pub mod group;
 mod security;
+pub mod topics;
 
 use std::collections::BTreeMap;
 

@@ -10,11 +10,16 @@
 //! JSON line, replays as a line listing ids, and the file is rewritten from
 //! what is kept when it grows to twice the cap. A torn last line (a crash
 //! mid-write) is skipped when the file is read back.
+//!
+//! In a cluster the log is shared instead: letters and replays are
+//! published to a [`DeadLetterJournal`] (a Kafka topic every engine reads)
+//! and come back to every engine's log through [`DeadLetterLog::apply`],
+//! ids included, so any engine lists and replays any pipeline's letters.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
@@ -51,6 +56,15 @@ pub struct DeadLetterLog {
     inner: Mutex<Inner>,
     /// Kept but not yet replayed.
     pending: AtomicU64,
+    /// Where a shared log publishes (none: this engine's own log).
+    journal: Option<Arc<dyn DeadLetterJournal>>,
+}
+
+/// Where a shared log's changes go; every engine's log gets them back
+/// through [`DeadLetterLog::apply`], each letter with its id.
+pub trait DeadLetterJournal: Send + Sync {
+    /// Publishes `entry`, a letter or a `{"replayed": [ids]}` mark.
+    fn publish(&self, pipeline: &str, entry: serde_json::Value);
 }
 
 #[derive(Default)]
@@ -74,6 +88,35 @@ impl DeadLetterLog {
         let log = DeadLetterLog::default();
         log.lock().pipeline = pipeline.to_string();
         log
+    }
+
+    /// A log shared through `journal`; filled by [`DeadLetterLog::apply`].
+    pub fn shared(pipeline: &str, journal: Arc<dyn DeadLetterJournal>) -> Self {
+        let mut log = DeadLetterLog::in_memory(pipeline);
+        log.journal = Some(journal);
+        log
+    }
+
+    /// Takes an entry read back from the journal: a letter, which gets `id`,
+    /// or a replay mark.
+    pub fn apply(&self, mut entry: serde_json::Value, id: u64) {
+        let mut inner = self.lock();
+        if let Some(ids) = entry.get("replayed").and_then(|r| r.as_array()) {
+            let ids: Vec<u64> = ids.iter().filter_map(|i| i.as_u64()).collect();
+            let marked = inner.mark(&ids);
+            self.pending.fetch_sub(marked.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        entry["id"] = id.into();
+        entry["replayed"] = false.into();
+        let Some(logged) = decode(&entry, &inner.pipeline.clone()) else {
+            tracing::warn!(pipeline = %inner.pipeline, id, "an unreadable shared dead letter: skipped");
+            return;
+        };
+        inner.next_id = inner.next_id.max(id + 1);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let dropped = inner.keep(logged);
+        self.pending.fetch_sub(dropped, Ordering::Relaxed);
     }
 
     /// A log kept in `path`, with what an earlier run left there.
@@ -103,6 +146,21 @@ impl DeadLetterLog {
     }
 
     pub(crate) fn push_all(&self, letters: &[DeadLetter]) {
+        if let Some(journal) = &self.journal {
+            let pipeline = self.lock().pipeline.clone();
+            for letter in letters {
+                let (letter, truncated) = cut_if_huge(letter);
+                let logged =
+                    LoggedDeadLetter { id: 0, replayed: false, truncated, envelope: serde_json::Value::Null, letter };
+                let mut entry = encode(&logged);
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.remove("id");
+                    fields.remove("replayed");
+                }
+                journal.publish(&pipeline, entry);
+            }
+            return;
+        }
         let mut inner = self.lock();
         let mut lines = Vec::new();
         for letter in letters {
@@ -146,13 +204,15 @@ impl DeadLetterLog {
     /// Marks letters replayed, so they stop counting as pending.
     pub fn mark_replayed(&self, ids: &[u64]) {
         let mut inner = self.lock();
-        let mut marked = Vec::new();
-        for letter in inner.recent.iter_mut().filter(|l| ids.contains(&l.id) && !l.replayed) {
-            letter.replayed = true;
-            marked.push(letter.id);
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-        }
-        if !marked.is_empty() && inner.file.is_some() {
+        let marked = inner.mark(ids);
+        self.pending.fetch_sub(marked.len() as u64, Ordering::Relaxed);
+        if let Some(journal) = self.journal.as_ref().filter(|_| !marked.is_empty()) {
+            // Marked here at once; the other engines when they read it. The
+            // lock is released first: reading our own mark back takes it.
+            let pipeline = inner.pipeline.clone();
+            drop(inner);
+            journal.publish(&pipeline, serde_json::json!({ "replayed": marked }));
+        } else if !marked.is_empty() && inner.file.is_some() {
             let mut line = serde_json::to_vec(&serde_json::json!({ "replayed": marked })).unwrap_or_default();
             line.push(b'\n');
             inner.append(&line);
@@ -175,6 +235,16 @@ impl DeadLetterLog {
 }
 
 impl Inner {
+    /// Marks the letters of `ids` not replayed yet; returns their ids.
+    fn mark(&mut self, ids: &[u64]) -> Vec<u64> {
+        let mut marked = Vec::new();
+        for letter in self.recent.iter_mut().filter(|l| ids.contains(&l.id) && !l.replayed) {
+            letter.replayed = true;
+            marked.push(letter.id);
+        }
+        marked
+    }
+
     /// Keeps `logged`, letting the oldest go past the caps; returns how
     /// many of those that went were still pending.
     fn keep(&mut self, logged: LoggedDeadLetter) -> u64 {
@@ -357,5 +427,46 @@ mod tests {
         // Ids go on from where they were.
         log.push_all(&[letter(2, b"c".to_vec())]);
         assert!(log.list(1, None)[0].id > kept[0].id);
+    }
+
+    /// A journal that hands every entry to each engine's log, as the
+    /// cluster's topic does, with the next offset as id.
+    #[derive(Default)]
+    struct Loopback {
+        logs: Mutex<Vec<std::sync::Weak<DeadLetterLog>>>,
+        next: AtomicU64,
+    }
+
+    impl DeadLetterJournal for Loopback {
+        fn publish(&self, _pipeline: &str, entry: serde_json::Value) {
+            let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+            for log in self.logs.lock().unwrap().iter().filter_map(|l| l.upgrade()) {
+                log.apply(entry.clone(), id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_log_shows_every_engines_letters_and_replays() {
+        let topic = Arc::new(Loopback::default());
+        let a = Arc::new(DeadLetterLog::shared("p", topic.clone()));
+        let b = Arc::new(DeadLetterLog::shared("p", topic.clone()));
+        topic.logs.lock().unwrap().extend([Arc::downgrade(&a), Arc::downgrade(&b)]);
+        a.push_all(&[letter(7, b"from a".to_vec())]);
+        b.push_all(&[letter(8, b"from b".to_vec()), letter(9, vec![b'h'; 4 << 20])]);
+        for log in [&a, &b] {
+            let ids: Vec<u64> = log.list(10, None).iter().map(|l| l.id).collect();
+            assert_eq!(ids, [3, 2, 1]);
+            assert_eq!(log.pending(), 3);
+            assert_eq!(log.get(1).unwrap().letter.record.value.as_ref(), b"from a");
+            assert!(log.get(3).unwrap().truncated);
+        }
+        // Replayed through b: marked on a as well, and only once.
+        b.mark_replayed(&[1, 1, 42]);
+        b.mark_replayed(&[1]);
+        for log in [&a, &b] {
+            assert!(log.get(1).unwrap().replayed);
+            assert_eq!(log.pending(), 2);
+        }
     }
 }

@@ -17,8 +17,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{Changelog, Entries, write_atomically};
+use crate::kafka::topics::{TopicSpec, ensure_topics};
 
 /// Module bytes go out in chunks of this size (Kafka's default message
 /// limit is about 1 MiB).
@@ -51,7 +50,11 @@ impl ClusterTopics {
         format!("sluice.{}.modules", self.cluster)
     }
 
-    fn client(&self) -> ClientConfig {
+    pub fn dead_letters(&self) -> String {
+        format!("sluice.{}.dead-letters", self.cluster)
+    }
+
+    pub(super) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
         config
@@ -82,7 +85,14 @@ impl Drop for TopicChangelog {
 
 impl TopicChangelog {
     pub(super) fn open(topics: ClusterTopics, entries: Arc<Entries>) -> anyhow::Result<TopicChangelog> {
-        create_compacted_topics(&topics, &[topics.state(), topics.modules()])?;
+        let compacted: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+        ensure_topics(
+            &topics.bootstrap,
+            &[
+                TopicSpec { name: &topics.state(), partitions: 1, config: compacted },
+                TopicSpec { name: &topics.modules(), partitions: 1, config: compacted },
+            ],
+        )?;
         let producer: FutureProducer = topics
             .client()
             .set("acks", "all")
@@ -265,34 +275,4 @@ fn read_changes(
         *next.lock().unwrap_or_else(|e| e.into_inner()) = message.offset() + 1;
         changed.notify_all();
     }
-}
-
-/// Creates the cluster's compacted, single-partition topics if they do not
-/// exist, replicated to as many brokers as there are (up to three).
-fn create_compacted_topics(topics: &ClusterTopics, names: &[String]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        topics.client().create().context("cannot create an admin client")?;
-    let brokers = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("cannot reach the cluster's brokers")?
-        .brokers()
-        .len()
-        .clamp(1, 3) as i32;
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(brokers)).set("cleanup.policy", "compact"))
-        .collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(15)));
-    let results =
-        futures_executor::block_on(admin.create_topics(&new, &options)).context("cannot create topics")?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => anyhow::bail!("cannot create topic `{topic}`: {code}"),
-        }
-    }
-    Ok(())
 }

@@ -11,7 +11,12 @@
 //! Either way the state is an in-memory map fed by the changelog, and a
 //! write returns only once this engine's map shows it (read-your-writes).
 //! Blobs are cached in `state/blobs/<sha256>.wasm` on every engine.
+//!
+//! The dead letters the API browses are kept here too: in
+//! `state/dead-letters/{pipeline}.ndjson` for a single engine, in a topic
+//! the cluster shares otherwise (see [`dead_letters`]).
 
+mod dead_letters;
 mod kafka;
 mod local;
 
@@ -27,6 +32,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
 pub use kafka::ClusterTopics;
+
+use crate::pipeline::dead_letter_log::DeadLetterLog;
 
 /// Where changes and blobs are kept.
 trait Changelog: Send + Sync {
@@ -75,6 +82,8 @@ pub struct StateStore {
     changelog: Box<dyn Changelog>,
     /// The cluster this state is shared with, if any.
     cluster: Option<String>,
+    /// The cluster's dead-letter log.
+    dead_letters: Option<Arc<dead_letters::SharedDeadLetters>>,
 }
 
 impl StateStore {
@@ -83,7 +92,13 @@ impl StateStore {
         fs::create_dir_all(dir.join("blobs")).with_context(|| format!("cannot create {}", dir.display()))?;
         let entries = Arc::new(Entries::default());
         let changelog = local::FileChangelog::open(dir, entries.clone())?;
-        Ok(StateStore { dir: dir.to_path_buf(), entries, changelog: Box::new(changelog), cluster: None })
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+            entries,
+            changelog: Box::new(changelog),
+            cluster: None,
+            dead_letters: None,
+        })
     }
 
     /// The store a cluster shares through Kafka; blobs are cached in `dir`.
@@ -92,13 +107,32 @@ impl StateStore {
         fs::create_dir_all(dir.join("blobs")).with_context(|| format!("cannot create {}", dir.display()))?;
         let entries = Arc::new(Entries::default());
         let cluster = topics.cluster.clone();
+        let dead_letters = dead_letters::SharedDeadLetters::open(&topics)?;
         let changelog = kafka::TopicChangelog::open(topics, entries.clone())?;
         Ok(StateStore {
             dir: dir.to_path_buf(),
             entries,
             changelog: Box::new(changelog),
             cluster: Some(cluster),
+            dead_letters: Some(dead_letters),
         })
+    }
+
+    /// The dead letters kept for `pipeline`: shared with the cluster, or on
+    /// disk beside the state so they survive a restart (in memory only if
+    /// that cannot be opened).
+    pub fn dead_letter_log(&self, pipeline: &str) -> Arc<DeadLetterLog> {
+        if let Some(shared) = &self.dead_letters {
+            return shared.log(pipeline);
+        }
+        let path = self.dir.join("dead-letters").join(format!("{pipeline}.ndjson"));
+        match DeadLetterLog::open(pipeline, &path) {
+            Ok(log) => Arc::new(log),
+            Err(error) => {
+                tracing::warn!(pipeline, "dead letters are kept in memory only: {error:#}");
+                Arc::new(DeadLetterLog::in_memory(pipeline))
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
