@@ -2,7 +2,9 @@
 # Run a throwaway high-availability HDFS on 127.0.0.1 for tests: two
 # NameNodes (nn1, nn2) sharing their edit log through three JournalNodes
 # (quorum journal manager), one DataNode, manual failover only (no ZooKeeper,
-# no ZKFC).  Hadoop 2.7.3 jars from install-hadoop.sh, as for hdfs.sh.
+# no ZKFC).  Hadoop 2.7.3 jars from install-hadoop.sh, as for hdfs.sh, plus
+# commons-httpclient-3.1.jar (also in the pyspark sdist), without which the
+# fsimage and edits transfers over HTTP fail (see start below).
 #
 #   hdfs-ha.sh start DIR     write configs into DIR, start the JournalNodes,
 #                            format nn1 and bootstrap nn2 from it (first time
@@ -77,7 +79,7 @@ if [ ! -d "$2" ]; then
   die "no such directory: $2"
 fi
 dir=$(cd "$2" && pwd)
-DAEMONS="dn nn2 nn1 jn3 jn2 jn1" # stop order
+DAEMONS="jn1 jn2 jn3 nn1 nn2 dn"
 
 # True if pid file $1 names a live process started for this DIR (guards
 # against acting on a recycled pid).
@@ -116,10 +118,10 @@ stop_daemons() {
 }
 
 stop() {
-  # DataNode first, JournalNodes last: a NameNode that loses its journal
-  # quorum while running aborts with a FATAL message.
-  # shellcheck disable=SC2086
-  stop_daemons $DAEMONS
+  # JournalNodes last: a NameNode that loses its journal quorum while
+  # running aborts with a FATAL message.
+  stop_daemons dn nn2 nn1
+  stop_daemons jn3 jn2 jn1
 }
 
 tails() {
@@ -290,16 +292,23 @@ sys.exit(0 if ok and info["NumberOfMissingBlocks"] == 0 and "Safe mode is ON" no
 PY
 }
 
-# Waits until command "$2 ..." succeeds; $1 describes it. Fails (after
-# showing the logs) when a daemon named in $WATCH dies or on timeout.
+# Shows the logs and fails; a failed start also stops what it started.
+fail() {
+  tails
+  if [ "$cmd" = start ]; then stop; fi
+  die "$@"
+}
+
+# Waits until command "$2 ..." succeeds; $1 describes it. Fails when a
+# daemon named in $WATCH dies or on timeout.
 wait_for() {
   local what=$1 deadline=$((SECONDS + READY_TIMEOUT)) name
   shift
   until "$@"; do
     for name in $WATCH; do
-      alive "$dir/$name.pid" || { tails; die "$name exited while waiting for $what (logs in $dir/logs)"; }
+      alive "$dir/$name.pid" || fail "$name exited while waiting for $what (logs in $dir/logs)"
     done
-    [ "$SECONDS" -lt "$deadline" ] || { tails; die "timed out after ${READY_TIMEOUT}s waiting for $what (logs in $dir/logs)"; }
+    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${READY_TIMEOUT}s waiting for $what (logs in $dir/logs)"
     sleep 0.2
   done
 }
@@ -335,7 +344,7 @@ start() {
   # org/apache/commons/httpclient/URIException, HTTP 410).  A single-node
   # HDFS never uses them, so older installs of install-hadoop.sh lack it.
   compgen -G "$HADOOP_HOME/lib/commons-httpclient-*.jar" >/dev/null ||
-    die "$HADOOP_HOME/lib has no commons-httpclient-3.1.jar (HA needs it); reinstall with $(dirname "$0")/install-hadoop.sh"
+    die "$HADOOP_HOME/lib lacks commons-httpclient-3.1.jar, which HA needs: list it in JARS of $(dirname "$0")/install-hadoop.sh, remove $HADOOP_HOME and run install-hadoop.sh again"
   local name
   for name in $DAEMONS; do
     if alive "$dir/$name.pid"; then
@@ -367,7 +376,7 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' >"$dir/ports"
   if [ ! -f "$dir/nn1/name/current/VERSION" ]; then
     log "formatting nn1 (and the JournalNodes)"
     tool nn1/conf format $NN -format -clusterId "$NS" -force -nonInteractive ||
-      { tails; stop; die "format failed (logs in $dir/logs/format.log)"; }
+      fail "format failed (logs in $dir/logs/format.log)"
   fi
   start_nn 1
   # The DataNode registers with both NameNodes; it retries nn2 until it is up.
@@ -376,11 +385,11 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))' >"$dir/ports"
   if [ ! -f "$dir/nn2/name/current/VERSION" ]; then
     log "bootstrapping nn2 from nn1"
     tool nn2/conf bootstrap $NN -bootstrapStandby -force -nonInteractive ||
-      { tails; stop; die "bootstrapStandby failed (logs in $dir/logs/bootstrap.log)"; }
+      fail "bootstrapStandby failed (logs in $dir/logs/bootstrap.log)"
   fi
   start_nn 2
   haadmin -transitionToActive nn1 ||
-    { tails; stop; die "haadmin -transitionToActive nn1 failed (logs in $dir/logs/haadmin.log)"; }
+    fail "haadmin -transitionToActive nn1 failed (logs in $dir/logs/haadmin.log)"
   WATCH="jn1 jn2 jn3 nn1 nn2 dn" wait_for "nn1 active with a live DataNode" nn_ready 1
   log "ready in $dir after $((SECONDS - t0))s"
   echo "$NS 127.0.0.1:$nn1rpc 127.0.0.1:$nn2rpc"

@@ -29,13 +29,22 @@ JARS="
   slf4j-log4j12-1.7.16.jar jackson-core-asl-1.9.13.jar
   jackson-mapper-asl-1.9.13.jar jetty-6.1.26.jar jetty-util-6.1.26.jar
   javax.servlet-api-3.1.0.jar javax.ws.rs-api-2.0.1.jar netty-all-4.1.47.Final.jar
+  commons-httpclient-3.1.jar
 "
 
 log() { echo "install-hadoop.sh: $*" >&2; }
 
 if [ -f "$DEST/.installed" ]; then
-  log "already installed in $DEST"
-  exit 0
+  complete=1
+  for j in $JARS; do [ -f "$DEST/lib/$j" ] || complete=; done
+  if [ -n "$complete" ]; then
+    log "already installed in $DEST"
+    exit 0
+  fi
+  # An install from before a jar was added (the NameNode HA scripts need
+  # commons-httpclient): start over rather than patch it.
+  log "$DEST lacks jars added since it was installed: reinstalling"
+  rm -rf "$DEST"
 fi
 
 missing=""
