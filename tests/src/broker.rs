@@ -114,6 +114,9 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-test-reader")
+        // What the producers wrote, transactions or not; and tansu over
+        // PostgreSQL 15 answers only read-uncommitted ListOffsets.
+        .set("isolation.level", "read_uncommitted")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -154,4 +157,56 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Read> {
         });
     }
     records
+}
+
+/// Three tansu brokers over one PostgreSQL (`scripts/kafka/pg-cluster.sh`),
+/// on free loopback ports: stateless brokers sharing a store, so any of
+/// them serves any request. Stopped when dropped.
+pub struct BrokerCluster {
+    dir: tempfile::TempDir,
+    /// All three addresses, comma-separated.
+    pub bootstrap: String,
+}
+
+impl BrokerCluster {
+    pub fn start() -> BrokerCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let output = BrokerCluster::script(dir.path(), &["start"]);
+        let bootstrap = String::from_utf8(output).expect("utf-8").trim().to_string();
+        assert_eq!(bootstrap.split(',').count(), 3, "pg-cluster.sh printed {bootstrap:?}");
+        BrokerCluster { dir, bootstrap }
+    }
+
+    fn script(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+        let mut command = Command::new("bash");
+        command.arg(crate::root().join("scripts/kafka/pg-cluster.sh")).arg(args[0]).arg(dir).args(&args[1..]);
+        command.env("SLUICE_TANSU", tansu_binary());
+        let output = command.output().expect("run pg-cluster.sh");
+        assert!(
+            output.status.success(),
+            "pg-cluster.sh {args:?} failed (scripts/test-deps.sh installs PostgreSQL and tansu):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    }
+
+    /// Stops broker `n` (1 to 3) with SIGTERM and waits for it to exit.
+    pub fn stop_broker(&self, n: u8) {
+        BrokerCluster::script(self.dir.path(), &["stop-broker", &n.to_string()]);
+    }
+
+    /// Starts broker `n` again on its port and waits until it answers.
+    pub fn start_broker(&self, n: u8) {
+        BrokerCluster::script(self.dir.path(), &["start-broker", &n.to_string()]);
+    }
+}
+
+impl Drop for BrokerCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(crate::root().join("scripts/kafka/pg-cluster.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
 }

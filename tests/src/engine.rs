@@ -24,7 +24,7 @@ impl Engine {
 
     /// Like [`Engine::start`], listening on `listen`.
     pub fn start_on(bin: &str, listen: &str, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
-        Engine::launch(bin, "run", listen, pipelines, extra, log)
+        Engine::launch(bin, "run", listen, pipelines, extra, &[], log)
     }
 
     /// Starts `bin serve` with its state in `data_dir`: the control plane,
@@ -32,7 +32,21 @@ impl Engine {
     pub fn serve(bin: &str, data_dir: &Path, pipelines: &[&Path], extra: &[&str], log: &Path) -> Engine {
         let mut args = vec!["--data-dir", data_dir.to_str().expect("UTF-8 path")];
         args.extend_from_slice(extra);
-        Engine::launch(bin, "serve", "127.0.0.1:0", pipelines, &args, log)
+        Engine::launch(bin, "serve", "127.0.0.1:0", pipelines, &args, &[], log)
+    }
+
+    /// Like [`Engine::serve`], with more environment variables (e.g.
+    /// `HADOOP_CONF_DIR`) and no pipeline files.
+    pub fn serve_with_env(
+        bin: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        log: &Path,
+    ) -> Engine {
+        let mut args = vec!["--data-dir", data_dir.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Engine::launch(bin, "serve", "127.0.0.1:0", &[], &args, env, log)
     }
 
     fn launch(
@@ -41,6 +55,7 @@ impl Engine {
         listen: &str,
         pipelines: &[&Path],
         extra: &[&str],
+        env: &[(&str, &Path)],
         log: &Path,
     ) -> Engine {
         let mut command = Command::new(bin);
@@ -55,6 +70,7 @@ impl Engine {
             .env("SLUICE_API_TOKEN", TOKEN)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -3,14 +3,17 @@
 //! pipeline the Kafka partitions it owns with their lag) into the shared
 //! state every few seconds, and deletes it when it stops. `GET
 //! /api/cluster` reads them back. A member whose record has not been
-//! refreshed for [`MEMBER_EXPIRES`] is shown as gone. Once it has also
-//! been silent for its group session's length, the engines that remain
-//! remove what it left in the pipelines' consumer groups (see
-//! [`crate::kafka::group`]): a coordinator should have dropped it by then,
-//! but one that dropped it without reassigning its partitions (tansu 0.6
-//! can) is made to rebalance. Its record is deleted a minute later.
+//! refreshed for [`MEMBER_EXPIRES`] is shown as gone; its record is
+//! deleted a minute later.
+//!
+//! Each pipeline's consumer group is also watched by one engine (the live
+//! one with the lowest id): a member of the group that no live engine
+//! claims, silent for longer than the group session, is removed (see
+//! [`crate::kafka::group`]) and the group made to assign again. Apache
+//! Kafka's coordinator would have dropped it by then; tansu 0.6 keeps it
+//! and goes on assigning it partitions that nobody reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,17 @@ struct PipelineRecord {
     /// The partitions it owns: (topic, partition, lag).
     partitions: Vec<(String, i32, Option<i64>)>,
 }
+
+/// Slack on top of a group session before a silent member is removed, and
+/// on top of two heartbeats before an engine's record is not current.
+const REAP_GRACE: Duration = Duration::from_secs(1);
+
+/// How long partitions may stay without an owner before the group is made
+/// to assign again (a rebalance leaves them so for a moment).
+const ORPHANED_FOR: Duration = Duration::from_secs(3);
+
+/// How long a rejoin gets to take effect before another.
+const REJOIN_AGAIN_AFTER: Duration = Duration::from_secs(6);
 
 /// How long a gone member's record stays, shown as gone.
 const GONE_KEPT: Duration = Duration::from_secs(60);
@@ -133,33 +147,120 @@ impl Supervisor {
     /// stale, and forgets records gone long enough.
     fn clear_gone_members(&self) {
         let now = crate::record::now_millis();
-        let Some(bootstrap) = self.env.bootstrap.clone() else { return };
-        for (key, record) in self.store.scan::<MemberRecord>("member/") {
-            let silent = now - record.heartbeat_at_ms;
-            if record.id == crate::identity::engine_id() || silent <= MEMBER_EXPIRES.as_millis() as i64 {
-                continue;
-            }
-            for (pipeline, entry) in &record.pipelines {
-                let Some(GroupMember { group, member_id, session_timeout_ms }) = &entry.group else { continue };
-                if silent <= *session_timeout_ms as i64
-                    || !self.removed_members.lock().unwrap_or_else(|e| e.into_inner()).insert(member_id.clone())
-                {
-                    continue;
-                }
-                match crate::kafka::group::remove_member(&bootstrap, group, member_id) {
-                    Ok(true) => {
-                        tracing::warn!(engine = %record.id, pipeline = %pipeline, group = %group, "an engine stopped answering: removed its member from the group, so its partitions move on")
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::debug!(group = %group, "cannot remove a gone member (its session will end it): {error:#}")
-                    }
-                }
-            }
-            if silent > GONE_KEPT.as_millis() as i64 {
-                let _ = self.store.delete(&key);
+        let records: Vec<(String, MemberRecord)> = self.store.scan::<MemberRecord>("member/");
+        for (key, record) in &records {
+            if now - record.heartbeat_at_ms > GONE_KEPT.as_millis() as i64 {
+                let _ = self.store.delete(key);
             }
         }
+        let Some(bootstrap) = self.env.bootstrap.clone() else { return };
+        let this = self.member_record();
+        let records: Vec<MemberRecord> =
+            records.into_iter().map(|(_, r)| r).filter(|r| r.id != this.id).chain([this.clone()]).collect();
+        for (pipeline, own) in &this.pipelines {
+            let Some(GroupMember { group, member_id: own_member, session_timeout_ms }) = &own.group else {
+                continue;
+            };
+            let session = *session_timeout_ms as i64;
+            // One engine acts for the group: the lowest id among those whose
+            // record is current and who run the pipeline.
+            let current = (2 * HEARTBEAT_EVERY + REAP_GRACE).as_millis() as i64;
+            let actor = records
+                .iter()
+                .filter(|r| now - r.heartbeat_at_ms <= current)
+                .filter(|r| r.pipelines.get(pipeline).is_some_and(|p| p.group.is_some()))
+                .map(|r| &r.id)
+                .min();
+            if actor != Some(&this.id) {
+                continue;
+            }
+            let members = match crate::kafka::group::members(&bootstrap, group) {
+                Ok(members) => members,
+                Err(error) => {
+                    tracing::debug!(group = %group, "cannot list the group's members: {error:#}");
+                    continue;
+                }
+            };
+            tracing::debug!(pipeline = %pipeline, group = %group, ?members, "watching the group");
+            let mut removed = 0;
+            for member in members.iter().filter(|m| *m != own_member) {
+                let published = records.iter().find(|r| {
+                    r.pipelines
+                        .get(pipeline)
+                        .and_then(|p| p.group.as_ref())
+                        .is_some_and(|g| &g.member_id == member)
+                });
+                let silent = match published {
+                    // Its engine stopped writing its record.
+                    Some(record) => now - record.heartbeat_at_ms,
+                    // No engine claims it (e.g. an earlier run of a restarted
+                    // engine): silent since this engine first saw it.
+                    None => {
+                        let mut unclaimed = self.unclaimed_members.lock().unwrap_or_else(|e| e.into_inner());
+                        now - *unclaimed.entry(member.clone()).or_insert(now)
+                    }
+                };
+                if silent <= session + REAP_GRACE.as_millis() as i64 {
+                    continue;
+                }
+                match crate::kafka::group::remove_member(&bootstrap, group, member) {
+                    Ok(_) => {
+                        removed += 1;
+                        let engine = published.map_or("none", |r| r.id.as_str());
+                        tracing::warn!(pipeline = %pipeline, group = %group, member = %member, engine = %engine, "a group member whose engine is gone: removed it, so its partitions move on");
+                    }
+                    Err(error) => tracing::debug!(group = %group, "cannot remove a gone member: {error:#}"),
+                }
+            }
+            // The coordinator may not rebalance after a removal, and may
+            // assign partitions to a member it then drops (tansu 0.6 does
+            // both): rejoining makes it assign every partition again.
+            let owned: BTreeSet<(String, i32)> = records
+                .iter()
+                .filter(|r| now - r.heartbeat_at_ms <= current)
+                .filter_map(|r| r.pipelines.get(pipeline))
+                .flat_map(|p| p.partitions.iter().map(|(topic, partition, _)| (topic.clone(), *partition)))
+                .collect();
+            let unowned = self
+                .get(pipeline)
+                .map(|m| {
+                    m.stats
+                        .known_partitions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .difference(&owned)
+                        .count()
+                })
+                .unwrap_or(0);
+            let orphaned_for = {
+                let mut since = self.orphaned_since.lock().unwrap_or_else(|e| e.into_inner());
+                match unowned {
+                    0 => {
+                        since.remove(pipeline);
+                        Duration::ZERO
+                    }
+                    _ => since.entry(pipeline.clone()).or_insert_with(std::time::Instant::now).elapsed(),
+                }
+            };
+            if (removed > 0 || orphaned_for >= ORPHANED_FOR) && self.rejoin(pipeline) {
+                tracing::warn!(pipeline = %pipeline, group = %group, unowned, removed, "making the group assign every partition again");
+            }
+        }
+    }
+
+    /// Has this engine's consumer of `pipeline` leave and rejoin its group,
+    /// at most once per [`REJOIN_AGAIN_AFTER`]. Returns whether it asked.
+    fn rejoin(&self, pipeline: &str) -> bool {
+        let mut last = self.last_rejoin.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(pipeline).is_some_and(|at| at.elapsed() < REJOIN_AGAIN_AFTER) {
+            return false;
+        }
+        let Some(managed) = self.get(pipeline) else { return false };
+        managed.stats.rejoin_requested.store(true, std::sync::atomic::Ordering::Relaxed);
+        last.insert(pipeline.to_string(), std::time::Instant::now());
+        // What the new assignment leaves unowned is timed afresh.
+        self.orphaned_since.lock().unwrap_or_else(|e| e.into_inner()).remove(pipeline);
+        true
     }
 
     fn member_record(&self) -> MemberRecord {

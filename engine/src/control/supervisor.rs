@@ -168,7 +168,12 @@ pub struct Supervisor {
     pub(super) address: Mutex<String>,
     pub(super) started_at_ms: i64,
     /// Group members of gone engines this engine already removed.
-    pub(super) removed_members: Mutex<std::collections::HashSet<String>>,
+    /// Group members no engine claims, and when this engine first saw each.
+    pub(super) unclaimed_members: Mutex<std::collections::HashMap<String, i64>>,
+    /// Since when a pipeline's partitions have had no owner, as last seen.
+    pub(super) orphaned_since: Mutex<BTreeMap<String, std::time::Instant>>,
+    /// When this engine last made a pipeline's group assign again.
+    pub(super) last_rejoin: Mutex<BTreeMap<String, std::time::Instant>>,
 }
 
 /// One pipeline under supervision.
@@ -231,7 +236,9 @@ impl Supervisor {
             shutdown,
             address: Mutex::new(String::new()),
             started_at_ms: crate::record::now_millis(),
-            removed_members: Mutex::default(),
+            unclaimed_members: Mutex::default(),
+            last_rejoin: Mutex::default(),
+            orphaned_since: Mutex::default(),
         });
         super::history::spawn_sampler(Arc::downgrade(&supervisor));
         supervisor

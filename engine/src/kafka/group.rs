@@ -1,4 +1,5 @@
-//! Removing a consumer-group member that a crashed engine left behind.
+//! Finding and removing consumer-group members that crashed engines left
+//! behind.
 //!
 //! A member that dies without leaving its group holds its partitions until
 //! the group coordinator notices its session has ended. Apache Kafka does
@@ -8,9 +9,9 @@
 //! refreshing its record, another sends the group coordinator the
 //! `LeaveGroup` request the dead engine could not send (the same request
 //! Kafka's admin API sends to remove members). librdkafka has no call for
-//! it, so it is spoken here with the `kafka-protocol` crate: a
-//! `FindCoordinator` and a `LeaveGroup`, both at version 0, which every
-//! broker accepts. Plaintext only: with SASL or TLS the request is not
+//! it, so it is spoken here with the `kafka-protocol` crate:
+//! `FindCoordinator`, `DescribeGroups` and `LeaveGroup`, all at version 0,
+//! which every broker accepts. Plaintext only: with SASL or TLS the request is not
 //! sent, and the coordinator's own session timeout does the job (slower).
 
 use std::io::{Read as _, Write as _};
@@ -20,8 +21,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::{Buf as _, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, LeaveGroupRequest, LeaveGroupResponse,
-    RequestHeader,
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    LeaveGroupRequest, LeaveGroupResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
@@ -39,6 +40,31 @@ pub fn remove_member(bootstrap: &str, group: &str, member: &str) -> anyhow::Resu
         }
     }
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no brokers in `{bootstrap}`")))
+}
+
+/// The ids of `group`'s members, as its coordinator lists them.
+pub fn members(bootstrap: &str, group: &str) -> anyhow::Result<Vec<String>> {
+    let mut last_error = None;
+    for broker in bootstrap.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        match coordinator(broker, group) {
+            Ok(coordinator) => return describe(&coordinator, group),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no brokers in `{bootstrap}`")))
+}
+
+fn describe(coordinator: &str, group: &str) -> anyhow::Result<Vec<String>> {
+    let request =
+        DescribeGroupsRequest::default().with_groups(vec![StrBytes::from_string(group.to_string()).into()]);
+    let response: DescribeGroupsResponse = call(coordinator, &request, 0)?;
+    let described = response.groups.into_iter().next().context("DescribeGroups answered no group")?;
+    anyhow::ensure!(
+        described.error_code == 0,
+        "DescribeGroups for `{group}`: error {}",
+        described.error_code
+    );
+    Ok(described.members.into_iter().map(|m| m.member_id.to_string()).collect())
 }
 
 fn coordinator(broker: &str, group: &str) -> anyhow::Result<String> {

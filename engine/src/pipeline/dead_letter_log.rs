@@ -19,8 +19,8 @@
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -150,8 +150,13 @@ impl DeadLetterLog {
             let pipeline = self.lock().pipeline.clone();
             for letter in letters {
                 let (letter, truncated) = cut_if_huge(letter);
-                let logged =
-                    LoggedDeadLetter { id: 0, replayed: false, truncated, envelope: serde_json::Value::Null, letter };
+                let logged = LoggedDeadLetter {
+                    id: 0,
+                    replayed: false,
+                    truncated,
+                    envelope: serde_json::Value::Null,
+                    letter,
+                };
                 let mut entry = encode(&logged);
                 if let Some(fields) = entry.as_object_mut() {
                     fields.remove("id");

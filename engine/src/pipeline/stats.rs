@@ -21,8 +21,14 @@ pub struct PipelineStats {
     pub consumer_lag: Mutex<std::collections::BTreeMap<(String, i32), i64>>,
     /// The Kafka partitions this engine reads now.
     pub owned: Mutex<std::collections::BTreeSet<(String, i32)>>,
+    /// Every partition of the source's topics, as its client last saw them.
+    pub known_partitions: Mutex<std::collections::BTreeSet<(String, i32)>>,
     /// This engine's membership in the source's consumer group, once joined.
     pub group_member: Mutex<Option<GroupMember>>,
+    /// Set in cluster mode when partitions of a gone engine stayed without
+    /// an owner: the source leaves and rejoins its group, which makes the
+    /// coordinator assign every partition again.
+    pub rejoin_requested: AtomicBool,
 }
 
 /// A consumer's place in its group, published in cluster mode so that the

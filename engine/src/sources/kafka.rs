@@ -488,6 +488,12 @@ impl ClientContext for SourceConsumerContext {
             })
             .collect();
         *self.stats.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        let known = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| t.partitions.keys().filter(|p| **p >= 0).map(move |p| (topic.clone(), *p)))
+            .collect();
+        *self.stats.known_partitions.lock().unwrap_or_else(|e| e.into_inner()) = known;
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -562,10 +568,20 @@ impl KafkaSource {
 
         let commit_interval = Duration::from_millis(self.config.commit_interval_ms);
         let mut last_commit = Instant::now();
+        let mut last_member_check = Instant::now();
         let mut last_discovery: Option<Instant> = None;
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
         let mut paused = false;
         while !ctx.shutdown.is_cancelled() {
+            if exclusive.is_none()
+                && ctx.stats.rejoin_requested.swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(pipeline = %ctx.pipeline, group = %self.group_id, "rejoining the consumer group so that partitions left without an owner are assigned");
+                consumer.unsubscribe();
+                consumer
+                    .subscribe(&topics)
+                    .with_context(|| format!("cannot subscribe to {}", topics.join(", ")))?;
+            }
             if let Some(filter) = &exclusive
                 && last_discovery.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY)
             {
@@ -577,6 +593,13 @@ impl KafkaSource {
             let (backlog, closed) = self.hand_over(&consumer, &ctx);
             if closed {
                 break;
+            }
+            if last_member_check.elapsed() >= Duration::from_secs(1) {
+                // Joined but given nothing is membership too.
+                if exclusive.is_none() {
+                    consumer.context().record_member_id(&consumer);
+                }
+                last_member_check = Instant::now();
             }
             if last_commit.elapsed() >= commit_interval {
                 let list = consumer.context().positions().to_commit(|_| true);

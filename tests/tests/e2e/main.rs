@@ -4,6 +4,7 @@
 mod abi;
 mod api;
 mod broker_faults;
+mod cluster;
 mod config_errors;
 mod crash;
 mod dashboard;

@@ -67,7 +67,7 @@ impl SharedDeadLetters {
             .create()
             .context("cannot create the dead-letter producer")?;
         let consumer: BaseConsumer = topics
-            .client()
+            .reader()
             .set("group.id", format!("sluice-dead-letters-{}", crate::identity::engine_id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")

@@ -59,6 +59,16 @@ impl ClusterTopics {
         config.set("bootstrap.servers", &self.bootstrap);
         config
     }
+
+    /// A client for reading the cluster's topics. Nothing writes them in
+    /// transactions, so reading uncommitted is the same and asks less of
+    /// the brokers: tansu 0.6 over PostgreSQL 15 cannot answer a
+    /// read-committed ListOffsets (its query needs PostgreSQL 16).
+    pub(super) fn reader(&self) -> ClientConfig {
+        let mut config = self.client();
+        config.set("isolation.level", "read_uncommitted");
+        config
+    }
 }
 
 /// A blob's manifest, kept in the state topic.
@@ -101,7 +111,7 @@ impl TopicChangelog {
             .create()
             .context("cannot create the state producer")?;
         let consumer: BaseConsumer = topics
-            .client()
+            .reader()
             .set("group.id", format!("sluice-state-{}", crate::identity::engine_id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
@@ -192,7 +202,7 @@ impl Changelog for TopicChangelog {
         let modules = self.topics.modules();
         let consumer: BaseConsumer = self
             .topics
-            .client()
+            .reader()
             .set("group.id", format!("sluice-blobs-{}", crate::identity::engine_id()))
             .set("enable.auto.commit", "false")
             .create()

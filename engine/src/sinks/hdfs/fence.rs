@@ -112,7 +112,8 @@ mod tests {
     #[tokio::test]
     async fn the_latest_generation_stands_and_earlier_claims_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = crate::storage::open(dir.path().to_str().unwrap(), dir.path(), &Default::default()).unwrap();
+        let storage =
+            crate::storage::open(dir.path().to_str().unwrap(), dir.path(), &Default::default()).unwrap();
         let old = Fence::raise(&*storage, "topics/t", 3, 7, "aaaa").await.unwrap();
         assert!(old.stands(&*storage).await.unwrap());
         // Raising the same claim again (a second recovery) changes nothing.

@@ -391,7 +391,8 @@ async fn an_owner_that_lost_its_partition_cannot_rename_into_the_lake() {
     assert_eq!(new_ack.try_status(), Some(AckStatus::Delivered));
     assert_eq!(old_ack.try_status(), Some(AckStatus::Failed), "fenced: read again by the new owner");
     assert_eq!(later_ack.try_status(), Some(AckStatus::Failed));
-    let hidden: Vec<_> = walk(lake.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    let hidden: Vec<_> =
+        walk(lake.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
     assert!(hidden.is_empty(), "{hidden:?}");
 }
 
@@ -411,6 +412,9 @@ async fn a_file_the_old_owner_renamed_first_is_kept_and_skipped_by_the_new_owner
     assert_eq!(new_ack.try_status(), Some(AckStatus::Delivered));
     assert_eq!(
         files(lake.path()),
-        vec![(layout::committed_name("t", 0, 0, 4), (0..5).collect()), (layout::committed_name("t", 0, 5, 8), (5..9).collect())]
+        vec![
+            (layout::committed_name("t", 0, 0, 4), (0..5).collect()),
+            (layout::committed_name("t", 0, 5, 8), (5..9).collect())
+        ]
     );
 }
