@@ -67,6 +67,19 @@ impl Metrics {
                 state.restarts,
             );
         }
+        // Prometheus tells scrape targets apart by `instance`; this says
+        // which engine of which cluster an instance is, across restarts
+        // and address changes.
+        f.gauge(
+            "sluice_engine_info",
+            "This engine (always 1): its id, its cluster (empty when alone) and its version.",
+            &[
+                ("engine_id", crate::identity::engine_id()),
+                ("cluster", self.supervisor.cluster_name().unwrap_or("")),
+                ("version", env!("CARGO_PKG_VERSION")),
+            ],
+            1.0,
+        );
         let modules = self.supervisor.modules.list();
         f.gauge("sluice_modules", "Modules in the registry.", &[], modules.len() as f64);
         f.gauge(
@@ -126,6 +139,16 @@ impl Metrics {
                 &pl,
                 managed.dead_letters.pending() as f64,
             );
+            let snapshot = managed.snapshot();
+            let reads_kafka = matches!(snapshot.config.source, crate::sources::SourceConfig::Kafka(_));
+            if reads_kafka {
+                f.gauge(
+                    "sluice_kafka_partitions_owned",
+                    "Kafka partitions this engine reads for the pipeline (in a cluster, its share).",
+                    &pl,
+                    stats.owned.lock().unwrap_or_else(|e| e.into_inner()).len() as f64,
+                );
+            }
             for ((topic, partition), lag) in
                 stats.consumer_lag.lock().unwrap_or_else(|e| e.into_inner()).iter()
             {
@@ -183,7 +206,6 @@ impl Metrics {
                 &sink.commit_latency,
             );
 
-            let snapshot = managed.snapshot();
             for stage in &snapshot.stages {
                 let s = &stage.stats;
                 let labels = [("pipeline", p), ("stage", stage.name.as_str())];

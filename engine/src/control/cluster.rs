@@ -283,6 +283,11 @@ impl Supervisor {
         }
     }
 
+    /// The cluster this engine belongs to, if any.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.store.cluster()
+    }
+
     /// The members and who owns which partitions, as the shared state says
     /// (this engine's own record is fresh).
     pub fn cluster_view(&self) -> ClusterView {

@@ -445,6 +445,13 @@ fn three_engines_fail_over_without_loss_or_duplicates() {
     for api in [&api_a, &api_c, &api_d] {
         assert_eq!(api.search_stage_version(), Some(2), "{} runs version 2", api.url);
     }
+    // Metrics tell the engines apart.
+    for (api, id) in [(&api_a, ids[0].as_str()), (&api_c, ids[2].as_str()), (&api_d, id_d.as_str())] {
+        let text = reqwest::blocking::get(format!("{}/metrics", api.url)).unwrap().text().unwrap();
+        let info = text.lines().find(|l| l.starts_with("sluice_engine_info{")).expect("sluice_engine_info");
+        assert!(info.contains(&format!("engine_id=\"{id}\"")), "{info}");
+        assert!(info.contains(&format!("cluster=\"{}\"", harness.cluster)), "{info}");
+    }
     let late: Vec<&(u64, bool)> = docs.iter().filter(|(id, _)| *id >= deployed_everywhere).collect();
     assert!(!late.is_empty());
     assert!(late.iter().all(|(_, shaped)| *shaped), "records after the deploy went through version 2");
