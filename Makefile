@@ -53,10 +53,12 @@ test: test-deps ui
 
 ## Benchmarks: wasm vs native, sandbox on vs off, instantiation; Kafka
 ## pipeline vs consume/produce baselines; REST ingest vs kcat; restart
-## time and memory of the engine on its embedded defaults
+## time and memory of the engine on its embedded defaults; a cluster of
+## engines (throughput with 1-3 engines, state convergence, failover)
 bench:
 	$(CARGO) bench -p sluice-tests --bench transform
 	$(CARGO) bench -p sluice-tests --bench kafka
 	$(CARGO) bench -p sluice-tests --bench lake
 	$(CARGO) bench -p sluice-tests --bench search
 	$(CARGO) bench -p sluice-tests --bench engine
+	$(CARGO) bench -p sluice-tests --bench cluster
