@@ -7,6 +7,7 @@ import { overview } from "./views/overview.js";
 import { pipelineDetail } from "./views/pipeline.js";
 import { modulesView } from "./views/modules.js";
 import { deployView } from "./views/deploy.js";
+import { clusterView } from "./views/cluster.js";
 
 const routes = [
   [/^#\/?$/, () => ["pipelines", overview]],
@@ -14,6 +15,7 @@ const routes = [
   [/^#\/modules$/, () => ["modules", modulesView]],
   [/^#\/deploy$/, () => ["deploy", (root) => deployView(root, null)]],
   [/^#\/deploy\/([^/]+)$/, (m) => ["deploy", (root) => deployView(root, decodeURIComponent(m[1]))]],
+  [/^#\/cluster$/, () => ["cluster", clusterView]],
 ];
 
 let cleanup = null;

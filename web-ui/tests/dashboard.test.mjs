@@ -259,5 +259,49 @@ path = ${JSON.stringify(join(work, "jobs.dead-letter.ndjson"))}
   assert.match(await page.locator("#quarantine").innerText(), /quarantined/);
   await shot("10-quarantined");
 
+  // The Cluster page: an engine on its own lists itself, alive, owning its
+  // Kafka pipelines' partitions. What to expect comes from the API, once
+  // the consumer of `web` has been assigned its partitions again (it was
+  // paused and resumed above).
+  let cluster;
+  const assigned = Date.now() + 30_000;
+  for (;;) {
+    cluster = await (await fetch(`${url}/api/cluster`, { headers: { Authorization: `Bearer ${token}` } })).json();
+    if (cluster.pipelines.find((p) => p.pipeline === "web")?.partitions.length > 0) break;
+    assert.ok(Date.now() < assigned, `no partition of web owned: ${JSON.stringify(cluster)}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  assert.equal(cluster.cluster, null);
+  const self = cluster.members.find((m) => m.this_engine);
+  assert.ok(self, `this engine among the members: ${JSON.stringify(cluster.members)}`);
+  await page.click('nav a[data-nav="cluster"]');
+  await page.waitForURL(/#\/cluster$/);
+  await page.locator("#cluster-name", { hasText: "single engine" }).waitFor();
+  const member = page.locator(`tr[data-member="${self.id}"]`);
+  await member.locator('[data-field="this"]', { hasText: "this engine" }).waitFor();
+  await member.locator('[data-status="alive"]').waitFor();
+  assert.equal(await member.locator('[data-field="version"]').innerText(), self.version);
+  const web = page.locator('[data-cluster-pipeline="web"]');
+  for (const part of cluster.pipelines.find((p) => p.pipeline === "web").partitions) {
+    assert.equal(part.member, self.id);
+    await web.locator(`tr[data-partition="${part.topic}/${part.partition}"] [data-field="member"]`, { hasText: self.id }).waitFor();
+  }
+  // The member's count agrees with the partitions listed under it.
+  await page.waitForFunction((id) => {
+    const owned = [...document.querySelectorAll('[data-partition] [data-field="member"]')].filter((td) => td.textContent.includes(id)).length;
+    return owned > 0 && document.querySelector(`tr[data-member="${id}"] [data-field="partitions"]`)?.textContent === String(owned);
+  }, self.id);
+  await shot("11-cluster");
+
+  // A failed request shows an error, and the next good poll brings the
+  // page back.
+  await page.route("**/api/cluster", (route) => route.fulfill({
+    status: 503, contentType: "application/json", body: JSON.stringify({ error: "the engine is unavailable (test)" }),
+  }));
+  await page.locator("#cluster-error", { hasText: "the engine is unavailable (test)" }).waitFor();
+  await shot("12-cluster-error");
+  await page.unroute("**/api/cluster");
+  await member.locator('[data-status="alive"]').waitFor();
+
   assert.deepEqual(pageErrors, [], "no script errors in the page");
 });
