@@ -1,5 +1,5 @@
 // Polls `load` every `ms` and hands the result to `show` until stopped;
-// the first failure is shown, later ones only logged.
+// the first failure is shown; later ones are dropped until a load succeeds.
 
 export function poll(load, show, onError, ms = 1000) {
   let stopped = false;
