@@ -1,8 +1,9 @@
 //! Who is in the cluster and who reads what: every engine writes its
 //! member record (`member/{id}`: address, version, start time, and per
-//! pipeline the Kafka partitions it owns with their lag) into the shared
-//! state every few seconds, and deletes it when it stops. `GET
-//! /api/cluster` reads them back. A member whose record has not been
+//! pipeline the Kafka partitions it owns with their lag) every few
+//! seconds, and deletes it when it stops; in a cluster these records go to
+//! a topic of their own with ten minutes' retention
+//! (`sluice.NAME.members`). `GET /api/cluster` reads them back. A member whose record has not been
 //! refreshed for [`MEMBER_EXPIRES`] is shown as gone; its record is
 //! deleted a minute later.
 //!

@@ -440,6 +440,22 @@ fn three_engines_fail_over_without_loss_or_duplicates() {
         assert_eq!(on_a, lettered, "A lists the same dead letters as D");
     }
 
+    // A letter an engine listed is replayed through another: D replays
+    // one that A's share of the work dead-lettered, and A sees it replayed.
+    let (_, page) = api_a.get("/api/pipelines/search/dead-letters?limit=1");
+    let letter = page["dead_letters"][0]["id"].as_u64().expect("a dead letter");
+    let (status, outcome) = api_d.send(
+        reqwest::Method::POST,
+        "/api/pipelines/search/dead-letters/replay",
+        format!("{{\"ids\":[{letter}]}}").into_bytes(),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["replayed"], 1, "{outcome}");
+    assert_eq!(outcome["dead_lettered_again"], 1, "still not JSON: {outcome}");
+    wait_until("A shows the letter replayed", 30, || {
+        api_a.get(&format!("/api/pipelines/search/dead-letters/{letter}")).1["replayed"] == true
+    });
+
     // The new version runs everywhere: each engine says so, and every
     // record sent after it did went through it.
     for api in [&api_a, &api_c, &api_d] {

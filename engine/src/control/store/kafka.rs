@@ -54,6 +54,13 @@ impl ClusterTopics {
         format!("sluice.{}.dead-letters", self.cluster)
     }
 
+    /// Engines' member records: rewritten every few seconds, so kept in a
+    /// topic of their own with time retention, not in the state (a broker
+    /// that does not compact would make the state grow without end).
+    pub fn members(&self) -> String {
+        format!("sluice.{}.members", self.cluster)
+    }
+
     pub(super) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
@@ -80,6 +87,8 @@ struct Manifest {
 
 pub(super) struct TopicChangelog {
     topics: ClusterTopics,
+    /// The topic this changelog writes and reads.
+    topic: String,
     producer: FutureProducer,
     entries: Arc<Entries>,
     /// The next offset the reader will apply, and a way to wait for it.
@@ -94,15 +103,26 @@ impl Drop for TopicChangelog {
 }
 
 impl TopicChangelog {
-    pub(super) fn open(topics: ClusterTopics, entries: Arc<Entries>) -> anyhow::Result<TopicChangelog> {
+    /// Creates the cluster's changelog topics if they are missing.
+    pub(super) fn create_topics(topics: &ClusterTopics) -> anyhow::Result<()> {
         let compacted: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+        let recent: &[(&str, &str)] = &[("cleanup.policy", "delete"), ("retention.ms", "600000")];
         ensure_topics(
             &topics.bootstrap,
             &[
                 TopicSpec { name: &topics.state(), partitions: 1, config: compacted },
                 TopicSpec { name: &topics.modules(), partitions: 1, config: compacted },
+                TopicSpec { name: &topics.members(), partitions: 1, config: recent },
             ],
-        )?;
+        )
+    }
+
+    /// A changelog on `topic`, read from its start into `entries`.
+    pub(super) fn open(
+        topics: ClusterTopics,
+        topic: String,
+        entries: Arc<Entries>,
+    ) -> anyhow::Result<TopicChangelog> {
         let producer: FutureProducer = topics
             .client()
             .set("acks", "all")
@@ -118,7 +138,7 @@ impl TopicChangelog {
             .set("fetch.wait.max.ms", "50")
             .create()
             .context("cannot create the state reader")?;
-        let state = topics.state();
+        let state = topic.clone();
         let (_, end) = consumer
             .fetch_watermarks(&state, 0, Duration::from_secs(10))
             .with_context(|| format!("cannot read the state topic `{state}`"))?;
@@ -134,7 +154,7 @@ impl TopicChangelog {
                 .spawn(move || read_changes(consumer, entries, applied, stop))
                 .context("cannot start the state reader")?;
         }
-        let changelog = TopicChangelog { topics, producer, entries, applied, stop };
+        let changelog = TopicChangelog { topics, topic, producer, entries, applied, stop };
         // The state written before this engine started, before anything runs.
         changelog
             .wait_applied(end, Duration::from_secs(60))
@@ -178,7 +198,7 @@ impl TopicChangelog {
 impl Changelog for TopicChangelog {
     fn append(&self, key: &str, value: serde_json::Value) -> anyhow::Result<()> {
         let payload = (!value.is_null()).then(|| serde_json::to_vec(&value)).transpose()?;
-        let offset = self.produce(&self.topics.state(), key, payload.as_deref())?;
+        let offset = self.produce(&self.topic, key, payload.as_deref())?;
         self.wait_applied(offset + 1, ECHO_TIMEOUT)
             .with_context(|| format!("the change to `{key}` was written but not read back"))
     }

@@ -80,6 +80,8 @@ pub struct StateStore {
     dir: PathBuf,
     entries: Arc<Entries>,
     changelog: Box<dyn Changelog>,
+    /// Where `member/…` keys go in a cluster (see [`ClusterTopics::members`]).
+    members: Option<Box<dyn Changelog>>,
     /// The cluster this state is shared with, if any.
     cluster: Option<String>,
     /// The cluster's dead-letter log.
@@ -96,6 +98,7 @@ impl StateStore {
             dir: dir.to_path_buf(),
             entries,
             changelog: Box::new(changelog),
+            members: None,
             cluster: None,
             dead_letters: None,
         })
@@ -107,12 +110,15 @@ impl StateStore {
         fs::create_dir_all(dir.join("blobs")).with_context(|| format!("cannot create {}", dir.display()))?;
         let entries = Arc::new(Entries::default());
         let cluster = topics.cluster.clone();
+        kafka::TopicChangelog::create_topics(&topics)?;
         let dead_letters = dead_letters::SharedDeadLetters::open(&topics)?;
-        let changelog = kafka::TopicChangelog::open(topics, entries.clone())?;
+        let members = kafka::TopicChangelog::open(topics.clone(), topics.members(), entries.clone())?;
+        let changelog = kafka::TopicChangelog::open(topics.clone(), topics.state(), entries.clone())?;
         Ok(StateStore {
             dir: dir.to_path_buf(),
             entries,
             changelog: Box::new(changelog),
+            members: Some(Box::new(members)),
             cluster: Some(cluster),
             dead_letters: Some(dead_letters),
         })
@@ -165,11 +171,18 @@ impl StateStore {
 
     /// Records `value` under `key`, durably, before returning.
     pub fn put(&self, key: &str, value: &impl Serialize) -> anyhow::Result<()> {
-        self.changelog.append(key, serde_json::to_value(value)?)
+        self.changelog_of(key).append(key, serde_json::to_value(value)?)
     }
 
     pub fn delete(&self, key: &str) -> anyhow::Result<()> {
-        self.changelog.append(key, serde_json::Value::Null)
+        self.changelog_of(key).append(key, serde_json::Value::Null)
+    }
+
+    fn changelog_of(&self, key: &str) -> &dyn Changelog {
+        match &self.members {
+            Some(members) if key.starts_with("member/") => members.as_ref(),
+            _ => self.changelog.as_ref(),
+        }
     }
 
     /// Stores `bytes` under their SHA-256 (hex), which it returns.
