@@ -25,6 +25,8 @@ use super::supervisor::Supervisor;
 use crate::pipeline::stats::GroupMember;
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// How often the consumer groups are watched.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 pub const MEMBER_EXPIRES: Duration = Duration::from_secs(10);
 
 /// What an engine says of itself in the shared state.
@@ -38,6 +40,20 @@ struct MemberRecord {
     pipelines: BTreeMap<String, PipelineRecord>,
 }
 
+impl MemberRecord {
+    /// The partitions it owns, without their lag.
+    fn owned(&self) -> Vec<(String, String, i32)> {
+        self.pipelines
+            .iter()
+            .flat_map(|(name, p)| {
+                p.partitions
+                    .iter()
+                    .map(move |(topic, partition, _)| (name.clone(), topic.clone(), *partition))
+            })
+            .collect()
+    }
+}
+
 /// What a member says of one pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PipelineRecord {
@@ -47,16 +63,15 @@ struct PipelineRecord {
     partitions: Vec<(String, i32, Option<i64>)>,
 }
 
-/// Slack on top of a group session before a silent member is removed, and
-/// on top of two heartbeats before an engine's record is not current.
+/// Slack on top of two heartbeats before an engine's record is not current.
 const REAP_GRACE: Duration = Duration::from_secs(1);
 
 /// How long partitions may stay without an owner before the group is made
 /// to assign again (a rebalance leaves them so for a moment).
-const ORPHANED_FOR: Duration = Duration::from_secs(3);
+const ORPHANED_FOR: Duration = Duration::from_secs(2);
 
 /// How long a rejoin gets to take effect before another.
-const REJOIN_AGAIN_AFTER: Duration = Duration::from_secs(6);
+const REJOIN_AGAIN_AFTER: Duration = Duration::from_secs(4);
 
 /// How long a gone member's record stays, shown as gone.
 const GONE_KEPT: Duration = Duration::from_secs(60);
@@ -113,7 +128,9 @@ impl Supervisor {
         let supervisor = Arc::downgrade(self);
         let stop = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            let mut ticker = tokio::time::interval(WATCH_EVERY);
+            let mut last_written: Option<tokio::time::Instant> = None;
+            let mut last_owned = Vec::new();
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
@@ -121,19 +138,31 @@ impl Supervisor {
                 }
                 let Some(this) = supervisor.upgrade() else { return };
                 let record = this.member_record();
-                let store = this.store.clone();
-                let key = format!("member/{}", record.id);
-                let written = tokio::task::spawn_blocking(move || store.put(&key, &record)).await;
-                match written {
-                    // The write was read back, so this engine reads the
-                    // shared state up to now: others' silence is real, not
-                    // this engine lagging behind.
-                    Ok(Ok(())) => {
-                        let reaper = this.clone();
-                        let _ = tokio::task::spawn_blocking(move || reaper.clear_gone_members()).await;
+                // A new assignment is published at once: the group watch
+                // must not take partitions in flux for partitions unowned.
+                let owned = record.owned();
+                if owned != last_owned
+                    || last_written.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY - WATCH_EVERY / 2)
+                {
+                    let store = this.store.clone();
+                    let key = format!("member/{}", record.id);
+                    match tokio::task::spawn_blocking(move || store.put(&key, &record)).await {
+                        Ok(Ok(())) => {
+                            last_written = Some(tokio::time::Instant::now());
+                            last_owned = owned;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!("cannot write this engine's member record: {error:#}")
+                        }
+                        Err(_) => {}
                     }
-                    Ok(Err(error)) => tracing::warn!("cannot write this engine's member record: {error:#}"),
-                    Err(_) => {}
+                }
+                // Only while this engine's own record was read back lately:
+                // then it reads the shared state up to about now, and
+                // others' silence is real, not this engine lagging behind.
+                if last_written.is_some_and(|at| at.elapsed() <= HEARTBEAT_EVERY + WATCH_EVERY) {
+                    let watcher = this.clone();
+                    let _ = tokio::task::spawn_blocking(move || watcher.clear_gone_members()).await;
                 }
             }
             if let Some(this) = supervisor.upgrade() {
@@ -201,7 +230,9 @@ impl Supervisor {
                         now - *unclaimed.entry(member.clone()).or_insert(now)
                     }
                 };
-                if silent <= session + REAP_GRACE.as_millis() as i64 {
+                // Measured from its engine's last record, written up to a
+                // heartbeat before it died: the session has ended by then.
+                if silent <= session {
                     continue;
                 }
                 match crate::kafka::group::remove_member(&bootstrap, group, member) {
