@@ -224,9 +224,18 @@ fn committed(consumer: &BaseConsumer, topic: &str, partitions: &BTreeSet<i32>) -
 /// Seconds from SIGKILL of the engine called `victim` until each of its
 /// partitions has a committed offset beyond where it stood.
 fn failover(cluster: &Cluster, survivor: &Engine, victim: Engine, victim_id: &str) -> f64 {
-    let owned = owners(cluster, survivor, "failover");
-    let theirs: BTreeSet<i32> = owned.iter().filter(|(_, m)| *m == victim_id).map(|(p, _)| *p).collect();
-    assert!(!theirs.is_empty(), "the victim owns nothing: {owned:?}");
+    // A joining engine can take two rebalances to settle: wait for a full
+    // assignment in which the victim has its share.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let theirs: BTreeSet<i32> = loop {
+        let owned = owners(cluster, survivor, "failover");
+        let theirs = owned.iter().filter(|(_, m)| *m == victim_id).map(|(p, _)| *p).collect::<BTreeSet<_>>();
+        if owned.len() == PARTITIONS as usize && !theirs.is_empty() {
+            break theirs;
+        }
+        assert!(Instant::now() < deadline, "the victim never got its share: {owned:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &cluster.brokers.bootstrap)
         .set("group.id", "sluice-failover")
