@@ -5,6 +5,8 @@ CARGO ?= cargo
 # the test suite's build script uses, so both share one build.
 WASM_TARGET_DIR := target/wasm
 MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
+# The engine, wherever cargo puts it (CARGO_TARGET_DIR is honoured).
+SLUICE := $(or $(CARGO_TARGET_DIR),target)/release/sluice
 
 .PHONY: demo serve test test-deps transforms build ui bench clean-data
 
@@ -22,13 +24,13 @@ ui:
 
 ## The engine with its API and dashboard on http://127.0.0.1:8080/, running the demo pipelines
 serve: transforms build ui
-	./target/release/sluice serve --listen 127.0.0.1:8080 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
+	$(SLUICE) serve --listen 127.0.0.1:8080 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
 
 ## Run the demo pipelines on the shared fixtures; output goes to data/
 demo: transforms build clean-data
-	./target/release/sluice run --listen 127.0.0.1:0 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
+	$(SLUICE) run --listen 127.0.0.1:0 pipelines/weblogs-file.toml pipelines/apilogs-file.toml
 	@echo
-	./scripts/demo-ingest.sh
+	SLUICE_BIN=$(SLUICE) ./scripts/demo-ingest.sh
 	@echo
 	@echo "Parsed documents:  data/weblogs.ndjson, data/apilogs.ndjson, data/weblogs-kafka.ndjson"
 	@echo "Images:            data/lake/topics/images/ (Avro), data/extracted/ (back out)"

@@ -162,7 +162,7 @@ impl Supervisor {
                 // others' silence is real, not this engine lagging behind.
                 if last_written.is_some_and(|at| at.elapsed() <= HEARTBEAT_EVERY + WATCH_EVERY) {
                     let watcher = this.clone();
-                    let _ = tokio::task::spawn_blocking(move || watcher.clear_gone_members()).await;
+                    let _ = tokio::task::spawn_blocking(move || watcher.watch_groups()).await;
                 }
             }
             if let Some(this) = supervisor.upgrade() {
@@ -173,9 +173,11 @@ impl Supervisor {
         });
     }
 
-    /// Removes the consumer-group members of engines whose records went
-    /// stale, and forgets records gone long enough.
-    fn clear_gone_members(&self) {
+    /// Watches each pipeline's consumer group (see the module's doc):
+    /// removes members whose engines are gone, makes the group assign
+    /// partitions left without an owner, and forgets records gone long
+    /// enough.
+    fn watch_groups(&self) {
         let now = crate::record::now_millis();
         let records: Vec<(String, MemberRecord)> = self.store.scan::<MemberRecord>("member/");
         for (key, record) in &records {
@@ -212,6 +214,10 @@ impl Supervisor {
                 }
             };
             tracing::debug!(pipeline = %pipeline, group = %group, ?members, "watching the group");
+            self.unclaimed_members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(g, member), _| g != group || members.contains(member));
             let mut removed = 0;
             for member in members.iter().filter(|m| *m != own_member) {
                 let published = records.iter().find(|r| {
@@ -227,7 +233,7 @@ impl Supervisor {
                     // engine): silent since this engine first saw it.
                     None => {
                         let mut unclaimed = self.unclaimed_members.lock().unwrap_or_else(|e| e.into_inner());
-                        now - *unclaimed.entry(member.clone()).or_insert(now)
+                        now - *unclaimed.entry((group.clone(), member.clone())).or_insert(now)
                     }
                 };
                 // Measured from its engine's last record, written up to a

@@ -168,8 +168,9 @@ pub struct Supervisor {
     pub(super) address: Mutex<String>,
     pub(super) started_at_ms: i64,
     /// Group members of gone engines this engine already removed.
-    /// Group members no engine claims, and when this engine first saw each.
-    pub(super) unclaimed_members: Mutex<std::collections::HashMap<String, i64>>,
+    /// Group members no engine claims, by group, and when this engine first
+    /// saw each.
+    pub(super) unclaimed_members: Mutex<std::collections::HashMap<(String, String), i64>>,
     /// Since when a pipeline's partitions have had no owner, as last seen.
     pub(super) orphaned_since: Mutex<BTreeMap<String, std::time::Instant>>,
     /// When this engine last made a pipeline's group assign again.
