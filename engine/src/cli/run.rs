@@ -159,8 +159,19 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         // A signal: every pipeline drains, then reports.
         let results = match waited {
             Some(results) => results,
+            // A pipeline stopped while waiting to restart has no result to
+            // report: waiting for one is bounded too.
             None if stop_within(&supervisor, args.shutdown_timeout()).await => {
-                supervisor.wait_for(&file_pipelines).await
+                match tokio::time::timeout(args.shutdown_timeout(), supervisor.wait_for(&file_pipelines))
+                    .await
+                {
+                    Ok(results) => results,
+                    Err(_) => {
+                        failed = true;
+                        eprintln!("error: pipelines stopped without a report (one was failing)");
+                        Vec::new()
+                    }
+                }
             }
             None => {
                 failed = true;
