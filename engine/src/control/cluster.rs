@@ -14,9 +14,9 @@
 //! Kafka's coordinator would have dropped it by then; tansu 0.6 keeps it
 //! and goes on assigning it partitions that nobody reads.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,6 +28,18 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often the consumer groups are watched.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 pub const MEMBER_EXPIRES: Duration = Duration::from_secs(10);
+
+/// What the consumer-group watch remembers between rounds.
+#[derive(Default)]
+pub(super) struct GroupWatch {
+    /// Group members no engine claims, by group, and when this engine
+    /// first saw each.
+    unclaimed_members: Mutex<HashMap<(String, String), i64>>,
+    /// Since when a pipeline's partitions have had no owner, as last seen.
+    orphaned_since: Mutex<BTreeMap<String, Instant>>,
+    /// When this engine last made a pipeline's group assign again.
+    last_rejoin: Mutex<BTreeMap<String, Instant>>,
+}
 
 /// What an engine says of itself in the shared state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,7 +226,8 @@ impl Supervisor {
                 }
             };
             tracing::debug!(pipeline = %pipeline, group = %group, ?members, "watching the group");
-            self.unclaimed_members
+            self.group_watch
+                .unclaimed_members
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|(g, member), _| g != group || members.contains(member));
@@ -232,7 +245,8 @@ impl Supervisor {
                     // No engine claims it (e.g. an earlier run of a restarted
                     // engine): silent since this engine first saw it.
                     None => {
-                        let mut unclaimed = self.unclaimed_members.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut unclaimed =
+                            self.group_watch.unclaimed_members.lock().unwrap_or_else(|e| e.into_inner());
                         now - *unclaimed.entry((group.clone(), member.clone())).or_insert(now)
                     }
                 };
@@ -271,7 +285,7 @@ impl Supervisor {
                 })
                 .unwrap_or(0);
             let orphaned_for = {
-                let mut since = self.orphaned_since.lock().unwrap_or_else(|e| e.into_inner());
+                let mut since = self.group_watch.orphaned_since.lock().unwrap_or_else(|e| e.into_inner());
                 match unowned {
                     0 => {
                         since.remove(pipeline);
@@ -289,15 +303,15 @@ impl Supervisor {
     /// Has this engine's consumer of `pipeline` leave and rejoin its group,
     /// at most once per [`REJOIN_AGAIN_AFTER`]. Returns whether it asked.
     fn rejoin(&self, pipeline: &str) -> bool {
-        let mut last = self.last_rejoin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.group_watch.last_rejoin.lock().unwrap_or_else(|e| e.into_inner());
         if last.get(pipeline).is_some_and(|at| at.elapsed() < REJOIN_AGAIN_AFTER) {
             return false;
         }
         let Some(managed) = self.get(pipeline) else { return false };
         managed.stats.rejoin_requested.store(true, std::sync::atomic::Ordering::Relaxed);
-        last.insert(pipeline.to_string(), std::time::Instant::now());
+        last.insert(pipeline.to_string(), Instant::now());
         // What the new assignment leaves unowned is timed afresh.
-        self.orphaned_since.lock().unwrap_or_else(|e| e.into_inner()).remove(pipeline);
+        self.group_watch.orphaned_since.lock().unwrap_or_else(|e| e.into_inner()).remove(pipeline);
         true
     }
 

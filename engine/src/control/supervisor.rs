@@ -167,14 +167,8 @@ pub struct Supervisor {
     /// Where this engine's API listens, for the cluster view.
     pub(super) address: Mutex<String>,
     pub(super) started_at_ms: i64,
-    /// Group members of gone engines this engine already removed.
-    /// Group members no engine claims, by group, and when this engine first
-    /// saw each.
-    pub(super) unclaimed_members: Mutex<std::collections::HashMap<(String, String), i64>>,
-    /// Since when a pipeline's partitions have had no owner, as last seen.
-    pub(super) orphaned_since: Mutex<BTreeMap<String, std::time::Instant>>,
-    /// When this engine last made a pipeline's group assign again.
-    pub(super) last_rejoin: Mutex<BTreeMap<String, std::time::Instant>>,
+    /// What the consumer-group watch remembers between rounds.
+    pub(super) group_watch: super::cluster::GroupWatch,
 }
 
 /// One pipeline under supervision.
@@ -237,9 +231,7 @@ impl Supervisor {
             shutdown,
             address: Mutex::new(String::new()),
             started_at_ms: crate::record::now_millis(),
-            unclaimed_members: Mutex::default(),
-            last_rejoin: Mutex::default(),
-            orphaned_since: Mutex::default(),
+            group_watch: Default::default(),
         });
         super::history::spawn_sampler(Arc::downgrade(&supervisor));
         supervisor

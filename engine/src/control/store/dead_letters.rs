@@ -67,10 +67,7 @@ impl SharedDeadLetters {
             .create()
             .context("cannot create the dead-letter producer")?;
         let consumer: BaseConsumer = topics
-            .reader()
-            .set("group.id", format!("sluice-dead-letters-{}", crate::identity::engine_id()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
+            .reader("dead-letters")
             .set("fetch.wait.max.ms", "100")
             .create()
             .context("cannot create the dead-letter reader")?;

@@ -67,13 +67,19 @@ impl ClusterTopics {
         config
     }
 
-    /// A client for reading the cluster's topics. Nothing writes them in
-    /// transactions, so reading uncommitted is the same and asks less of
-    /// the brokers: tansu 0.6 over PostgreSQL 15 cannot answer a
-    /// read-committed ListOffsets (its query needs PostgreSQL 16).
-    pub(super) fn reader(&self) -> ClientConfig {
+    /// A client for reading one of the cluster's topics from where this
+    /// engine assigns itself (`purpose` names its group; nothing is
+    /// committed). Nothing writes these topics in transactions, so reading
+    /// uncommitted is the same and asks less of the brokers: tansu 0.6 over
+    /// PostgreSQL 15 cannot answer a read-committed ListOffsets (its query
+    /// needs PostgreSQL 16).
+    pub(super) fn reader(&self, purpose: &str) -> ClientConfig {
         let mut config = self.client();
-        config.set("isolation.level", "read_uncommitted");
+        config
+            .set("isolation.level", "read_uncommitted")
+            .set("group.id", format!("sluice-{purpose}-{}", crate::identity::engine_id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
         config
     }
 }
@@ -131,10 +137,7 @@ impl TopicChangelog {
             .create()
             .context("cannot create the state producer")?;
         let consumer: BaseConsumer = topics
-            .reader()
-            .set("group.id", format!("sluice-state-{}", crate::identity::engine_id()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
+            .reader("state")
             .set("fetch.wait.max.ms", "50")
             .create()
             .context("cannot create the state reader")?;
@@ -220,13 +223,8 @@ impl Changelog for TopicChangelog {
         let manifest =
             self.manifest(hash).with_context(|| format!("no module with SHA-256 {hash} in the cluster"))?;
         let modules = self.topics.modules();
-        let consumer: BaseConsumer = self
-            .topics
-            .reader()
-            .set("group.id", format!("sluice-blobs-{}", crate::identity::engine_id()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .context("cannot create a module reader")?;
+        let consumer: BaseConsumer =
+            self.topics.reader("blobs").create().context("cannot create a module reader")?;
         let (_, end) = consumer.fetch_watermarks(&modules, 0, Duration::from_secs(10))?;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&modules, 0, Offset::Beginning)?;
