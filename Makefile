@@ -8,7 +8,7 @@ MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 # The engine, wherever cargo puts it (CARGO_TARGET_DIR is honoured).
 SLUICE := $(or $(CARGO_TARGET_DIR),target)/release/sluice
 
-.PHONY: demo serve test test-deps transforms build ui bench clean-data
+.PHONY: demo serve test test-deps transforms build ui bench bench-quick clean-data
 
 ## Build the example transforms into $(MODULES)/*.wasm
 transforms:
@@ -58,9 +58,16 @@ test: test-deps ui
 ## time and memory of the engine on its embedded defaults; a cluster of
 ## engines (throughput with 1-3 engines, state convergence, failover)
 bench:
+	$(CARGO) bench -p sluice-tests --bench quick
 	$(CARGO) bench -p sluice-tests --bench transform
 	$(CARGO) bench -p sluice-tests --bench kafka
 	$(CARGO) bench -p sluice-tests --bench lake
 	$(CARGO) bench -p sluice-tests --bench search
 	$(CARGO) bench -p sluice-tests --bench engine
 	$(CARGO) bench -p sluice-tests --bench cluster
+
+## The WASM stage's key numbers in under 3 minutes, side by side in one run
+## (wasm vs native, sandbox on vs off, instantiate, file → log-parse → file
+## with 1 and 2 workers); writes target/bench/summary.json
+bench-quick:
+	$(CARGO) bench -p sluice-tests --bench quick

@@ -30,6 +30,7 @@
 
 mod config;
 mod error;
+pub mod hash;
 mod layout;
 pub mod lookup;
 mod output;

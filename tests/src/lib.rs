@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests and the benchmarks.
 
+pub mod bench;
 pub mod broker;
 pub mod engine;
 pub mod hdfs;

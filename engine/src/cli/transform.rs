@@ -54,6 +54,7 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         on_error: OnError::Dlq,
         quarantine: crate::pipeline::quarantine::QuarantineConfig::never(),
         capabilities: Spanned::new(0..0, Vec::new()),
+        parallelism: Some(1),
     };
     let lookups = load_lookups(&args.lookups)?;
     let host = WasmHost::new();

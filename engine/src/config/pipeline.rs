@@ -146,16 +146,38 @@ pub struct StageConfig {
     /// it is given; see [`crate::pipeline::quarantine`].
     #[serde(default)]
     pub quarantine: crate::pipeline::quarantine::QuarantineConfig,
-    /// Capabilities granted to the module: `clock`, `random`, and
-    /// `lookup:NAME` for a table the pipeline declares as `[lookup.NAME]`.
+    /// Capabilities granted to the module: `clock`, `random`, `hash` (the
+    /// host's native SHA-256), and `lookup:NAME` for a table the pipeline
+    /// declares as `[lookup.NAME]`.
     /// Nothing else (files, network, environment) is reachable from a
     /// transform.
     #[serde(default = "defaults::capabilities")]
     pub capabilities: Spanned<Vec<String>>,
+    /// Worker threads, each with its own instance of the module, that run
+    /// the stage's batches side by side. Output keeps input order (so a
+    /// Kafka partition's and a file's records stay in order). Unset: one
+    /// per core, at most [`MAX_DEFAULT_PARALLELISM`].
+    pub parallelism: Option<u32>,
+}
+
+/// The default `parallelism` is the core count, capped here: past a few
+/// workers a stage is rarely the bottleneck, and each holds an instance.
+pub const MAX_DEFAULT_PARALLELISM: usize = 8;
+/// Upper bound of an explicit `parallelism`.
+pub const MAX_PARALLELISM: u32 = 64;
+
+impl StageConfig {
+    /// Worker threads the stage runs on.
+    pub fn workers(&self) -> usize {
+        match self.parallelism {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_DEFAULT_PARALLELISM),
+        }
+    }
 }
 
 /// Capabilities a stage may grant.
-pub const CAPABILITIES: &[&str] = &["clock", "random"];
+pub const CAPABILITIES: &[&str] = &["clock", "random", "hash"];
 
 mod defaults {
     use toml::Spanned;
@@ -516,6 +538,15 @@ fn validate_stage(
     }
     if stage.timeout_ms == 0 {
         doc.error(span_of("timeout_ms"), &join(key, "timeout_ms"), "must be at least 1");
+    }
+    if let Some(n) = stage.parallelism
+        && !(1..=MAX_PARALLELISM).contains(&n)
+    {
+        doc.error(
+            span_of("parallelism"),
+            &join(key, "parallelism"),
+            format!("expected 1 to {MAX_PARALLELISM} worker threads"),
+        );
     }
     if stage.max_memory_mb == 0 || stage.max_memory_mb > 4096 {
         doc.error(

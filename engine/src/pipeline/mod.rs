@@ -9,6 +9,7 @@ pub mod partitions;
 pub mod quarantine;
 mod runtime;
 pub mod stage;
+mod stage_pool;
 pub mod stats;
 pub mod test_case;
 

@@ -2,8 +2,9 @@
 //!
 //! Every step is a task (stages are threads: wasm calls are CPU-bound and
 //! synchronous) joined by bounded queues, so a slow sink slows the source
-//! instead of filling memory. Each stage processes one batch at a time,
-//! which keeps records in order. Shutdown flows downstream: the source stops,
+//! instead of filling memory. A stage runs its batches on `parallelism`
+//! worker threads and passes results on in input order (see
+//! [`super::stage_pool`]), which keeps records in order. Shutdown flows downstream: the source stops,
 //! its queue closes, every step drains what it holds and closes its own
 //! output, and the sink makes the last batch durable before the run ends.
 
@@ -13,12 +14,13 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::controls::{PipelineControls, SwapRequest, TapSide};
-use super::dead_letter::{DeadLetterBatch, DeadLetterSender};
+use super::controls::{PipelineControls, SwapRequest};
+use super::dead_letter::DeadLetterBatch;
 use super::partitions::{PartitionEventReceiver, PartitionEvents};
-use super::stage::{Stage, StageOutput};
-use super::stats::{PipelineStats, StageStats, add, get};
-use crate::config::{OnError, PipelineConfig};
+use super::stage::Stage;
+use super::stage_pool::StageLinks;
+use super::stats::{PipelineStats, StageStats, get};
+use crate::config::PipelineConfig;
 use crate::record::Batch;
 use crate::sinks::{DeadLetterShape, Sink, SinkContext};
 use crate::sources::{Source, SourceContext};
@@ -187,8 +189,8 @@ impl Pipeline {
         for (index, (stage, swaps)) in stages.into_iter().zip(swaps).enumerate() {
             let (tx, rx) = mpsc::channel::<Batch>(QUEUE);
             let input = std::mem::replace(&mut next_rx, rx);
-            let worker = StageWorker {
-                stage,
+            let workers = stage.workers;
+            let links = StageLinks {
                 input,
                 swaps,
                 controls: controls.clone(),
@@ -199,13 +201,7 @@ impl Pipeline {
                 stats: stats.clone(),
                 stop: stop.clone(),
             };
-            let thread = std::thread::Builder::new()
-                .name(format!("stage-{}", worker.stage.name))
-                // Room for the guest's wasm stack (max_wasm_stack) on top of ours.
-                .stack_size(8 << 20)
-                .spawn(move || worker.run())
-                .context("cannot start a stage thread")?;
-            stage_threads.push(thread);
+            stage_threads.push(super::stage_pool::spawn(stage, workers, links)?);
         }
         drop(dead_tx);
 
@@ -278,132 +274,6 @@ pub struct StoppedByStage {
 /// Whether a pipeline's error is a stage stopping it on purpose.
 pub fn stopped_on_purpose(error: &anyhow::Error) -> bool {
     error.chain().any(|e| e.is::<StoppedByStage>())
-}
-
-struct StageWorker {
-    stage: Stage,
-    input: mpsc::Receiver<Batch>,
-    /// Modules to swap in, between batches.
-    swaps: mpsc::Receiver<SwapRequest>,
-    controls: Arc<PipelineControls>,
-    /// This stage's position, for its controls.
-    index: usize,
-    /// Lets this thread wait on its input and its swaps at once.
-    runtime: tokio::runtime::Handle,
-    output: mpsc::Sender<Batch>,
-    dead_letters: DeadLetterSender,
-    stats: Arc<PipelineStats>,
-    stop: CancellationToken,
-}
-
-impl StageWorker {
-    /// The next batch, swapping modules in as requests arrive first.
-    fn next_batch(&mut self) -> Option<Batch> {
-        loop {
-            let next = self.runtime.block_on(async {
-                tokio::select! {
-                    biased;
-                    Some(swap) = self.swaps.recv() => Err(swap),
-                    batch = self.input.recv() => Ok(batch),
-                }
-            });
-            match next {
-                Ok(batch) => return batch,
-                Err(swap) => self.swap(swap),
-            }
-        }
-    }
-
-    fn swap(&mut self, SwapRequest { mut stage, done }: SwapRequest) {
-        // Counters carry on across versions; a redeploy lifts a quarantine.
-        stage.stats = self.stage.stats.clone();
-        stage.lift_quarantine();
-        stage.stats.set_module(&stage.module().name);
-        tracing::info!(stage = %stage.name, from = %self.stage.module().name, to = %stage.module().name, "module swapped");
-        self.stage = stage;
-        let _ = done.send(());
-    }
-
-    /// While quarantined: waits for a new module version. Returns false
-    /// when the pipeline stops first (what the stage holds is then never
-    /// acknowledged, so its offsets are not committed).
-    fn wait_for_new_version(&mut self, held: usize) -> bool {
-        self.stage.stats.held.store(held as u64, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!(stage = %self.stage.name, module = %self.stage.module().name, held, "stage quarantined: waiting for a new module version");
-        let swap = self.runtime.block_on(async {
-            tokio::select! {
-                swap = self.swaps.recv() => swap,
-                _ = self.stop.cancelled() => None,
-            }
-        });
-        self.stage.stats.held.store(0, std::sync::atomic::Ordering::Relaxed);
-        match swap {
-            Some(swap) => {
-                self.swap(swap);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn run(mut self) -> anyhow::Result<()> {
-        while let Some(batch) = self.next_batch() {
-            let mut held = self.process(batch)?;
-            while let Some(batch) = held.take() {
-                if !self.wait_for_new_version(batch.records.len()) {
-                    return Ok(());
-                }
-                held = self.process(batch)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs one batch through the stage and passes its outputs on; returns
-    /// the records it holds (quarantined) with their acks, which stay
-    /// pending until those records run.
-    fn process(&mut self, Batch { records, acks }: Batch) -> anyhow::Result<Option<Batch>> {
-        let tap = &self.controls.stages[self.index].tap;
-        tap.observe(&self.stage.name, TapSide::In, &records);
-        let started = std::time::Instant::now();
-        let StageOutput { records, failed, held } = self.stage.process(records);
-        self.stage.stats.batch_latency.observe(started.elapsed());
-        tap.observe(&self.stage.name, TapSide::Out, &records);
-        let held = (!held.is_empty()).then(|| Batch::new(held, acks.clone()));
-        if !failed.is_empty() {
-            match self.stage.on_error {
-                OnError::Dlq => {
-                    add(&self.stats.dead_lettered, failed.len());
-                    let letters = DeadLetterBatch { letters: failed, acks: acks.clone() };
-                    self.dead_letters.blocking_send(letters).context("dead-letter queue closed")?;
-                }
-                OnError::Drop => add(&self.stats.dropped, failed.len()),
-                OnError::Stop => {
-                    // Nothing of this batch may count as done.
-                    acks.iter().for_each(crate::ack::Ack::fail);
-                    self.stop.cancel();
-                    let first = &failed[0];
-                    return Err(StoppedByStage {
-                        stage: self.stage.name.clone(),
-                        origin: first.record.origin.source.to_string(),
-                        offset: first.record.origin.offset,
-                        kind: first.kind.to_string(),
-                        message: first.message.clone(),
-                    }
-                    .into());
-                }
-            }
-        }
-        if records.is_empty() {
-            // Filtered out (or dead-lettered, which holds its own clones).
-            crate::ack::Ack::all_done(acks);
-            return Ok(held);
-        }
-        if self.output.blocking_send(Batch::new(records, acks)).is_err() {
-            anyhow::bail!("stage `{}`: the next step stopped", self.stage.name);
-        }
-        Ok(held)
-    }
 }
 
 /// Runs `step`; if it fails, cancels `stop` so the rest of the pipeline

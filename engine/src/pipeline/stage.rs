@@ -2,8 +2,8 @@
 //! records that make it fail, recycles broken instances and quarantines a
 //! module that crashes on most of what it is given (see [`super::quarantine`]).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::dead_letter::{DeadLetter, ModuleRef};
@@ -27,11 +27,15 @@ pub struct StageError {
 pub struct Stage {
     pub name: String,
     pub on_error: OnError,
+    /// Worker threads (`parallelism`), each running its own instance.
+    pub workers: usize,
     module: Arc<Module>,
     limits: Limits,
     grants: crate::wasm::Grants,
     config_json: String,
-    failures: FailureWindow,
+    /// Shared by the stage's workers: quarantine judges the module on all
+    /// the records it was given, whichever worker ran them.
+    failures: Arc<Mutex<FailureWindow>>,
     /// Kept across batches; `None` after a failed call until the next one.
     instance: Option<TransformInstance>,
     pub stats: Arc<StageStats>,
@@ -96,18 +100,50 @@ impl Stage {
         Ok(Stage {
             name: config.name.clone(),
             on_error: config.on_error,
+            workers: config.workers(),
             module,
             limits,
             grants,
             config_json,
-            failures: FailureWindow::new(config.quarantine.clone()),
+            failures: Arc::new(Mutex::new(FailureWindow::new(config.quarantine.clone()))),
             instance: Some(instance),
             stats,
         })
     }
 
+    /// Another worker for this stage: the same module and settings, its
+    /// own instance (initialised here), counters and quarantine shared.
+    pub fn fork(&self) -> Result<Stage, StageError> {
+        let instance =
+            TransformInstance::new(&self.module, &self.limits, &self.grants, &self.config_json).map_err(
+                |source| StageError { stage: self.name.clone(), module: self.module.name.clone(), source },
+            )?;
+        Ok(Stage { instance: Some(instance), ..self.blueprint() })
+    }
+
+    /// This stage's settings, counters and quarantine without an instance:
+    /// what [`Stage::fork`] makes workers from.
+    pub fn blueprint(&self) -> Stage {
+        Stage {
+            name: self.name.clone(),
+            on_error: self.on_error,
+            workers: self.workers,
+            module: self.module.clone(),
+            limits: self.limits.clone(),
+            grants: self.grants.clone(),
+            config_json: self.config_json.clone(),
+            failures: self.failures.clone(),
+            instance: None,
+            stats: self.stats.clone(),
+        }
+    }
+
     pub fn module(&self) -> &Arc<Module> {
         &self.module
+    }
+
+    fn failures(&self) -> MutexGuard<'_, FailureWindow> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_quarantined(&self) -> bool {
@@ -132,7 +168,7 @@ impl Stage {
         }
         match self.call(&records) {
             Ok(call) => {
-                self.failures.passed(records.len());
+                self.failures().passed(records.len());
                 self.collect(call, &records, &mut output);
             }
             Err(failure) if records.len() == 1 => self.crashed(&records[0], &failure, &mut output),
@@ -140,7 +176,7 @@ impl Stage {
                 for (index, record) in records.chunks(1).enumerate() {
                     match self.call(record) {
                         Ok(call) => {
-                            self.failures.passed(1);
+                            self.failures().passed(1);
                             self.collect(call, record, &mut output);
                         }
                         Err(failure) => self.crashed(&record[0], &failure, &mut output),
@@ -163,12 +199,13 @@ impl Stage {
     /// towards quarantine.
     fn crashed(&mut self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
         self.fail(record, failure, output);
-        if self.failures.crashed() {
+        let crashed = self.failures().crashed();
+        if crashed {
             self.stats.quarantined.store(true, Ordering::Relaxed);
             tracing::error!(
                 stage = %self.name,
                 module = %self.module.name,
-                failure_ratio = self.failures.ratio(),
+                failure_ratio = self.failures().ratio(),
                 "stage quarantined: the module crashed on most recent records; the stage holds what it \
                  has not processed and reads nothing more until a fixed version is deployed"
             );
@@ -177,7 +214,7 @@ impl Stage {
 
     /// Forgets the failures of an earlier version (this stage replaces it).
     pub fn lift_quarantine(&mut self) {
-        self.failures.reset();
+        self.failures().reset();
         self.stats.quarantined.store(false, Ordering::Relaxed);
     }
 

@@ -224,6 +224,11 @@ impl Runtime {
             StoreState,
             wasmtime::component::HasSelf<StoreState>,
         >(&mut linker, |state| state)?;
+        // The `hash` import; it answers only stages granted `hash`.
+        super::bindings::sluice::transform::hash::add_to_linker::<
+            StoreState,
+            wasmtime::component::HasSelf<StoreState>,
+        >(&mut linker, |state| state)?;
         Ok(Runtime { engine, linker })
     }
 }

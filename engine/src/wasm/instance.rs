@@ -28,11 +28,17 @@ pub struct StoreState {
     limiter: MemoryLimiter,
     stderr: CapturedStderr,
     lookup: LookupState,
+    /// Whether the `hash` import answers (the `hash` capability).
+    hash: bool,
 }
 
 impl StoreState {
     pub(super) fn lookup_state(&mut self) -> &mut LookupState {
         &mut self.lookup
+    }
+
+    pub(super) fn hash_granted(&self) -> bool {
+        self.hash
     }
 }
 
@@ -49,6 +55,8 @@ pub struct Grants {
     pub clock: bool,
     /// Real randomness (otherwise a fixed-seed generator).
     pub random: bool,
+    /// The host's native SHA-256 (otherwise the guest hashes in wasm).
+    pub hash: bool,
     /// Lookup tables, by name (`lookup:NAME`).
     pub lookups: Arc<Lookups>,
 }
@@ -59,6 +67,7 @@ pub fn instance_grants(capabilities: &[String], lookups: Lookups) -> Grants {
     Grants {
         clock: capabilities.iter().any(|c| c == "clock"),
         random: capabilities.iter().any(|c| c == "random"),
+        hash: capabilities.iter().any(|c| c == "hash"),
         lookups: Arc::new(lookups),
     }
 }
@@ -106,6 +115,7 @@ impl TransformInstance {
             limiter: MemoryLimiter::new(limits.max_memory_bytes),
             stderr,
             lookup: LookupState::new(grants.lookups.clone()),
+            hash: grants.hash,
         };
         let mut store = Store::new(&module.engine, state);
         if module.sandboxed {

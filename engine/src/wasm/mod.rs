@@ -6,6 +6,7 @@ mod abi;
 mod bindings;
 mod deadline;
 mod error;
+mod hash;
 mod host;
 mod instance;
 mod limits;

@@ -215,6 +215,14 @@ fn the_sandbox_grants_nothing_by_default() {
 }
 
 #[test]
+fn the_hosts_hash_answers_only_a_stage_granted_it_and_agrees_with_the_guests() {
+    let denied = run_lines(&["hash"], "");
+    assert_eq!(denied.written[0], "guest ba7816bf", "without the grant the guest hashes itself");
+    let granted = run_lines(&["hash"], r#"capabilities = ["hash"]"#);
+    assert_eq!(granted.written[0], "host ba7816bf", "the same digest, from the host");
+}
+
+#[test]
 fn a_granted_clock_is_the_real_one() {
     let outcome = run_lines(&["clock"], r#"capabilities = ["clock"]"#);
     let seconds: u64 = outcome.written[0].parse().unwrap();

@@ -17,6 +17,7 @@ mod ingest;
 mod interop;
 mod kafka_sink;
 mod lake;
+mod parallel;
 mod prometheus;
 mod rebalance;
 mod resilience;

@@ -15,7 +15,6 @@ pub mod sniff;
 
 use image_record::{Format, ImageRecord};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sluice_guest::{Config, Error, Output, Record, Transform};
 
 /// The stage's `[stage.config]`.
@@ -127,7 +126,8 @@ pub fn serialize(
     } else {
         None
     };
-    let sha256 = hex::encode(Sha256::digest(data));
+    // The host's native hash when the stage grants `hash`.
+    let sha256 = hex::encode(sluice_guest::hash::sha256(data));
     let id = match key.map(std::str::from_utf8) {
         Some(Ok(key)) if !key.is_empty() => key,
         _ => sha256.as_str(),

@@ -45,6 +45,11 @@ impl Transform for Hostile {
                 let result = std::fs::read("/etc/hostname").map(|_| "read".to_string());
                 out.push(result.unwrap_or_else(|e| format!("denied: {e}")));
             }
+            b"hash" => {
+                let digest = sluice_guest::hash::sha256(b"abc");
+                let by = if sluice_guest::hash::host_granted() { "host" } else { "guest" };
+                out.push(format!("{by} {:02x}{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2], digest[3]));
+            }
             b"env" => {
                 out.push(format!("{} variables", std::env::vars().count()));
             }

@@ -1,0 +1,368 @@
+//! `make bench-quick`: the WASM stage's key numbers in under three minutes,
+//! each measured side by side in this one run, written as one flat JSON
+//! object to `target/bench/summary.json` (and printed).
+//!
+//! - `boundary_ns_per_record`: passthrough at batch 1024, wasm minus the
+//!   same transform run natively on the same packed batch.
+//! - `logparse_wasm_over_native`, `enrich_wasm_over_native`,
+//!   `image_serialize_wasm_over_native` (verify + 128 px thumbnail, as the
+//!   shipped pipeline runs it), `image_hash_wasm_over_native` (sniff and
+//!   SHA-256 only): throughput of the wasm component over the same crate
+//!   compiled natively.
+//! - `sandbox_overhead_ratio`: log-parse with the sandbox's limits (epoch
+//!   deadline, memory cap) over the same module without them.
+//! - `instantiate_us`: a fresh instance, `init` and a first call.
+//! - `pipeline_file_logparse_mb_per_s`: `sluice run` as a process, a
+//!   200,000-line Apache log (file) → log-parse → NDJSON file, MB of input
+//!   per second of the whole process; with the stage's default parallelism.
+//! - `stage_parallel_speedup_2_workers`: the same pipeline with
+//!   `parallelism = 2` over `parallelism = 1`.
+//!
+//! `make bench` keeps the full set, with criterion's statistics.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice::lookup::{KeyMatch, LookupTable, Lookups};
+use sluice::record::{Header, Origin, Record};
+use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+use sluice_guest::testing::{self, TestRecord, pack, run_packed};
+use sluice_tests::bench::{alone, median, side_by_side};
+use sluice_tests::{fixture, guest, root};
+
+/// Alternating rounds per comparison, and the length of one round.
+const ROUNDS: usize = 15;
+const ROUND: Duration = Duration::from_millis(200);
+/// Lines in the pipeline's input file (the fixture, repeated).
+const PIPELINE_LINES: usize = 200_000;
+
+fn main() {
+    let started = Instant::now();
+    let mut summary = BTreeMap::<&str, f64>::new();
+    let host = WasmHost::new();
+
+    let (boundary, passthrough_wasm, passthrough_native) = boundary(&host);
+    println!(
+        "boundary, batch 1024: wasm {passthrough_wasm:.1} ns/record, native {passthrough_native:.1}: {boundary:.1} ns/record"
+    );
+    summary.insert("boundary_ns_per_record", boundary);
+    summary.insert("passthrough_wasm_ns_per_record", passthrough_wasm);
+
+    let (ratio, wasm_mb, native_mb) = logparse(&host);
+    println!("log-parse: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
+    summary.insert("logparse_wasm_over_native", ratio);
+    summary.insert("logparse_wasm_mb_per_s", wasm_mb);
+
+    let (ratio, wasm_docs, native_docs) = enrich(&host);
+    println!("enrich: wasm {wasm_docs:.0} documents/s, native {native_docs:.0}: {ratio:.2}×");
+    summary.insert("enrich_wasm_over_native", ratio);
+
+    for (key, hash_key, verify) in [
+        ("image_serialize_wasm_over_native", "image_serialize_wasm_mb_per_s", true),
+        ("image_hash_wasm_over_native", "image_hash_wasm_mb_per_s", false),
+    ] {
+        let (ratio, wasm_mb, native_mb) = image_serialize(&host, verify);
+        println!("{key}: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
+        summary.insert(key, ratio);
+        summary.insert(hash_key, wasm_mb);
+    }
+
+    let (ratio, on_mb, off_mb) = sandbox();
+    println!("sandbox on vs off (log-parse): {on_mb:.0} vs {off_mb:.0} MB/s: {ratio:.3}");
+    summary.insert("sandbox_overhead_ratio", ratio);
+
+    let instantiate = instantiate(&host);
+    println!("instantiate + init + first call: {instantiate:.1} us");
+    summary.insert("instantiate_us", instantiate);
+
+    let pipeline = PipelineBench::prepare();
+    let default_mb = pipeline.mb_per_s(None);
+    let (one, two) = pipeline.one_vs_two_workers();
+    println!(
+        "sluice run, file → log-parse → file: {default_mb:.0} MB/s (default parallelism); 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
+        two / one
+    );
+    summary.insert("pipeline_file_logparse_mb_per_s", default_mb);
+    summary.insert("pipeline_file_logparse_1_worker_mb_per_s", one);
+    summary.insert("stage_parallel_speedup_2_workers", two / one);
+    summary.insert("cores", std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
+    summary.insert("bench_seconds", started.elapsed().as_secs_f64().round());
+
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out).expect("create target/bench");
+    let json = serde_json::to_string_pretty(&summary).expect("numbers serialise");
+    std::fs::write(out.join("summary.json"), format!("{json}\n")).expect("write summary.json");
+    println!("{json}\nwritten to {}", out.join("summary.json").display());
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
+    let module = host.load_file(&guest(name), false).unwrap();
+    TransformInstance::new(&module, &Limits::default(), &Grants::default(), config).unwrap()
+}
+
+fn small_records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut record = Record::new(
+                Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
+                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
+            );
+            record.key = Some(Bytes::from(format!("key-{i}")));
+            record
+        })
+        .collect()
+}
+
+/// Boundary cost per record, and the two timings it is the difference of.
+fn boundary(host: &WasmHost) -> (f64, f64, f64) {
+    const BATCH: usize = 1024;
+    let records = small_records(BATCH);
+    let mut wasm = instance(host, "passthrough", "{}");
+    let test_records: Vec<TestRecord> = records
+        .iter()
+        .map(|r| {
+            TestRecord::new(r.value.to_vec()).with_key(r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default())
+        })
+        .collect();
+    let packed = pack(&test_records);
+    let mut native = passthrough::Passthrough;
+    let (w, n) =
+        side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || run_packed(&mut native, &packed));
+    let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
+    (per_record(w) - per_record(n), per_record(w), per_record(n))
+}
+
+fn log_lines() -> Vec<Record> {
+    let text = std::fs::read(fixture("logs/apache_combined_sample.log")).unwrap();
+    text.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            Record::new(
+                Bytes::copy_from_slice(line),
+                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
+            )
+        })
+        .collect()
+}
+
+fn mb_per_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+/// log-parse wasm over native, and both in MB/s.
+fn logparse(host: &WasmHost) -> (f64, f64, f64) {
+    let lines = log_lines();
+    let bytes: usize = lines.iter().map(|r| r.value.len()).sum();
+    let mut wasm = instance(host, "log-parse", "{}");
+    let config = log_parse::ParseConfig::from_json("{}").unwrap();
+    let mut out = Vec::with_capacity(bytes * 3);
+    let (w, n) = side_by_side(
+        ROUNDS,
+        ROUND,
+        || wasm.call(&lines).unwrap(),
+        || {
+            out.clear();
+            for line in &lines {
+                log_parse::parse_line(&line.value, &config, &mut out).unwrap();
+            }
+            out.len()
+        },
+    );
+    (n.as_secs_f64() / w.as_secs_f64(), mb_per_s(bytes, w), mb_per_s(bytes, n))
+}
+
+/// enrich (geo lookup granted) over log-parse's documents of the fixture.
+fn enrich(host: &WasmHost) -> (f64, f64, f64) {
+    const CONFIG: &str = r#"{"geoip_table": "geoip"}"#;
+    let table = Arc::new(
+        LookupTable::load("geoip", &root().join("pipelines/lookups/geoip-sample.csv"), KeyMatch::Ip).unwrap(),
+    );
+    let config = log_parse::ParseConfig::from_json("{}").unwrap();
+    let documents: Vec<Vec<u8>> = log_lines()
+        .iter()
+        .map(|line| {
+            let mut out = Vec::new();
+            log_parse::parse_line(&line.value, &config, &mut out).unwrap();
+            out
+        })
+        .collect();
+    let records: Vec<Record> = documents
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Record::new(Bytes::from(d.clone()), Origin { source: "b".into(), partition: 0, offset: i as i64 })
+        })
+        .collect();
+    let mut lookups = Lookups::new();
+    lookups.insert("geoip".into(), table.clone());
+    let grants = Grants { lookups: Arc::new(lookups), ..Grants::default() };
+    let module = host.load_file(&guest("enrich"), false).unwrap();
+    let mut wasm = TransformInstance::new(&module, &Limits::default(), &grants, CONFIG).unwrap();
+    testing::grant_lookup("geoip", move |key| table.get(key).map(|row| row.to_string()));
+    let mut native = testing::init::<enrich::Enrich>(CONFIG).unwrap();
+    let inputs: Vec<TestRecord> = documents.iter().map(|d| TestRecord::new(d.clone())).collect();
+    let (w, n) =
+        side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || testing::run(&mut native, &inputs));
+    let per_s = |d: Duration| documents.len() as f64 / d.as_secs_f64();
+    (n.as_secs_f64() / w.as_secs_f64(), per_s(w), per_s(n))
+}
+
+/// image-serialize on the fixture images: with `verify`, a full decode and
+/// a thumbnail (the shipped pipeline's settings); without, sniff + SHA-256.
+fn image_serialize(host: &WasmHost, verify: bool) -> (f64, f64, f64) {
+    let images: Vec<(String, Vec<u8>)> = ["rocket.jpg", "coffee.png", "chelsea.png"]
+        .into_iter()
+        .map(|name| (name.to_string(), std::fs::read(fixture(&format!("images/{name}"))).unwrap()))
+        .collect();
+    let bytes: usize = images.iter().map(|(_, b)| b.len()).sum();
+    let records: Vec<Record> = images
+        .iter()
+        .enumerate()
+        .map(|(i, (name, data))| {
+            let mut r = Record::new(
+                Bytes::from(data.clone()),
+                Origin { source: "b".into(), partition: 0, offset: i as i64 },
+            );
+            r.headers.push(Header { name: "filename".into(), value: Bytes::from(name.clone()) });
+            r.timestamp = Some(0);
+            r
+        })
+        .collect();
+    let module = host.load_file(&guest("image-serialize"), false).unwrap();
+    let limits = Limits { max_memory_bytes: 512 << 20, ..Limits::default() };
+    let json = if verify { r#"{"verify":true,"thumbnail_px":128}"# } else { "{}" };
+    let mut wasm = TransformInstance::new(&module, &limits, &Grants::default(), json).unwrap();
+    let config = image_serialize::SerializeConfig {
+        verify,
+        thumbnail_px: verify.then_some(128),
+        max_pixels: 50_000_000,
+        check_claims: true,
+    };
+    let mut out = Vec::new();
+    let (w, n) = side_by_side(
+        ROUNDS / 2,
+        ROUND,
+        || wasm.call(&records).unwrap(),
+        || {
+            for (name, data) in &images {
+                out.clear();
+                image_serialize::serialize(data, None, Some(name), None, Some(0), &config, &mut out).unwrap();
+            }
+        },
+    );
+    (n.as_secs_f64() / w.as_secs_f64(), mb_per_s(bytes, w), mb_per_s(bytes, n))
+}
+
+/// log-parse with the sandbox's limits over the same module without them.
+fn sandbox() -> (f64, f64, f64) {
+    let lines = log_lines();
+    let bytes: usize = lines.iter().map(|r| r.value.len()).sum();
+    let mut on = instance(&WasmHost::new(), "log-parse", "{}");
+    let mut off = instance(&WasmHost::without_sandbox_for_benchmarks(), "log-parse", "{}");
+    // Twice the rounds: the difference sought is a few percent.
+    let (on_t, off_t) =
+        side_by_side(ROUNDS * 2, ROUND, || on.call(&lines).unwrap(), || off.call(&lines).unwrap());
+    (on_t.as_secs_f64() / off_t.as_secs_f64(), mb_per_s(bytes, on_t), mb_per_s(bytes, off_t))
+}
+
+fn instantiate(host: &WasmHost) -> f64 {
+    let module = host.load_file(&guest("passthrough"), false).unwrap();
+    let one = small_records(1);
+    let t = alone(ROUNDS, ROUND, || {
+        let mut instance =
+            TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
+        instance.call(&one).unwrap()
+    });
+    t.as_secs_f64() * 1e6
+}
+
+/// `sluice run` over a generated log file, as a user runs it.
+struct PipelineBench {
+    dir: PathBuf,
+    input_bytes: u64,
+}
+
+impl PipelineBench {
+    fn prepare() -> PipelineBench {
+        let dir = target_dir().join("bench").join("pipeline");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines: Vec<Vec<u8>> = std::fs::read(fixture("logs/apache_combined_sample.log"))
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut text = Vec::new();
+        for line in lines.iter().cycle().take(PIPELINE_LINES) {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        std::fs::write(dir.join("weblogs.log"), &text).unwrap();
+        PipelineBench { dir, input_bytes: text.len() as u64 }
+    }
+
+    fn write_pipeline(&self, parallelism: Option<usize>) -> PathBuf {
+        let module = guest("log-parse");
+        let parallelism = parallelism.map(|n| format!("parallelism = {n}\n")).unwrap_or_default();
+        let toml = format!(
+            "name = \"bench-logparse\"\n\
+             [source]\ntype = \"file\"\npath = \"weblogs.log\"\nread = \"lines\"\n\
+             [batch]\nmax_records = 1024\nlinger_ms = 50\n\
+             [[stage]]\nname = \"parse\"\nmodule = {module:?}\ntimeout_ms = 2000\nmax_memory_mb = 64\n{parallelism}\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n\
+             [dead_letter]\ntype = \"file\"\npath = \"dead-letters.ndjson\"\n",
+            module = module.display().to_string()
+        );
+        let path = self.dir.join("pipeline.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// One whole `sluice run`, start to exit.
+    fn run_once(&self, pipeline: &Path) -> Duration {
+        for file in ["out.ndjson", "dead-letters.ndjson"] {
+            let _ = std::fs::remove_file(self.dir.join(file));
+        }
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .arg(pipeline)
+            .env("SLUICE_LOG", "warn")
+            .output()
+            .expect("start sluice");
+        let elapsed = started.elapsed();
+        assert!(output.status.success(), "sluice run failed: {}", String::from_utf8_lossy(&output.stderr));
+        let written = std::fs::read(self.dir.join("out.ndjson")).unwrap();
+        let documents = written.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(documents, PIPELINE_LINES, "every line becomes one document");
+        elapsed
+    }
+
+    fn mb_per_s(&self, parallelism: Option<usize>) -> f64 {
+        let pipeline = self.write_pipeline(parallelism);
+        self.run_once(&pipeline); // compiles the module into the cache, warms the page cache
+        let time = median((0..5).map(|_| self.run_once(&pipeline)).collect());
+        self.input_bytes as f64 / time.as_secs_f64() / 1e6
+    }
+
+    /// MB/s with one worker and with two, runs alternating.
+    fn one_vs_two_workers(&self) -> (f64, f64) {
+        let mut one = Vec::new();
+        let mut two = Vec::new();
+        for _ in 0..5 {
+            one.push(self.run_once(&self.write_pipeline(Some(1))));
+            two.push(self.run_once(&self.write_pipeline(Some(2))));
+        }
+        let rate = |times: Vec<Duration>| self.input_bytes as f64 / median(times).as_secs_f64() / 1e6;
+        (rate(one), rate(two))
+    }
+}

@@ -1,0 +1,178 @@
+//! A stage on several workers (`parallelism = N`): output keeps input
+//! order (a file's lines, each Kafka partition's records), every record is
+//! written or dead-lettered exactly once, and offsets are committed only
+//! for what is durable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use sluice::config;
+use sluice::pipeline::Pipeline;
+use sluice_tests::{guest, read_ndjson};
+use tokio_util::sync::CancellationToken;
+
+use super::{run_pipeline_file, toml_path, write_pipeline};
+
+/// Lines `{"n":N}`, with every 97th `reject` (the guest refuses it) and
+/// every 389th `trap` (the whole call fails; the batch is retried one
+/// record at a time, and only that record is dead-lettered).
+fn input_lines(count: usize) -> (String, Vec<u64>, usize) {
+    let mut text = String::new();
+    let mut kept = Vec::new();
+    let mut failing = 0;
+    for n in 0..count as u64 {
+        if n % 97 == 13 {
+            text.push_str("reject\n");
+            failing += 1;
+        } else if n % 389 == 7 {
+            text.push_str("trap\n");
+            failing += 1;
+        } else {
+            text.push_str(&format!("{{\"n\":{n}}}\n"));
+            kept.push(n);
+        }
+    }
+    (text, kept, failing)
+}
+
+fn run_file_pipeline(
+    dir: &std::path::Path,
+    parallelism: u32,
+) -> (Vec<u64>, usize, sluice::pipeline::PipelineReport) {
+    let out = format!("out-{parallelism}.ndjson");
+    let dead = format!("dead-{parallelism}.ndjson");
+    let pipeline = write_pipeline(
+        dir,
+        &format!(
+            "name = \"parallel\"\n[source]\ntype = \"file\"\npath = \"in.log\"\nread = \"lines\"\n\
+             [batch]\nmax_records = 37\nlinger_ms = 5\n\
+             [[stage]]\nname = \"hostile\"\nmodule = {module}\nparallelism = {parallelism}\n\
+             [stage.quarantine]\nfailure_ratio = 0.9\n\
+             [sink]\ntype = \"file\"\npath = {out:?}\n[dead_letter]\ntype = \"file\"\npath = {dead:?}\n",
+            module = toml_path(&guest("hostile")),
+        ),
+    );
+    let report = run_pipeline_file(&pipeline).unwrap();
+    let written: Vec<u64> = read_ndjson(&dir.join(&out)).iter().map(|v| v["n"].as_u64().unwrap()).collect();
+    let dead = read_ndjson(&dir.join(&dead)).len();
+    (written, dead, report)
+}
+
+#[test]
+fn four_workers_keep_a_files_order_and_every_record_is_written_or_dead_lettered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, kept, failing) = input_lines(12_000);
+    std::fs::write(dir.path().join("in.log"), text).unwrap();
+
+    let (written, dead, report) = run_file_pipeline(dir.path(), 4);
+    assert_eq!(report.read, 12_000);
+    assert_eq!(written, kept, "every good line once, in file order");
+    assert_eq!(dead, failing, "every refused or trapping line dead-lettered once");
+    assert_eq!(report.dead_lettered as usize, failing);
+    assert_eq!(report.stages[0].counters.records_in, 12_000);
+
+    // One worker writes the very same file.
+    let (one, dead_one, _) = run_file_pipeline(dir.path(), 1);
+    assert_eq!(one, written);
+    assert_eq!(dead_one, dead);
+    assert_eq!(
+        std::fs::read(dir.path().join("out-1.ndjson")).unwrap(),
+        std::fs::read(dir.path().join("out-4.ndjson")).unwrap()
+    );
+}
+
+#[test]
+fn three_workers_keep_each_kafka_partitions_order_and_commit_everything() {
+    const PARTITIONS: i32 = 3;
+    const PER_PARTITION: u64 = 1_000;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("events", PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // Each partition gets its own increasing sequence, interleaved.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    runtime.block_on(async {
+        for seq in 0..PER_PARTITION {
+            for partition in 0..PARTITIONS {
+                let value = if seq % 50 == 3 {
+                    "reject".to_string()
+                } else {
+                    format!("{{\"p\":{partition},\"seq\":{seq}}}")
+                };
+                let record = FutureRecord::<(), _>::to("events").partition(partition).payload(&value);
+                producer.send(record, Duration::from_secs(10)).await.unwrap();
+            }
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"parallel-kafka\"\n[source]\ntype = \"kafka\"\nbrokers = {bootstrap:?}\ntopics = [\"events\"]\n\
+             group_id = \"parallel\"\ncommit_interval_ms = 100\n\
+             [batch]\nmax_records = 40\nlinger_ms = 5\n\
+             [[stage]]\nname = \"hostile\"\nmodule = {module}\nparallelism = 3\n\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+            module = toml_path(&guest("hostile")),
+        ),
+    );
+    let mut configs = config::load_file(&pipeline).unwrap();
+    let pipeline = Pipeline::build(configs.remove(0), sluice_tests::host()).unwrap();
+    let shutdown = CancellationToken::new();
+    let run = runtime.spawn(pipeline.run(shutdown.clone()));
+
+    let total = PER_PARTITION as usize * PARTITIONS as usize;
+    let rejected = (0..PER_PARTITION).filter(|s| s % 50 == 3).count() * PARTITIONS as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let written = read_ndjson(&dir.path().join("out.ndjson")).len();
+        let dead = read_ndjson(&dir.path().join("dead.ndjson")).len();
+        if written + dead >= total {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{written} written and {dead} dead-lettered of {total}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Commits are periodic: give the last one its interval.
+    std::thread::sleep(Duration::from_millis(500));
+    shutdown.cancel();
+    let report = runtime.block_on(run).unwrap().unwrap();
+    assert_eq!(report.read as usize, total);
+
+    let mut sequences: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for document in read_ndjson(&dir.path().join("out.ndjson")) {
+        sequences.entry(document["p"].as_u64().unwrap()).or_default().push(document["seq"].as_u64().unwrap());
+    }
+    let expected: Vec<u64> = (0..PER_PARTITION).filter(|s| s % 50 != 3).collect();
+    for partition in 0..PARTITIONS as u64 {
+        assert_eq!(sequences[&partition], expected, "partition {partition}: each record once, in order");
+    }
+    assert_eq!(read_ndjson(&dir.path().join("dead.ndjson")).len(), rejected);
+
+    // Every offset is committed: everything was durable.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "parallel")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition("events", partition);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    for element in committed.elements() {
+        assert_eq!(
+            element.offset(),
+            Offset::Offset(PER_PARTITION as i64),
+            "partition {}",
+            element.partition()
+        );
+    }
+}
