@@ -128,7 +128,9 @@ fn main() {
             ..config.clone()
         };
         let json = if verify { r#"{"verify":true,"thumbnail_px":128}"# } else { "{}" };
-        let mut wasm = TransformInstance::new(&module, &limits, &Grants::default(), json).unwrap();
+        // Granted the host's hash, as the shipped pipeline does.
+        let grants = Grants { hash: true, ..Grants::default() };
+        let mut wasm = TransformInstance::new(&module, &limits, &grants, json).unwrap();
         let w = mb(mean(|| wasm.call(&records).unwrap()), image_bytes);
         let n = mb(
             mean(|| {

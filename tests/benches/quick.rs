@@ -15,8 +15,12 @@
 //! - `pipeline_file_logparse_mb_per_s`: `sluice run` as a process, a
 //!   200,000-line Apache log (file) → log-parse → NDJSON file, MB of input
 //!   per second of the whole process; with the stage's default parallelism.
-//! - `stage_parallel_speedup_2_workers`: the same pipeline with
-//!   `parallelism = 2` over `parallelism = 1`.
+//! - `stage_parallel_speedup_2_workers`: the log-parse stage with
+//!   `parallelism = 2` over `parallelism = 1`, fed from memory into a
+//!   `blackhole` sink, so the stage is what the cores run;
+//!   `pipeline_parallel_speedup_2_workers`: the same for the whole
+//!   `sluice run` above, where reading and writing the files share the
+//!   cores with the stage.
 //!
 //! `make bench` keeps the full set, with criterion's statistics.
 
@@ -28,11 +32,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice::lookup::{KeyMatch, LookupTable, Lookups};
+use sluice::pipeline::stage::Stage;
+use sluice::pipeline::{History, Pipeline};
 use sluice::record::{Header, Origin, Record};
+use sluice::sources::{Source, SourceContext};
 use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
 use sluice_guest::testing::{self, TestRecord, pack, run_packed};
 use sluice_tests::bench::{alone, median, side_by_side};
 use sluice_tests::{fixture, guest, root};
+use tokio_util::sync::CancellationToken;
 
 /// Alternating rounds per comparison, and the length of one round.
 const ROUNDS: usize = 15;
@@ -79,6 +87,14 @@ fn main() {
     println!("instantiate + init + first call: {instantiate:.1} us");
     summary.insert("instantiate_us", instantiate);
 
+    let (one, two) = stage_one_vs_two_workers(&host);
+    println!(
+        "log-parse stage, records from memory: 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
+        two / one
+    );
+    summary.insert("stage_parallel_speedup_2_workers", two / one);
+    summary.insert("stage_logparse_2_workers_mb_per_s", two);
+
     let pipeline = PipelineBench::prepare();
     let default_mb = pipeline.mb_per_s(None);
     let (one, two) = pipeline.one_vs_two_workers();
@@ -88,7 +104,7 @@ fn main() {
     );
     summary.insert("pipeline_file_logparse_mb_per_s", default_mb);
     summary.insert("pipeline_file_logparse_1_worker_mb_per_s", one);
-    summary.insert("stage_parallel_speedup_2_workers", two / one);
+    summary.insert("pipeline_parallel_speedup_2_workers", two / one);
     summary.insert("cores", std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     summary.insert("bench_seconds", started.elapsed().as_secs_f64().round());
 
@@ -240,7 +256,9 @@ fn image_serialize(host: &WasmHost, verify: bool) -> (f64, f64, f64) {
     let module = host.load_file(&guest("image-serialize"), false).unwrap();
     let limits = Limits { max_memory_bytes: 512 << 20, ..Limits::default() };
     let json = if verify { r#"{"verify":true,"thumbnail_px":128}"# } else { "{}" };
-    let mut wasm = TransformInstance::new(&module, &limits, &Grants::default(), json).unwrap();
+    // Granted the host's hash, as the shipped pipeline does.
+    let grants = Grants { hash: true, ..Grants::default() };
+    let mut wasm = TransformInstance::new(&module, &limits, &grants, json).unwrap();
     let config = image_serialize::SerializeConfig {
         verify,
         thumbnail_px: verify.then_some(128),
@@ -283,6 +301,63 @@ fn instantiate(host: &WasmHost) -> f64 {
         instance.call(&one).unwrap()
     });
     t.as_secs_f64() * 1e6
+}
+
+/// The log-parse stage itself on 1 and on 2 workers (MB/s of lines): the
+/// pipeline runtime with records from memory and a `blackhole` sink, so
+/// the stage is what the cores run.
+fn stage_one_vs_two_workers(host: &WasmHost) -> (f64, f64) {
+    let lines = log_lines();
+    let batch_bytes: usize = lines.iter().map(|r| r.value.len()).sum();
+    let batches = 400; // 200,000 lines
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = |workers: u32| -> Duration {
+        let toml = format!(
+            "name = \"stage-bench\"\n[source]\ntype = \"file\"\npath = \"/dev/null\"\n\
+             [batch]\nmax_records = 1024\nlinger_ms = 50\n\
+             [[stage]]\nname = \"parse\"\nmodule = {module:?}\ntimeout_ms = 2000\nparallelism = {workers}\n\
+             [sink]\ntype = \"blackhole\"\n",
+            module = guest("log-parse").display().to_string()
+        );
+        let dir = target_dir().join("bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stage-bench.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut configs = sluice::config::load_file(&path).unwrap();
+        let config = configs.remove(0);
+        let stages = vec![Stage::build(&config.stages[0], &config, host).unwrap()];
+        let source = Box::new(MemorySource { batch: lines.clone(), times: batches });
+        let pipeline = Pipeline::assemble(config, source, stages, History::default());
+        let started = Instant::now();
+        let report = runtime.block_on(pipeline.run(CancellationToken::new())).unwrap();
+        assert_eq!(report.written as usize, lines.len() * batches);
+        started.elapsed()
+    };
+    let mut one = Vec::new();
+    let mut two = Vec::new();
+    run(1);
+    for _ in 0..5 {
+        one.push(run(1));
+        two.push(run(2));
+    }
+    let rate = |times: Vec<Duration>| (batch_bytes * batches) as f64 / median(times).as_secs_f64() / 1e6;
+    (rate(one), rate(two))
+}
+
+/// Sends the same records `times` over, as fast as the pipeline takes them.
+struct MemorySource {
+    batch: Vec<Record>,
+    times: usize,
+}
+
+#[async_trait::async_trait]
+impl Source for MemorySource {
+    async fn run(self: Box<Self>, ctx: SourceContext) -> anyhow::Result<()> {
+        for _ in 0..self.times {
+            ctx.send(sluice::record::Batch::new(self.batch.clone(), Vec::new())).await?;
+        }
+        Ok(())
+    }
 }
 
 /// `sluice run` over a generated log file, as a user runs it.

@@ -1,4 +1,5 @@
-//! Sinks: where records leave a pipeline (`file`, `kafka`).
+//! Sinks: where records leave a pipeline (`file`, `hdfs`, `kafka`,
+//! `opensearch`, and `blackhole`, which discards them).
 //!
 //! A sink writes batches and releases their acks only once the records are
 //! durable, which is what lets a source commit its position safely. Records
@@ -6,6 +7,7 @@
 //! [`SinkContext`]. Adding a sink is a file here, a line in [`TYPES`] and an
 //! arm in [`SinkConfig::parse`] / [`SinkConfig::build`].
 
+pub mod blackhole;
 pub mod file;
 pub mod hdfs;
 pub mod kafka;
@@ -21,7 +23,7 @@ use crate::pipeline::stats::PipelineStats;
 use crate::record::Batch;
 
 /// Sink `type`s a pipeline may use.
-pub const TYPES: &[&str] = &["file", "hdfs", "kafka", "opensearch"];
+pub const TYPES: &[&str] = &["file", "hdfs", "kafka", "opensearch", "blackhole"];
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // Built once per pipeline; size does not matter.
@@ -30,6 +32,7 @@ pub enum SinkConfig {
     Hdfs(hdfs::HdfsSinkConfig),
     Kafka(kafka::KafkaSinkConfig),
     OpenSearch(opensearch::OpenSearchSinkConfig),
+    Blackhole(blackhole::BlackholeSinkConfig),
 }
 
 impl SinkConfig {
@@ -45,6 +48,7 @@ impl SinkConfig {
                 .section::<opensearch::OpenSearchSinkConfig>(value, key, &["type"])
                 .filter(|config| config.check(doc, value, key))
                 .map(SinkConfig::OpenSearch),
+            "blackhole" => doc.section(value, key, &["type"]).map(SinkConfig::Blackhole),
             _ => None,
         }
     }
@@ -63,6 +67,7 @@ impl SinkConfig {
             SinkConfig::OpenSearch(config) => {
                 Ok(Box::new(opensearch::OpenSearchSink::new(config, pipeline, ctx)?))
             }
+            SinkConfig::Blackhole(_) => Ok(Box::new(blackhole::BlackholeSink::new(ctx))),
         }
     }
 
@@ -77,6 +82,7 @@ impl SinkConfig {
             }
             SinkConfig::Hdfs(config) => config.describe(),
             SinkConfig::OpenSearch(config) => config.describe(),
+            SinkConfig::Blackhole(_) => "blackhole (records discarded)".to_string(),
         }
     }
 
@@ -112,9 +118,10 @@ impl SinkConfig {
     pub fn dead_letter_shape(&self) -> DeadLetterShape {
         match self {
             SinkConfig::Kafka(_) => DeadLetterShape::OriginalWithHeaders,
-            SinkConfig::File(_) | SinkConfig::Hdfs(_) | SinkConfig::OpenSearch(_) => {
-                DeadLetterShape::Envelope
-            }
+            SinkConfig::File(_)
+            | SinkConfig::Hdfs(_)
+            | SinkConfig::OpenSearch(_)
+            | SinkConfig::Blackhole(_) => DeadLetterShape::Envelope,
         }
     }
 }

@@ -66,7 +66,10 @@ fn missing_required_keys() {
     let errors = errors("name = \"p\"\n[source]\ntype = \"file\"\n[sink]\npath = \"x\"\n");
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("P:2:1: key `source`: missing field `path`"), "{errors:?}");
-    assert_eq!(errors[1], "P:4:1: key `sink`: missing key `type` (one of: file, hdfs, kafka, opensearch)");
+    assert_eq!(
+        errors[1],
+        "P:4:1: key `sink`: missing key `type` (one of: file, hdfs, kafka, opensearch, blackhole)"
+    );
 }
 
 #[test]
