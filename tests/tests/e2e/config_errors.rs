@@ -118,15 +118,16 @@ fn config_rejected_by_init_points_at_the_config_table() {
 #[test]
 fn semantic_checks() {
     let toml = format!(
-        "name = \"bad name!\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[[stage]]\nname = \"s\"\nmodule = {m}\ncapabilities = [\"network\"]\n[[stage]]\nname = \"s\"\nmodule = {m}\nmax_memory_mb = 0\n[sink]\ntype = \"file\"\npath = \"out\"\n",
+        "name = \"bad name!\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[[stage]]\nname = \"s\"\nmodule = {m}\ncapabilities = [\"network\"]\n[[stage]]\nname = \"s\"\nmodule = {m}\nmax_memory_mb = 0\nparallelism = 0\n[sink]\ntype = \"file\"\npath = \"out\"\n",
         m = toml_path(&guest("passthrough"))
     );
     assert_eq!(
         errors(&toml),
         [
             "P:1:8: key `name`: expected 1-64 characters of a-z, A-Z, 0-9, `-` and `_`",
-            "P:8:16: key `stage[0].capabilities`: unknown capability `network`; expected one of: clock, random, lookup:NAME",
+            "P:8:16: key `stage[0].capabilities`: unknown capability `network`; expected one of: clock, random, hash, lookup:NAME",
             "P:9:1: key `stage[1].name`: another stage is already named `s`",
+            "P:13:15: key `stage[1].parallelism`: expected 1 to 64 worker threads",
             "P:12:17: key `stage[1].max_memory_mb`: expected 1 to 4096 (a wasm32 memory is at most 4 GiB)",
         ]
     );
