@@ -17,6 +17,12 @@
 //! - when a result comes back with records the quarantined stage held, it
 //!   and every later result wait, in order, for a new version; then the
 //!   held records run on it and the waiting results follow them out.
+//!
+//! With several workers, where quarantine trips depends on which worker
+//! reached the threshold first. If the engine dies while quarantined, the
+//! replay from the last commit can therefore cut elsewhere: a record the old
+//! version dead-lettered before the crash may be held after it and written
+//! by the fixed version (at least once, like any replay).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

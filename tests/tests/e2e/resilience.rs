@@ -35,7 +35,14 @@ fn a_module_that_crashes_on_everything_is_quarantined_and_a_fixed_version_loses_
     assert_eq!(api.upload("job", "hostile").0, 201);
     assert_eq!(api.upload("job", "passthrough").0, 201);
     let out = dir.path().join("out.ndjson");
+    // One worker: the crash below replays the records from the last
+    // commit, and this test checks that the same ones are crashed on again
+    // and none is both dead-lettered and written. With several workers the
+    // point where quarantine trips depends on which worker got there first,
+    // so a record the old version dead-lettered before the crash may be
+    // held after it and written by the fix (parallel.rs covers workers).
     let toml = kafka_pipeline("jobs", "jobs", "job@1", &out)
+        .replace("name = \"work\"\n", "name = \"work\"\nparallelism = 1\n")
         + "[stage.quarantine]\nwindow = 100\nmin_records = 20\nfailure_ratio = 0.5\n";
     let (status, view) = api.put("/api/pipelines/jobs", toml);
     assert_eq!(status, 201, "{view}");
