@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 use super::{Closed, Source, SourceContext};
 use crate::ack::Ack;
@@ -208,16 +208,35 @@ async fn send(ctx: &SourceContext, records: Vec<Record>) -> Result<(), Closed> {
     ctx.send(Batch::new(records, vec![ack])).await
 }
 
+/// Bytes read from a file at a time. Lines become slices of these blocks,
+/// so reading a line costs neither an allocation nor a copy.
+const BLOCK: usize = 256 << 10;
+
 /// Reads lines of one file, never holding more than `max` bytes of a line.
 struct LineReader {
     path: PathBuf,
     source: Arc<str>,
-    reader: BufReader<tokio::fs::File>,
+    file: tokio::fs::File,
     max: usize,
-    line: Vec<u8>,
-    /// Full length of the line being read, including bytes not kept.
-    line_len: usize,
+    /// Read and not yet handed out: the start of the next line.
+    buf: BytesMut,
+    /// How much of `buf` is known to hold no `\n`.
+    scanned: usize,
+    /// A line longer than `max` being skipped.
+    overlong: Option<Overlong>,
     line_number: i64,
+    /// [`BLOCK`], smaller in tests.
+    block: usize,
+}
+
+/// The part of an over-long line that is kept, and what is known of the rest.
+struct Overlong {
+    /// Its first `max` bytes, for the dead letter.
+    start: Bytes,
+    /// Its length so far.
+    len: usize,
+    /// The last byte skipped, which may be the `\r` of a `\r\n`.
+    last: Option<u8>,
 }
 
 impl LineReader {
@@ -227,11 +246,13 @@ impl LineReader {
         Ok(LineReader {
             path: path.to_path_buf(),
             source: path.to_string_lossy().into(),
-            reader: BufReader::with_capacity(256 << 10, file),
+            file,
             max,
-            line: Vec::new(),
-            line_len: 0,
+            buf: BytesMut::new(),
+            scanned: 0,
+            overlong: None,
             line_number: 0,
+            block: BLOCK,
         })
     }
 
@@ -241,17 +262,15 @@ impl LineReader {
     async fn drain(&mut self, ctx: &SourceContext, follow: bool) -> anyhow::Result<bool> {
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut progressed = false;
-        loop {
-            let complete = self.fill_line().await?;
-            if !complete && (follow || self.line_len == 0) {
-                break;
-            }
+        // When the lines were read, to the millisecond: one clock reading
+        // per chunk, not per line.
+        let mut now = now_millis();
+        while let Some((value, full_len)) = self.next_line(follow).await? {
             progressed = true;
             self.line_number += 1;
             let origin = Origin { source: self.source.clone(), partition: 0, offset: self.line_number };
-            let mut record = Record::new(std::mem::take(&mut self.line), origin);
-            record.timestamp = Some(now_millis());
-            let full_len = std::mem::take(&mut self.line_len);
+            let mut record = Record::new(value, origin);
+            record.timestamp = Some(now);
             if full_len > self.max {
                 let message = format!("line is {full_len} bytes, over max_record_bytes = {}", self.max);
                 ctx.dead_letter(record, FailureKind::TooLarge, message, Vec::new()).await?;
@@ -260,42 +279,123 @@ impl LineReader {
             }
             if chunk.len() >= CHUNK {
                 send(ctx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).await?;
-            }
-            if !complete {
-                break;
+                now = now_millis();
             }
         }
         send(ctx, chunk).await?;
         Ok(progressed)
     }
 
-    /// Reads into `self.line` up to the next `\n`; true if one was found.
-    async fn fill_line(&mut self) -> anyhow::Result<bool> {
+    /// The next line without its terminator (`\n` or `\r\n`), cut at `max`
+    /// bytes, with its full length; `None` when no complete line is
+    /// available now.
+    async fn next_line(&mut self, follow: bool) -> anyhow::Result<Option<(Bytes, usize)>> {
         loop {
-            let available = self
-                .reader
-                .fill_buf()
+            if let Some(at) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+                let end = self.scanned + at;
+                let mut line = self.buf.split_to(end + 1).freeze();
+                line.truncate(end);
+                self.scanned = 0;
+                return Ok(Some(self.finish_line(line)));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max {
+                // All of `buf` belongs to a line too long to keep: keep its
+                // first `max` bytes (for the dead letter) and count the rest.
+                let last = self.buf.last().copied();
+                let skipped = match &mut self.overlong {
+                    Some(overlong) => overlong,
+                    None => self.overlong.insert(Overlong {
+                        start: self.buf.split_to(self.max).freeze(),
+                        len: self.max,
+                        last: None,
+                    }),
+                };
+                skipped.len += self.buf.len();
+                skipped.last = last;
+                self.buf.clear();
+                self.scanned = 0;
+            }
+            self.buf.reserve(self.block);
+            let read = self
+                .file
+                .read_buf(&mut (&mut self.buf).limit(self.block))
                 .await
                 .with_context(|| format!("cannot read {}", self.path.display()))?;
-            if available.is_empty() {
-                return Ok(false);
-            }
-            let (part, found) = match memchr::memchr(b'\n', available) {
-                Some(end) => (&available[..end], true),
-                None => (available, false),
-            };
-            let keep = part.len().min(self.max.saturating_sub(self.line.len()));
-            self.line.extend_from_slice(&part[..keep]);
-            self.line_len += part.len();
-            let consumed = part.len() + usize::from(found);
-            self.reader.consume(consumed);
-            if found {
-                if self.line.last() == Some(&b'\r') {
-                    self.line.pop();
-                    self.line_len -= 1;
+            if read == 0 {
+                if follow || (self.buf.is_empty() && self.overlong.is_none()) {
+                    return Ok(None);
                 }
-                return Ok(true);
+                let line = self.buf.split().freeze();
+                self.scanned = 0;
+                return Ok(Some(self.finish_line(line)));
             }
         }
+    }
+
+    /// Strips a `\r` before the `\n`; puts an over-long line's kept start
+    /// back together with its length.
+    fn finish_line(&mut self, mut line: Bytes) -> (Bytes, usize) {
+        match self.overlong.take() {
+            Some(Overlong { start, len, last }) => {
+                // The `\r` may have been the last byte skipped.
+                let end = line.last().copied().or(last);
+                (start, len + line.len() - usize::from(end == Some(b'\r')))
+            }
+            None => {
+                let cr = usize::from(line.last() == Some(&b'\r'));
+                let len = line.len() - cr;
+                // Over `max`: dead-lettered with its first `max` bytes, as a
+                // line longer than a block is.
+                line.truncate(len.min(self.max));
+                (line, len)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line `next_line` returns from `text`, read `block` bytes at a
+    /// time, with lines over `max` bytes cut.
+    async fn lines(text: &[u8], block: usize, max: usize, follow: bool) -> Vec<(String, usize)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.log");
+        std::fs::write(&path, text).unwrap();
+        let mut reader = LineReader::open(&path, max).await.unwrap();
+        reader.block = block;
+        let mut out = Vec::new();
+        while let Some((line, len)) = reader.next_line(follow).await.unwrap() {
+            out.push((String::from_utf8(line.to_vec()).unwrap(), len));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_across_blocks_with_crlf_overlong_and_a_last_partial_line() {
+        let text = b"a\nbb\r\n0123456789abcdef\n\nccc\r\n0123456789\r\nlast";
+        let expected: Vec<(String, usize)> = [
+            ("a", 1),
+            ("bb", 2),
+            ("01234567", 16), // cut at max = 8, full length kept
+            ("", 0),
+            ("ccc", 3),
+            ("01234567", 10), // the \r is not part of its length
+            ("last", 4),
+        ]
+        .iter()
+        .map(|(l, n)| (l.to_string(), *n))
+        .collect();
+        for block in [1, 2, 3, 5, 7, 64, BLOCK] {
+            assert_eq!(lines(text, block, 8, false).await, expected, "block {block}");
+        }
+    }
+
+    #[tokio::test]
+    async fn following_leaves_a_partial_last_line_for_later() {
+        let got = lines(b"one\ntwo\nthr", 4, 100, true).await;
+        assert_eq!(got, [("one".to_string(), 3), ("two".to_string(), 3)]);
     }
 }
