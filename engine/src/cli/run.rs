@@ -443,7 +443,7 @@ fn print_report(report: &PipelineReport, json: bool) {
     );
     for stage in &report.stages {
         println!(
-            "  stage {} ({}): {} in, {} out, {} failed, {} calls ({} failed, {} recycles){}, {} ns/record",
+            "  stage {} ({}): {} in, {} out, {} failed, {} calls ({} failed, {} recycles){}, {} ns/record, {} workers",
             stage.stage,
             stage.module,
             stage.counters.records_in,
@@ -453,7 +453,8 @@ fn print_report(report: &PipelineReport, json: bool) {
             stage.counters.failed_calls,
             stage.counters.recycles,
             if stage.counters.quarantined { ", QUARANTINED" } else { "" },
-            stage.counters.nanos_per_record
+            stage.counters.nanos_per_record,
+            stage.counters.workers
         );
     }
     if let Some(files) = &report.files {

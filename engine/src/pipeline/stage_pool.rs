@@ -83,6 +83,7 @@ pub(super) fn spawn(
             }
         }
     }
+    blueprint.stats.workers.store(pool.len() as u64, Ordering::Relaxed);
     let coordinator = Coordinator {
         links,
         blueprint,
@@ -374,6 +375,7 @@ impl Coordinator {
             }
         }
         self.pool.truncate(instances.len());
+        self.blueprint.stats.workers.store(self.pool.len() as u64, Ordering::Relaxed);
         for (worker, instance) in self.pool.iter().zip(instances) {
             if worker.jobs.send(Message::Swap(Box::new(instance))).is_err() {
                 anyhow::bail!("stage `{}`: a worker stopped", self.blueprint.name);

@@ -100,6 +100,8 @@ pub struct StageStats {
     pub quarantined: AtomicBool,
     /// Records a quarantined stage holds until a new version is deployed.
     pub held: AtomicU64,
+    /// Worker threads running the stage (`parallelism`).
+    pub workers: AtomicU64,
     /// Time to process one batch (all calls, retries and recycles).
     pub batch_latency: LatencyHistogram,
     /// The module running now (it changes when a new version is swapped in).
@@ -118,7 +120,9 @@ pub struct StageCounters {
     pub quarantined: bool,
     /// Records a quarantined stage holds until a new version is deployed.
     pub held: u64,
-    /// Time inside the transform per input record.
+    /// Worker threads running the stage, each with its own instance.
+    pub workers: u64,
+    /// Time inside the transform per input record (summed over workers).
     pub nanos_per_record: u64,
 }
 
@@ -134,6 +138,7 @@ impl StageStats {
             recycles: get(&self.recycles),
             quarantined: self.quarantined.load(Ordering::Relaxed),
             held: get(&self.held),
+            workers: get(&self.workers),
             nanos_per_record: get(&self.busy_nanos).checked_div(records_in).unwrap_or(0),
         }
     }

@@ -75,6 +75,7 @@ fn four_workers_keep_a_files_order_and_every_record_is_written_or_dead_lettered_
     assert_eq!(dead, failing, "every refused or trapping line dead-lettered once");
     assert_eq!(report.dead_lettered as usize, failing);
     assert_eq!(report.stages[0].counters.records_in, 12_000);
+    assert_eq!(report.stages[0].counters.workers, 4);
 
     // One worker writes the very same file.
     let (one, dead_one, _) = run_file_pipeline(dir.path(), 1);

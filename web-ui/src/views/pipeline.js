@@ -107,8 +107,8 @@ export function pipelineDetail(root, name) {
         h("td", {}, controls));
     }));
     fill(stages, p.stages.length === 0 ? h("p", { class: "empty" }, "No transform stages.") : h("table", {},
-      h("thead", {}, h("tr", {}, ...["Stage", "Module", "In", "Out", "Failed", "Time/record", "Batch p50 / p99", "Recycles", "Version"]
-        .map((t, i) => h("th", { class: i >= 2 && i <= 7 ? "num" : "" }, t)))),
+      h("thead", {}, h("tr", {}, ...["Stage", "Module", "In", "Out", "Failed", "Time/record", "Batch p50 / p99", "Recycles", "Workers", "Version"]
+        .map((t, i) => h("th", { class: i >= 2 && i <= 8 ? "num" : "" }, t)))),
       h("tbody", {}, rows)));
   }
 
@@ -191,6 +191,7 @@ export function pipelineDetail(root, name) {
     ["time", (s) => (s.nanos_per_record ? `${formatNumber(s.nanos_per_record / 1000)} µs` : "–")],
     ["latency", (s) => `${formatSeconds(s.batch_p50_seconds)} / ${formatSeconds(s.batch_p99_seconds)}`],
     ["recycles", (s) => formatNumber(s.recycles)],
+    ["workers", (s) => formatNumber(s.workers)],
   ];
   function updateStageCounters(p) {
     for (const s of p.stages) {
