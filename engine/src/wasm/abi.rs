@@ -126,16 +126,27 @@ pub(crate) fn unpack(
         )));
     }
 
-    let mut failed = vec![None::<(FailureKind, String)>; inputs.len()];
+    // Most calls fail nothing: the per-input table is only built when
+    // something did.
+    let mut failed: Vec<Option<(FailureKind, String)>> = Vec::new();
+    let fail = |failed: &mut Vec<Option<(FailureKind, String)>>, index: usize, kind, message| {
+        if failed.is_empty() {
+            failed.resize(inputs.len(), None);
+        }
+        failed[index] = Some((kind, message));
+    };
     for error in errors {
         let index = error.input as usize;
         if index >= inputs.len() {
             return Err(invalid(format!("error for input {index} of a {}-record batch", inputs.len())));
         }
-        failed[index] = Some((FailureKind::Rejected(error.kind), error.message));
+        fail(&mut failed, index, FailureKind::Rejected(error.kind), error.message);
     }
 
-    let mut output_bytes = vec![0usize; inputs.len()];
+    // No input's outputs can be over the limit when all of them together
+    // are not: then sizes need not be counted per input.
+    let count_sizes = data.len() > max_output_bytes;
+    let mut output_bytes = vec![0usize; if count_sizes { inputs.len() } else { 0 }];
     let mut records: Vec<Record> = Vec::with_capacity(count);
     let mut record_inputs: Vec<u32> = Vec::with_capacity(count);
     for (words, &timestamp) in batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps) {
@@ -168,19 +179,23 @@ pub(crate) fn unpack(
             timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
             origin: input.origin.clone(),
         };
-        output_bytes[index] += record.size();
+        if count_sizes {
+            output_bytes[index] += record.size();
+        }
         records.push(record);
         record_inputs.push(words[INPUT]);
     }
 
     for (index, bytes) in output_bytes.iter().enumerate() {
-        if *bytes > max_output_bytes && failed[index].is_none() {
-            failed[index] = Some((
+        if *bytes > max_output_bytes && failed.get(index).is_none_or(Option::is_none) {
+            fail(
+                &mut failed,
+                index,
                 FailureKind::InvalidOutput,
                 format!(
                     "outputs of this record total {bytes} bytes, over max_output_bytes = {max_output_bytes}"
                 ),
-            ));
+            );
         }
     }
 
@@ -189,10 +204,10 @@ pub(crate) fn unpack(
     // are. Otherwise: restore input order (a stable sort, as a guest may
     // emit out of order) and drop the outputs of inputs that failed.
     let unordered = record_inputs.windows(2).any(|w| w[0] > w[1]);
-    if unordered || failed.iter().any(Option::is_some) {
+    if unordered || !failed.is_empty() {
         let mut order: Vec<usize> = (0..records.len()).collect();
         order.sort_by_key(|&i| record_inputs[i]);
-        order.retain(|&i| failed[record_inputs[i] as usize].is_none());
+        order.retain(|&i| failed.get(record_inputs[i] as usize).is_none_or(Option::is_none));
         let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
         records = order.iter().filter_map(|&i| slots[i].take()).collect();
         record_inputs = order.iter().map(|&i| record_inputs[i]).collect();
