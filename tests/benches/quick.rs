@@ -115,8 +115,10 @@ fn main() {
     println!("{json}\nwritten to {}", out.join("summary.json").display());
 }
 
+/// The repository's `target/`, where `summary.json` is promised to be,
+/// wherever cargo puts its build (`CARGO_TARGET_DIR`).
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+    root().join("target")
 }
 
 fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
