@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -16,7 +18,8 @@ use sluice::pipeline::Pipeline;
 use sluice_tests::{guest, read_ndjson};
 use tokio_util::sync::CancellationToken;
 
-use super::{run_pipeline_file, toml_path, write_pipeline};
+use super::api::{Api, kafka_pipeline};
+use super::{SLUICE, run_pipeline_file, toml_path, write_pipeline};
 
 /// Lines `{"n":N}`, with every 97th `reject` (the guest refuses it) and
 /// every 389th `trap` (the whole call fails; the batch is retried one
@@ -176,4 +179,73 @@ fn three_workers_keep_each_kafka_partitions_order_and_commit_everything() {
             element.partition()
         );
     }
+}
+
+#[test]
+fn two_workers_hold_order_through_quarantine_and_a_fixed_version() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("jobs", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = sluice_tests::engine::Engine::serve(
+        SLUICE,
+        &dir.path().join("data"),
+        &[],
+        &["--brokers", &bootstrap],
+        &dir.path().join("log"),
+    );
+    let api = Api::new(&engine);
+    // v1 traps on every `trap N` and passes `ok N` through; v2, a
+    // passthrough, is the fix.
+    assert_eq!(api.upload("job", "hostile").0, 201);
+    assert_eq!(api.upload("job", "passthrough").0, 201);
+    let out = dir.path().join("out.ndjson");
+    let toml = kafka_pipeline("jobs", "jobs", "job@1", &out)
+        .replace("name = \"work\"\n", "name = \"work\"\nparallelism = 2\n")
+        + "[stage.quarantine]\nwindow = 100\nmin_records = 20\nfailure_ratio = 0.5\n";
+    let (status, view) = api.put("/api/pipelines/jobs", toml);
+    assert_eq!(status, 201, "{view}");
+
+    // Four in five crash v1: enough to quarantine it, while the other
+    // worker's batches still have outputs that must not overtake the
+    // records held before them.
+    let body: String =
+        (0..600).map(|n| if n % 5 == 0 { format!("ok {n}\n") } else { format!("trap {n}\n") }).collect();
+    api.ingest_lines("jobs", &body);
+    let held = api.wait_pipeline("jobs", "holding records", |v| v["stages"][0]["held"].as_u64() > Some(0));
+    assert_eq!(held["stages"][0]["workers"], 2);
+    let (status, stage) =
+        api.post("/api/pipelines/jobs/stages/work/deploy", json!({ "module": "job", "version": 2 }));
+    assert_eq!(status, 200, "{stage}");
+
+    let written = || -> Vec<u64> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1.parse().unwrap())
+            .collect()
+    };
+    let dead = || -> Vec<u64> {
+        read_ndjson(&out.with_extension("dead-letter.ndjson"))
+            .iter()
+            .map(|l| l["record"]["value"].as_str().unwrap().strip_prefix("trap ").unwrap().parse().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written().len() + dead().len() < 600 {
+        assert!(
+            Instant::now() < deadline,
+            "{} written + {} dead-lettered < 600",
+            written().len(),
+            dead().len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (written, dead) = (written(), dead());
+    assert!(written.windows(2).all(|w| w[0] < w[1]), "the fix's outputs leave in order: {written:?}");
+    let mut all: Vec<u64> = written.iter().chain(&dead).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..600).collect::<Vec<_>>(), "each record written or dead-lettered, once");
+    assert!((16..=100).contains(&dead.len()), "{} dead-lettered before the quarantine", dead.len());
 }

@@ -26,7 +26,8 @@ impl Transform for Hostile {
             b"recurse" => {
                 black_box(recurse(black_box(1)));
             }
-            b"trap" => core::arch::wasm32::unreachable(),
+            // `trap`, or `trap` and more (`trap 17`: a numbered one).
+            v if v.starts_with(b"trap") => core::arch::wasm32::unreachable(),
             b"smash" => smash_memory(),
             b"panic" => panic!("hostile guest panicked on purpose"),
             // Blocked in a host call, where no epoch check can fire.
