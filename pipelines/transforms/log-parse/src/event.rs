@@ -74,9 +74,11 @@ impl Event<'_> {
 /// `url.path` and `url.query` of a request target: split at the first `?`;
 /// an empty query counts as none.
 pub fn split_url(url: &str) -> (&str, Option<&str>) {
-    match url.split_once('?') {
-        Some((path, query)) if !query.is_empty() => (path, Some(query)),
-        Some((path, _)) => (path, None),
+    // `memchr` scans 16 bytes at a time in wasm too; `str::split_once`
+    // uses core's word-at-a-time search, 4 bytes at a time on wasm32.
+    match memchr::memchr(b'?', url.as_bytes()) {
+        Some(at) if at + 1 < url.len() => (&url[..at], Some(&url[at + 1..])),
+        Some(at) => (&url[..at], None),
         None => (url, None),
     }
 }

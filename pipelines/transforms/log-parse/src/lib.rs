@@ -18,6 +18,7 @@
 //! benchmarks and other tools run the same code natively.
 
 pub mod apache;
+mod ascii;
 pub mod civil;
 pub mod config;
 pub mod event;
@@ -66,12 +67,23 @@ pub fn parse_event<'a>(line: &'a [u8], config: &ParseConfig) -> Result<Event<'a>
     if line.is_empty() {
         return Err(failure::empty());
     }
-    let line = std::str::from_utf8(line).map_err(|e| failure::invalid_utf8(e.valid_up_to()))?;
+    let line = utf8(line)?;
     match config.format {
         Format::ApacheCombined => apache::parse(line, apache::Layout::Combined),
         Format::ApacheCommon => apache::parse(line, apache::Layout::Common),
         Format::Json => json_input::parse(line),
     }
+}
+
+/// The line as text. Log lines are nearly always ASCII, which a 16-byte
+/// check proves faster than the general UTF-8 validation (whose fast path
+/// reads a machine word at a time: 4 bytes on wasm32).
+fn utf8(line: &[u8]) -> Result<&str, Error> {
+    if ascii::is_ascii(line) {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(line) });
+    }
+    std::str::from_utf8(line).map_err(|e| failure::invalid_utf8(e.valid_up_to()))
 }
 
 fn strip_line_terminator(line: &[u8]) -> &[u8] {
