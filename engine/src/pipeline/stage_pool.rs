@@ -133,7 +133,7 @@ impl WorkerHandle {
         name: &str,
         number: usize,
         stage: Stage,
-        results: mpsc::UnboundedSender<Finished>,
+        results: mpsc::UnboundedSender<Result<Finished, WorkerPanicked>>,
     ) -> anyhow::Result<WorkerHandle> {
         let (jobs, inbox) = std::sync::mpsc::channel::<Message>();
         std::thread::Builder::new()
@@ -151,21 +151,38 @@ fn work(
     number: usize,
     mut stage: Stage,
     inbox: std::sync::mpsc::Receiver<Message>,
-    results: mpsc::UnboundedSender<Finished>,
+    results: mpsc::UnboundedSender<Result<Finished, WorkerPanicked>>,
 ) {
     while let Ok(message) = inbox.recv() {
         match message {
             Message::Swap(new) => stage = *new,
             Message::Run(Job { seq, batch: Batch { records, acks } }) => {
                 let started = Instant::now();
-                let output = stage.process(records);
-                let finished = Finished { seq, worker: number, output, acks, elapsed: started.elapsed() };
-                if results.send(finished).is_err() {
+                // A bug in the host must not leave the coordinator waiting
+                // for this batch forever: it hears of it and fails the
+                // pipeline (the batch's acks are dropped, so not committed).
+                let output =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(records)));
+                let finished = match output {
+                    Ok(output) => {
+                        Ok(Finished { seq, worker: number, output, acks, elapsed: started.elapsed() })
+                    }
+                    Err(_) => Err(WorkerPanicked { worker: number }),
+                };
+                let panicked = finished.is_err();
+                if results.send(finished).is_err() || panicked {
                     return;
                 }
             }
         }
     }
+}
+
+/// A worker's call panicked (a bug in the host, not the guest: traps and
+/// timeouts are results).
+#[derive(Debug)]
+struct WorkerPanicked {
+    worker: usize,
 }
 
 /// Results held back until a new module version arrives, in order.
@@ -182,7 +199,7 @@ struct Coordinator {
     /// settings, counters, and what new workers are forked from.
     blueprint: Stage,
     pool: Vec<WorkerHandle>,
-    results: mpsc::UnboundedReceiver<Finished>,
+    results: mpsc::UnboundedReceiver<Result<Finished, WorkerPanicked>>,
     /// Number of the next batch handed out.
     next_seq: u64,
     /// Number of the next result to pass on.
@@ -197,7 +214,7 @@ struct Coordinator {
 #[allow(clippy::large_enum_variant)]
 enum Event {
     Input(Option<Batch>),
-    Finished(Finished),
+    Finished(Result<Finished, WorkerPanicked>),
     Swap(SwapRequest),
 }
 
@@ -279,7 +296,10 @@ impl Coordinator {
     }
 
     /// A worker is done with a batch.
-    fn received(&mut self, finished: Finished) -> anyhow::Result<()> {
+    fn received(&mut self, finished: Result<Finished, WorkerPanicked>) -> anyhow::Result<()> {
+        let finished = finished.map_err(|WorkerPanicked { worker }| {
+            anyhow::anyhow!("stage `{}`: worker {worker} panicked", self.blueprint.name)
+        })?;
         self.pool[finished.worker].in_flight -= 1;
         self.blueprint.stats.batch_latency.observe(finished.elapsed);
         self.finished.insert(finished.seq, finished);
