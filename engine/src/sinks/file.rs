@@ -243,18 +243,25 @@ impl Sink for FileSink {
                     _ => pending_offsets.insert(key, record.origin.offset),
                 };
             }
-            line.clear();
             match codec {
                 Codec::Value if memchr::memchr(b'\n', &record.value).is_some() => {
                     refused.push(record);
                     continue;
                 }
-                Codec::Value => line.extend_from_slice(&record.value),
-                Codec::Record => serde_json::to_writer(&mut line, &record.to_json())?,
+                // Straight into the writer's buffer: no copy of its own.
+                Codec::Value => {
+                    writer.write_all(&record.value).await?;
+                    writer.write_all(b"\n").await?;
+                    bytes += record.value.len() as u64 + 1;
+                }
+                Codec::Record => {
+                    line.clear();
+                    serde_json::to_writer(&mut line, &record.to_json())?;
+                    line.push(b'\n');
+                    writer.write_all(&line).await?;
+                    bytes += line.len() as u64;
+                }
             }
-            line.push(b'\n');
-            writer.write_all(&line).await?;
-            bytes += line.len() as u64;
             written += 1;
         }
         writer.flush().await?;
