@@ -67,6 +67,7 @@ linger_ms = 20
 [[stage]]
 name = "parse"
 module = "parse"
+parallelism = 2
 
 [sink]
 type = "file"
@@ -162,6 +163,8 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.locator('[data-stage-select="parse"]').selectOption("2");
   await page.click('[data-deploy="parse"]');
   await page.locator('tr[data-stage="parse"] [data-field="module"]', { hasText: "parse@2" }).waitFor();
+  // Both workers took the new version.
+  assert.equal(await page.locator('tr[data-stage="parse"] [data-field="workers"]').innerText(), "2");
 
   // …so the dead letter, replayed, goes through and is written.
   await page.locator("tr[data-dead-letter] input[type=checkbox]").first().check();
