@@ -252,9 +252,15 @@ impl Metrics {
                     &labels,
                     get(&s.held) as f64,
                 );
+                f.gauge(
+                    "sluice_stage_workers",
+                    "Worker threads running the stage (parallelism), each with its own instance.",
+                    &labels,
+                    get(&s.workers) as f64,
+                );
                 f.float_counter(
                     "sluice_stage_wasm_seconds_total",
-                    "Time spent inside the module.",
+                    "Time spent inside the module, summed over the stage's workers.",
                     &labels,
                     get(&s.busy_nanos) as f64 / 1e9,
                 );

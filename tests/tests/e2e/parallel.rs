@@ -214,6 +214,7 @@ fn two_workers_hold_order_through_quarantine_and_a_fixed_version() {
     api.ingest_lines("jobs", &body);
     let held = api.wait_pipeline("jobs", "holding records", |v| v["stages"][0]["held"].as_u64() > Some(0));
     assert_eq!(held["stages"][0]["workers"], 2);
+    assert_eq!(engine.metric("sluice_stage_workers", &["pipeline=\"jobs\""]), 2.0);
     let (status, stage) =
         api.post("/api/pipelines/jobs/stages/work/deploy", json!({ "module": "job", "version": 2 }));
     assert_eq!(status, 200, "{stage}");
