@@ -248,5 +248,6 @@ fn two_workers_hold_order_through_quarantine_and_a_fixed_version() {
     let mut all: Vec<u64> = written.iter().chain(&dead).copied().collect();
     all.sort_unstable();
     assert_eq!(all, (0..600).collect::<Vec<_>>(), "each record written or dead-lettered, once");
-    assert!((16..=100).contains(&dead.len()), "{} dead-lettered before the quarantine", dead.len());
+    // The window trips at 20 records with half of them crashes at least.
+    assert!((10..=100).contains(&dead.len()), "{} dead-lettered before the quarantine", dead.len());
 }
