@@ -14,12 +14,11 @@
 use std::time::{Duration, Instant};
 
 use apache_avro::{Codec, DeflateSettings, Schema, ZstandardSettings};
-use bytes::Bytes;
 use sluice::avro::container::ContainerWriter;
 use sluice::avro::datum::DatumChecker;
 use sluice::avro::from_json::JsonEncoder;
-use sluice::record::{Header, Origin, Record};
 use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+use sluice_tests::bench::{image_records, images};
 use sluice_tests::{fixture, guest, root};
 
 /// Times `f` over enough iterations for a stable mean.
@@ -34,13 +33,6 @@ fn mean<R>(mut f: impl FnMut() -> R) -> Duration {
         iterations += 1;
     }
     started.elapsed() / iterations
-}
-
-fn images() -> Vec<(String, Vec<u8>)> {
-    ["rocket.jpg", "coffee.png", "chelsea.png"]
-        .into_iter()
-        .map(|name| (name.to_string(), std::fs::read(fixture(&format!("images/{name}"))).unwrap()))
-        .collect()
 }
 
 fn serialize_config() -> image_serialize::SerializeConfig {
@@ -102,19 +94,7 @@ fn main() {
     // image-serialize: wasm vs native.
     let images = images();
     let image_bytes: usize = images.iter().map(|(_, b)| b.len()).sum();
-    let records: Vec<Record> = images
-        .iter()
-        .enumerate()
-        .map(|(i, (name, bytes))| {
-            let mut r = Record::new(
-                Bytes::from(bytes.clone()),
-                Origin { source: "b".into(), partition: 0, offset: i as i64 },
-            );
-            r.headers.push(Header { name: "filename".into(), value: Bytes::from(name.clone()) });
-            r.timestamp = Some(0);
-            r
-        })
-        .collect();
+    let records = image_records(&images);
     let module = host.load_file(&guest("image-serialize"), false).unwrap();
     let limits = Limits { max_memory_bytes: 512 << 20, ..Limits::default() };
     let config = serialize_config();

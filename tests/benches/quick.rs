@@ -34,11 +34,11 @@ use bytes::Bytes;
 use sluice::lookup::{KeyMatch, LookupTable, Lookups};
 use sluice::pipeline::stage::Stage;
 use sluice::pipeline::{History, Pipeline};
-use sluice::record::{Header, Origin, Record};
+use sluice::record::{Origin, Record};
 use sluice::sources::{Source, SourceContext};
 use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
 use sluice_guest::testing::{self, TestRecord, pack, run_packed};
-use sluice_tests::bench::{alone, median, side_by_side};
+use sluice_tests::bench::{alone, image_records, images, log_lines, median, side_by_side, small_records};
 use sluice_tests::{fixture, guest, root};
 use tokio_util::sync::CancellationToken;
 
@@ -126,19 +126,6 @@ fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
     TransformInstance::new(&module, &Limits::default(), &Grants::default(), config).unwrap()
 }
 
-fn small_records(n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| {
-            let mut record = Record::new(
-                Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
-                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
-            );
-            record.key = Some(Bytes::from(format!("key-{i}")));
-            record
-        })
-        .collect()
-}
-
 /// Boundary cost per record, and the two timings it is the difference of.
 fn boundary(host: &WasmHost) -> (f64, f64, f64) {
     const BATCH: usize = 1024;
@@ -156,20 +143,6 @@ fn boundary(host: &WasmHost) -> (f64, f64, f64) {
         side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || run_packed(&mut native, &packed));
     let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
     (per_record(w) - per_record(n), per_record(w), per_record(n))
-}
-
-fn log_lines() -> Vec<Record> {
-    let text = std::fs::read(fixture("logs/apache_combined_sample.log")).unwrap();
-    text.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            Record::new(
-                Bytes::copy_from_slice(line),
-                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
-            )
-        })
-        .collect()
 }
 
 fn mb_per_s(bytes: usize, d: Duration) -> f64 {
@@ -237,24 +210,9 @@ fn enrich(host: &WasmHost) -> (f64, f64, f64) {
 /// image-serialize on the fixture images: with `verify`, a full decode and
 /// a thumbnail (the shipped pipeline's settings); without, sniff + SHA-256.
 fn image_serialize(host: &WasmHost, verify: bool) -> (f64, f64, f64) {
-    let images: Vec<(String, Vec<u8>)> = ["rocket.jpg", "coffee.png", "chelsea.png"]
-        .into_iter()
-        .map(|name| (name.to_string(), std::fs::read(fixture(&format!("images/{name}"))).unwrap()))
-        .collect();
+    let images = images();
     let bytes: usize = images.iter().map(|(_, b)| b.len()).sum();
-    let records: Vec<Record> = images
-        .iter()
-        .enumerate()
-        .map(|(i, (name, data))| {
-            let mut r = Record::new(
-                Bytes::from(data.clone()),
-                Origin { source: "b".into(), partition: 0, offset: i as i64 },
-            );
-            r.headers.push(Header { name: "filename".into(), value: Bytes::from(name.clone()) });
-            r.timestamp = Some(0);
-            r
-        })
-        .collect();
+    let records = image_records(&images);
     let module = host.load_file(&guest("image-serialize"), false).unwrap();
     let limits = Limits { max_memory_bytes: 512 << 20, ..Limits::default() };
     let json = if verify { r#"{"verify":true,"thumbnail_px":128}"# } else { "{}" };

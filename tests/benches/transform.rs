@@ -16,25 +16,12 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use sluice::record::{Origin, Record};
+use sluice::record::Record;
 use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
 use sluice_guest::testing::{TestRecord, pack, run_packed};
-use sluice_tests::{fixture, guest};
-
-fn small_records(n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| {
-            let mut record = Record::new(
-                Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
-                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
-            );
-            record.key = Some(Bytes::from(format!("key-{i}")));
-            record
-        })
-        .collect()
-}
+use sluice_tests::bench::{log_lines, small_records};
+use sluice_tests::guest;
 
 fn as_test_records(records: &[Record]) -> Vec<TestRecord> {
     records
@@ -51,20 +38,6 @@ fn as_test_records(records: &[Record]) -> Vec<TestRecord> {
 fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
     let module = host.load_file(&guest(name), false).unwrap();
     TransformInstance::new(&module, &Limits::default(), &Grants::default(), config).unwrap()
-}
-
-fn log_lines() -> Vec<Record> {
-    let text = std::fs::read(fixture("logs/apache_combined_sample.log")).unwrap();
-    text.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            Record::new(
-                Bytes::copy_from_slice(line),
-                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
-            )
-        })
-        .collect()
 }
 
 fn boundary(c: &mut Criterion) {

@@ -1,8 +1,69 @@
-//! Timing helpers for the benchmarks: two contenders measured side by side,
-//! in alternating short rounds, so a change in the machine's load (another
-//! process, CPU frequency) hits both alike and their ratio stays honest.
+//! What the benchmarks share: the inputs they feed transforms, and timing
+//! helpers that measure two contenders side by side, in alternating short
+//! rounds, so a change in the machine's load (another process, CPU
+//! frequency) hits both alike and their ratio stays honest.
 
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice::record::{Header, Origin, Record};
+
+use crate::fixture;
+
+/// `n` keyed JSON records of about 64 bytes.
+pub fn small_records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut record = Record::new(
+                Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
+                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
+            );
+            record.key = Some(Bytes::from(format!("key-{i}")));
+            record
+        })
+        .collect()
+}
+
+/// The lines of the Apache fixture log, one record each.
+pub fn log_lines() -> Vec<Record> {
+    let text = std::fs::read(fixture("logs/apache_combined_sample.log")).unwrap();
+    text.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            Record::new(
+                Bytes::copy_from_slice(line),
+                Origin { source: "bench".into(), partition: 0, offset: i as i64 },
+            )
+        })
+        .collect()
+}
+
+/// The fixture images, by file name.
+pub fn images() -> Vec<(String, Vec<u8>)> {
+    ["rocket.jpg", "coffee.png", "chelsea.png"]
+        .into_iter()
+        .map(|name| (name.to_string(), std::fs::read(fixture(&format!("images/{name}"))).unwrap()))
+        .collect()
+}
+
+/// `images` as records the way REST ingest makes them: a `filename`
+/// header and a timestamp.
+pub fn image_records(images: &[(String, Vec<u8>)]) -> Vec<Record> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, (name, data))| {
+            let mut r = Record::new(
+                Bytes::from(data.clone()),
+                Origin { source: "b".into(), partition: 0, offset: i as i64 },
+            );
+            r.headers.push(Header { name: "filename".into(), value: Bytes::from(name.clone()) });
+            r.timestamp = Some(0);
+            r
+        })
+        .collect()
+}
 
 /// Median time per call of `a` and of `b`, measured in `rounds` alternating
 /// rounds of about `round` each, after one warm-up round of each.
