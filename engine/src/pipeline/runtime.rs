@@ -4,9 +4,10 @@
 //! synchronous) joined by bounded queues, so a slow sink slows the source
 //! instead of filling memory. A stage runs its batches on `parallelism`
 //! worker threads and passes results on in input order (see
-//! [`super::stage_pool`]), which keeps records in order. Shutdown flows downstream: the source stops,
-//! its queue closes, every step drains what it holds and closes its own
-//! output, and the sink makes the last batch durable before the run ends.
+//! [`super::stage_pool`]), which keeps records in order. Shutdown flows
+//! downstream: the source stops, its queue closes, every step drains what
+//! it holds and closes its own output, and the sink makes the last batch
+//! durable before the run ends.
 
 use std::sync::Arc;
 
@@ -189,7 +190,6 @@ impl Pipeline {
         for (index, (stage, swaps)) in stages.into_iter().zip(swaps).enumerate() {
             let (tx, rx) = mpsc::channel::<Batch>(QUEUE);
             let input = std::mem::replace(&mut next_rx, rx);
-            let workers = stage.workers;
             let links = StageLinks {
                 input,
                 swaps,
@@ -201,7 +201,7 @@ impl Pipeline {
                 stats: stats.clone(),
                 stop: stop.clone(),
             };
-            stage_threads.push(super::stage_pool::spawn(stage, workers, links)?);
+            stage_threads.push(super::stage_pool::spawn(stage, links)?);
         }
         drop(dead_tx);
 

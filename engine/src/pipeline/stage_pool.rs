@@ -64,11 +64,12 @@ pub(super) struct StageLinks {
 
 /// Starts the stage's workers and its coordinator; the returned thread
 /// ends when the stage's input closes (or the pipeline stops).
+/// Runs `stage.workers` workers (fewer if an instance cannot be created).
 pub(super) fn spawn(
     stage: Stage,
-    workers: usize,
     links: StageLinks,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let workers = stage.workers;
     let blueprint = stage.blueprint();
     let (results_tx, results) = mpsc::unbounded_channel();
     let mut pool = vec![WorkerHandle::spawn(&blueprint.name, 0, stage, results_tx.clone())?];
