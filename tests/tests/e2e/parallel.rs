@@ -251,3 +251,36 @@ fn two_workers_hold_order_through_quarantine_and_a_fixed_version() {
     // The window trips at 20 records with half of them crashes at least.
     assert!((10..=100).contains(&dead.len()), "{} dead-lettered before the quarantine", dead.len());
 }
+
+#[test]
+fn fan_out_and_drop_on_two_workers_arrive_counted_in_the_file_and_blackhole_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: String = (0..2_000).map(|n| format!("{{\"id\":{n}}}\n")).collect();
+    std::fs::write(dir.path().join("in.log"), ids).unwrap();
+    for copies in [3u64, 0] {
+        for sink in ["[sink]\ntype = \"blackhole\"\n", "[sink]\ntype = \"file\"\npath = \"out.ndjson\"\n"] {
+            let _ = std::fs::remove_file(dir.path().join("out.ndjson"));
+            let pipeline = write_pipeline(
+                dir.path(),
+                &format!(
+                    "name = \"fanout\"\n[source]\ntype = \"file\"\npath = \"in.log\"\n[batch]\nmax_records = 64\n\
+                     [[stage]]\nname = \"fanout\"\nmodule = {module}\nparallelism = 2\n[stage.config]\ncopies = {copies}\n{sink}",
+                    module = toml_path(&guest("fanout")),
+                ),
+            );
+            let report = run_pipeline_file(&pipeline).unwrap();
+            assert_eq!(report.read, 2_000);
+            assert_eq!(report.written, 2_000 * copies, "{sink}");
+            assert_eq!(report.dead_lettered, 0);
+            if sink.contains("file") {
+                let written: Vec<(u64, u64)> = read_ndjson(&dir.path().join("out.ndjson"))
+                    .iter()
+                    .map(|v| (v["id"].as_u64().unwrap(), v["copy"].as_u64().unwrap()))
+                    .collect();
+                let expected: Vec<(u64, u64)> =
+                    (0..2_000).flat_map(|id| (0..copies).map(move |c| (id, c))).collect();
+                assert_eq!(written, expected, "every copy once, in order");
+            }
+        }
+    }
+}
