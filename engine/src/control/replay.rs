@@ -51,7 +51,11 @@ impl Supervisor {
             .map_err(|e| ControlError::Conflict(e.to_string()))?;
         match tokio::time::timeout(Duration::from_secs(60), outcome.wait()).await {
             Ok(AckStatus::Delivered) => {
-                managed.dead_letters.mark_replayed(ids);
+                if let Err(error) = managed.dead_letters.mark_replayed(ids).await {
+                    // Replayed all the same; only other engines may list the
+                    // letters as pending until they are replayed again.
+                    tracing::warn!(pipeline, "cannot share that dead letters were replayed: {error:#}");
+                }
                 let dead_lettered_again =
                     crate::pipeline::stats::get(&managed.stats.dead_lettered) - dead_lettered_before;
                 Ok(ReplayOutcome { replayed: ids.len(), dead_lettered_again })

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use futures_util::future::{BoxFuture, FutureExt as _, try_join_all};
 use serde::Serialize;
 
 use super::dead_letter::{DeadLetter, ModuleRef};
@@ -64,8 +65,11 @@ pub struct DeadLetterLog {
 /// through [`DeadLetterLog::apply`], each letter with its id.
 pub trait DeadLetterJournal: Send + Sync {
     /// Publishes `entry`, a letter or a `{"replayed": [ids]}` mark.
-    fn publish(&self, pipeline: &str, entry: serde_json::Value);
+    fn publish(&self, pipeline: &str, entry: serde_json::Value) -> Published;
 }
+
+/// A publish in flight: done once the journal holds the entry for good.
+pub type Published = BoxFuture<'static, anyhow::Result<()>>;
 
 #[derive(Default)]
 struct Inner {
@@ -145,9 +149,13 @@ impl DeadLetterLog {
         Ok(log)
     }
 
-    pub(crate) fn push_all(&self, letters: &[DeadLetter]) {
+    /// Keeps `letters`. A shared log is done when the journal holds them:
+    /// the caller acknowledges the records only after that, so a letter
+    /// an engine took cannot vanish from the cluster's list in a crash.
+    pub(crate) fn push_all(&self, letters: &[DeadLetter]) -> Published {
         if let Some(journal) = &self.journal {
             let pipeline = self.lock().pipeline.clone();
+            let mut published = Vec::with_capacity(letters.len());
             for letter in letters {
                 let (letter, truncated) = cut_if_huge(letter);
                 let logged = LoggedDeadLetter {
@@ -162,9 +170,9 @@ impl DeadLetterLog {
                     fields.remove("id");
                     fields.remove("replayed");
                 }
-                journal.publish(&pipeline, entry);
+                published.push(journal.publish(&pipeline, entry));
             }
-            return;
+            return try_join_all(published).map(|done| done.map(drop)).boxed();
         }
         let mut inner = self.lock();
         let mut lines = Vec::new();
@@ -188,6 +196,7 @@ impl DeadLetterLog {
             self.pending.fetch_sub(dropped, Ordering::Relaxed);
         }
         inner.append(&lines);
+        futures_util::future::ready(Ok(())).boxed()
     }
 
     /// Newest first, at most `limit`, optionally only ids below `before`.
@@ -206,8 +215,9 @@ impl DeadLetterLog {
         self.lock().recent.iter().find(|l| l.id == id).cloned()
     }
 
-    /// Marks letters replayed, so they stop counting as pending.
-    pub fn mark_replayed(&self, ids: &[u64]) {
+    /// Marks letters replayed, so they stop counting as pending; a shared
+    /// log is done when the other engines can read the mark.
+    pub fn mark_replayed(&self, ids: &[u64]) -> Published {
         let mut inner = self.lock();
         let marked = inner.mark(ids);
         self.pending.fetch_sub(marked.len() as u64, Ordering::Relaxed);
@@ -216,12 +226,13 @@ impl DeadLetterLog {
             // lock is released first: reading our own mark back takes it.
             let pipeline = inner.pipeline.clone();
             drop(inner);
-            journal.publish(&pipeline, serde_json::json!({ "replayed": marked }));
+            return journal.publish(&pipeline, serde_json::json!({ "replayed": marked }));
         } else if !marked.is_empty() && inner.file.is_some() {
             let mut line = serde_json::to_vec(&serde_json::json!({ "replayed": marked })).unwrap_or_default();
             line.push(b'\n');
             inner.append(&line);
         }
+        futures_util::future::ready(Ok(())).boxed()
     }
 
     /// Kept dead letters not replayed yet: the dashboard's "DLQ depth".
@@ -368,6 +379,10 @@ mod tests {
 
     use super::*;
 
+    fn done(published: Published) {
+        futures_executor::block_on(published).expect("kept");
+    }
+
     fn letter(offset: i64, value: Vec<u8>) -> DeadLetter {
         let origin = Origin { source: "t".into(), partition: 0, offset };
         DeadLetter::new(Record::new(value, origin), "parse", FailureKind::Rejected("bad".into()), "nope")
@@ -377,13 +392,13 @@ mod tests {
     fn keeps_the_newest_and_counts_pending() {
         let log = DeadLetterLog::in_memory("p");
         for offset in 0..(DEAD_LETTERS_KEPT as i64 + 5) {
-            log.push_all(&[letter(offset, b"x".to_vec())]);
+            done(log.push_all(&[letter(offset, b"x".to_vec())]));
         }
         assert_eq!(log.pending(), DEAD_LETTERS_KEPT as u64);
         let newest = log.list(2, None);
         assert_eq!(newest[0].letter.record.origin.offset, DEAD_LETTERS_KEPT as i64 + 4);
         assert!(newest[0].id > newest[1].id);
-        log.mark_replayed(&[newest[0].id, newest[0].id]);
+        done(log.mark_replayed(&[newest[0].id, newest[0].id]));
         assert_eq!(log.pending(), DEAD_LETTERS_KEPT as u64 - 1);
         assert!(log.get(newest[0].id).unwrap().replayed);
         assert_eq!(log.list(10, Some(newest[1].id))[0].id, newest[1].id - 1);
@@ -393,11 +408,11 @@ mod tests {
     fn the_bytes_kept_stay_under_the_cap_and_huge_records_are_cut() {
         let log = DeadLetterLog::in_memory("p");
         for offset in 0..40 {
-            log.push_all(&[letter(offset, vec![b'i'; 1 << 20])]);
+            done(log.push_all(&[letter(offset, vec![b'i'; 1 << 20])]));
         }
         assert!(log.bytes() <= DEAD_LETTER_BYTES_KEPT, "{}", log.bytes());
         assert_eq!(log.pending(), log.list(1000, None).len() as u64);
-        log.push_all(&[letter(99, vec![b'h'; 8 << 20])]);
+        done(log.push_all(&[letter(99, vec![b'h'; 8 << 20])]));
         let huge = &log.list(1, None)[0];
         assert!(huge.truncated);
         assert_eq!(huge.letter.record.value.len(), TRUNCATED_TO);
@@ -411,9 +426,9 @@ mod tests {
             let log = DeadLetterLog::open("p", &path).unwrap();
             let mut binary = letter(1, vec![0xff, 0x00, 0x10]);
             binary.record.key = Some(Bytes::from_static(b"k"));
-            log.push_all(&[letter(0, b"a".to_vec()), binary]);
+            done(log.push_all(&[letter(0, b"a".to_vec()), binary]));
             let first = log.list(10, None)[1].id;
-            log.mark_replayed(&[first]);
+            done(log.mark_replayed(&[first]));
         }
         std::fs::OpenOptions::new()
             .append(true)
@@ -430,7 +445,7 @@ mod tests {
         assert_eq!(kept[0].letter.record.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(kept[0].letter.kind, FailureKind::Rejected("bad".into()));
         // Ids go on from where they were.
-        log.push_all(&[letter(2, b"c".to_vec())]);
+        done(log.push_all(&[letter(2, b"c".to_vec())]));
         assert!(log.list(1, None)[0].id > kept[0].id);
     }
 
@@ -443,11 +458,12 @@ mod tests {
     }
 
     impl DeadLetterJournal for Loopback {
-        fn publish(&self, _pipeline: &str, entry: serde_json::Value) {
+        fn publish(&self, _pipeline: &str, entry: serde_json::Value) -> Published {
             let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
             for log in self.logs.lock().unwrap().iter().filter_map(|l| l.upgrade()) {
                 log.apply(entry.clone(), id);
             }
+            futures_util::future::ready(Ok(())).boxed()
         }
     }
 
@@ -457,8 +473,8 @@ mod tests {
         let a = Arc::new(DeadLetterLog::shared("p", topic.clone()));
         let b = Arc::new(DeadLetterLog::shared("p", topic.clone()));
         topic.logs.lock().unwrap().extend([Arc::downgrade(&a), Arc::downgrade(&b)]);
-        a.push_all(&[letter(7, b"from a".to_vec())]);
-        b.push_all(&[letter(8, b"from b".to_vec()), letter(9, vec![b'h'; 4 << 20])]);
+        done(a.push_all(&[letter(7, b"from a".to_vec())]));
+        done(b.push_all(&[letter(8, b"from b".to_vec()), letter(9, vec![b'h'; 4 << 20])]));
         for log in [&a, &b] {
             let ids: Vec<u64> = log.list(10, None).iter().map(|l| l.id).collect();
             assert_eq!(ids, [3, 2, 1]);
@@ -467,11 +483,44 @@ mod tests {
             assert!(log.get(3).unwrap().truncated);
         }
         // Replayed through b: marked on a as well, and only once.
-        b.mark_replayed(&[1, 1, 42]);
-        b.mark_replayed(&[1]);
+        done(b.mark_replayed(&[1, 1, 42]));
+        done(b.mark_replayed(&[1]));
         for log in [&a, &b] {
             assert!(log.get(1).unwrap().replayed);
             assert_eq!(log.pending(), 2);
         }
+    }
+
+    /// A journal whose broker answers when the test says so.
+    #[derive(Default)]
+    struct Slow {
+        answers: Mutex<Vec<tokio::sync::oneshot::Sender<anyhow::Result<()>>>>,
+    }
+
+    impl DeadLetterJournal for Slow {
+        fn publish(&self, _pipeline: &str, _entry: serde_json::Value) -> Published {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            self.answers.lock().unwrap().push(answer);
+            answered.map(|answer| answer.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer")))).boxed()
+        }
+    }
+
+    #[test]
+    fn a_shared_log_keeps_letters_only_once_the_journal_holds_them() {
+        let journal = Arc::new(Slow::default());
+        let log = DeadLetterLog::shared("p", journal.clone());
+        let mut kept = log.push_all(&[letter(1, b"a".to_vec()), letter(2, b"b".to_vec())]);
+        let waker = futures_util::task::noop_waker();
+        let mut context = std::task::Context::from_waker(&waker);
+        assert!(kept.poll_unpin(&mut context).is_pending());
+        let mut answers = std::mem::take(&mut *journal.answers.lock().unwrap());
+        assert_eq!(answers.len(), 2);
+        answers.remove(0).send(Ok(())).unwrap();
+        assert!(kept.poll_unpin(&mut context).is_pending(), "one of two letters is not held yet");
+        answers.remove(0).send(Err(anyhow::anyhow!("broker down"))).unwrap();
+        let std::task::Poll::Ready(Err(error)) = kept.poll_unpin(&mut context) else {
+            panic!("a letter the journal refused must fail the push")
+        };
+        assert!(error.to_string().contains("broker down"), "{error}");
     }
 }

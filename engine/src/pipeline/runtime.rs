@@ -322,7 +322,13 @@ async fn run_dead_letters(
     controls: Arc<PipelineControls>,
 ) -> anyhow::Result<()> {
     while let Some(letters) = input.recv().await {
-        controls.dead_letters.push_all(&letters.letters);
+        // Kept (in a cluster: on the shared topic) before the destination
+        // write acknowledges the records.
+        controls
+            .dead_letters
+            .push_all(&letters.letters)
+            .await
+            .context("the dead letters could not be kept for browsing")?;
         for letter in &letters.letters {
             tracing::debug!(pipeline = %pipeline, stage = %letter.stage, kind = %letter.kind, source = %letter.record.origin.source, offset = letter.record.origin.offset, "dead letter: {}", letter.message);
         }

@@ -16,20 +16,21 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ClusterTopics;
 use crate::kafka::topics::{TopicSpec, ensure_topics};
-use crate::pipeline::dead_letter_log::{DeadLetterJournal, DeadLetterLog};
+use crate::pipeline::dead_letter_log::{DeadLetterJournal, DeadLetterLog, Published};
 
 const RETENTION_MS: &str = "604800000"; // a week
 
 pub struct SharedDeadLetters {
     topic: String,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: FutureProducer,
     /// Every pipeline's log, including pipelines this engine does not run
     /// (yet): their letters are read all the same.
     logs: Mutex<HashMap<String, Arc<DeadLetterLog>>>,
@@ -57,7 +58,7 @@ impl SharedDeadLetters {
                 config: &[("cleanup.policy", "delete"), ("retention.ms", RETENTION_MS)],
             }],
         )?;
-        let producer: ThreadedProducer<DefaultProducerContext> = topics
+        let producer: FutureProducer = topics
             .client()
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -117,18 +118,39 @@ impl SharedDeadLetters {
 struct Journal(Weak<SharedDeadLetters>);
 
 impl DeadLetterJournal for Journal {
-    fn publish(&self, pipeline: &str, entry: serde_json::Value) {
-        let Some(shared) = self.0.upgrade() else { return };
+    fn publish(&self, pipeline: &str, entry: serde_json::Value) -> Published {
+        let Some(shared) = self.0.upgrade() else {
+            return futures_util::future::ready(Err(anyhow::anyhow!("the engine is stopping"))).boxed();
+        };
         let payload = match serde_json::to_vec(&entry) {
             Ok(payload) => payload,
-            Err(error) => return tracing::warn!(pipeline, "cannot encode a dead letter: {error}"),
+            Err(error) => {
+                return futures_util::future::ready(Err(anyhow::anyhow!(
+                    "cannot encode a dead letter: {error}"
+                )))
+                .boxed();
+            }
         };
-        let record = BaseRecord::<str, [u8]>::to(&shared.topic).key(pipeline).payload(&payload);
-        if let Err((error, _)) = shared.producer.send(record) {
-            // The pipeline's own destination has the letter; only the
-            // browsable copy is missing.
-            tracing::warn!(pipeline, topic = %shared.topic, "cannot share a dead letter: {error}");
+        let record = FutureRecord::<str, [u8]>::to(&shared.topic).key(pipeline).payload(&payload);
+        let topic = shared.topic.clone();
+        // Queued now, in order; the future only waits for the broker's word.
+        let delivery = shared.producer.send_result(record).map_err(|(error, _)| error);
+        async move {
+            let delivered = match delivery {
+                Ok(delivery) => delivery.await.map_err(|_| "the producer was dropped".to_string()),
+                Err(error) => {
+                    return Err(anyhow::anyhow!("cannot share a dead letter on `{topic}`: {error}"));
+                }
+            };
+            match delivered {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => {
+                    Err(anyhow::anyhow!("cannot share a dead letter on `{topic}`: {error}"))
+                }
+                Err(reason) => Err(anyhow::anyhow!("cannot share a dead letter on `{topic}`: {reason}")),
+            }
         }
+        .boxed()
     }
 }
 
