@@ -55,6 +55,7 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         quarantine: crate::pipeline::quarantine::QuarantineConfig::never(),
         capabilities: Spanned::new(0..0, Vec::new()),
         parallelism: Some(1),
+        config_positions: Default::default(),
     };
     let lookups = load_lookups(&args.lookups)?;
     let host = WasmHost::new();

@@ -49,6 +49,21 @@ pub fn check_modules(pipelines: &[PipelineConfig], host: &WasmHost) -> Result<()
             let Err(error) = Stage::build(stage, pipeline, host) else {
                 continue;
             };
+            if let crate::wasm::LoadError::ConfigMismatch { problems } = &error.source {
+                // One error per key, at the key (or at the table for a key
+                // that is missing).
+                for problem in problems {
+                    let (offset, field) = match (&problem.key, problem.position) {
+                        (Some(key), Some(position)) => (position.offset, format!("config.{key}")),
+                        _ => (stage.config.span().start, "config".to_string()),
+                    };
+                    let key = config::join(&pipeline.key, &format!("stage[{index}].{field}"));
+                    let message =
+                        format!("module `{}` does not take this config: {}", error.module, problem.message);
+                    diagnostics.push(diagnostic_at(&pipeline.file, offset, key, message));
+                }
+                continue;
+            }
             let rejected = matches!(error.source, crate::wasm::LoadError::InitRejected(_));
             let (span, field) =
                 if rejected { (stage.config.span(), "config") } else { (stage.module.span(), "module") };

@@ -38,6 +38,11 @@ impl<'i> Document<'i> {
         }
     }
 
+    /// The 1-based line and column of a byte offset.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        line_column(self.text, offset)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -12,4 +12,6 @@ mod reference;
 
 pub use diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 pub use document::{Document, Value, join, struct_fields};
-pub use pipeline::{BatchConfig, OnError, PipelineConfig, StageConfig, load_file, load_files, parse_str};
+pub use pipeline::{
+    BatchConfig, KeyPosition, OnError, PipelineConfig, StageConfig, load_file, load_files, parse_str,
+};

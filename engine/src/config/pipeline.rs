@@ -158,6 +158,25 @@ pub struct StageConfig {
     /// Kafka partition's and a file's records stay in order). Unset: one
     /// per core, at most [`MAX_DEFAULT_PARALLELISM`].
     pub parallelism: Option<u32>,
+    /// Where each key of `config` is written, for errors about one key
+    /// (a module's declaration does not take it, say).
+    #[serde(skip)]
+    pub config_positions: BTreeMap<String, KeyPosition>,
+}
+
+/// Where a key is written in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPosition {
+    /// Byte offset.
+    pub offset: usize,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for KeyPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
 }
 
 /// The default `parallelism` is the core count, capped here: past a few
@@ -475,10 +494,21 @@ fn parse_stages(
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let stage_key = join(key, &format!("stage[{i}]"));
-        let Some(stage) = doc.section::<StageConfig>(item, &stage_key, &[]) else {
+        let Some(mut stage) = doc.section::<StageConfig>(item, &stage_key, &[]) else {
             ok = false;
             continue;
         };
+        if let Some(config) =
+            item.get_ref().as_table().and_then(|t| t.get("config")).and_then(|c| c.get_ref().as_table())
+        {
+            for (name, _) in config.iter() {
+                let offset = name.span().start;
+                let (line, column) = doc.line_column(offset);
+                stage
+                    .config_positions
+                    .insert(name.get_ref().to_string(), KeyPosition { offset, line, column });
+            }
+        }
         if !names.insert(stage.name.clone()) {
             doc.error(
                 item.span(),

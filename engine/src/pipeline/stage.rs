@@ -92,6 +92,16 @@ impl Stage {
             max_fuel: config.max_fuel,
             max_output_bytes: config.max_output_bytes as usize,
         };
+        if let Some(spec) = &module.config_spec {
+            let mut problems = spec.check(config.config.get_ref());
+            if !problems.is_empty() {
+                for problem in &mut problems {
+                    problem.position =
+                        problem.key.as_ref().and_then(|k| config.config_positions.get(k)).copied();
+                }
+                return Err(error(LoadError::ConfigMismatch { problems }));
+            }
+        }
         let grants = instance_grants(config.capabilities.get_ref(), lookups);
         let config_json = table_to_json(config.config.get_ref());
         let instance = TransformInstance::new(&module, &limits, &grants, &config_json).map_err(error)?;

@@ -28,6 +28,12 @@ pub enum LoadError {
     Capability(String),
     #[error("init rejected the stage config: {0}")]
     InitRejected(String),
+    /// The stage config does not fit what the module declares it takes.
+    #[error("the stage config does not fit what the module declares: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    ConfigMismatch { problems: Vec<super::config_spec::ConfigProblem> },
+    /// The module's config declaration itself is broken.
+    #[error("the module's config declaration: {0}")]
+    BadDeclaration(String),
     #[error("init failed: {0}")]
     InitFailed(String),
 }

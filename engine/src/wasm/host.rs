@@ -12,6 +12,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::TransformPre;
+use super::config_spec::ConfigSpec;
 use super::error::LoadError;
 use super::instance::StoreState;
 
@@ -63,6 +64,8 @@ pub struct Module {
     pub(crate) pre: TransformPre<StoreState>,
     pub(crate) metered: bool,
     pub(crate) sandboxed: bool,
+    /// The config keys it declares it takes (none declared: any config).
+    pub config_spec: Option<Arc<ConfigSpec>>,
 }
 
 impl std::fmt::Debug for Module {
@@ -154,6 +157,7 @@ impl WasmHost {
             return Ok(Arc::new(Module { name: name.to_string(), ..Module::clone(module) }));
         }
 
+        let config_spec = ConfigSpec::find(bytes).map_err(LoadError::BadDeclaration)?.map(Arc::new);
         let runtime = self.runtime(metered)?;
         let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(e.into()))?;
         check_exports(&runtime.engine, &component)?;
@@ -169,6 +173,7 @@ impl WasmHost {
             pre,
             metered,
             sandboxed: self.inner.sandboxed,
+            config_spec,
         });
         self.lock_cache().insert(key, module.clone());
         Ok(module)

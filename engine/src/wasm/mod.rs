@@ -4,6 +4,7 @@
 
 mod abi;
 mod bindings;
+pub mod config_spec;
 mod deadline;
 mod error;
 mod hash;
