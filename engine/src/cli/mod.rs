@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 mod avro;
+mod project;
 mod run;
 mod test;
 mod transform;
@@ -34,12 +35,20 @@ enum Command {
     /// module loads and accepts its config.
     Validate(validate::ValidateArgs),
     /// Run the `[[tests]]` of pipeline files: inputs through the transform
-    /// chain, checked against expected outputs and dead letters.
+    /// chain, checked against expected outputs and dead letters. Without
+    /// files, inside a transform project: build it (when changed) and run
+    /// its pipeline.toml's tests.
     Test(test::TestArgs),
     /// Run one transform over records and print what it makes of each.
     Transform(transform::TransformArgs),
     /// Read the lake's Avro files: print records, or extract files.
     Avro(avro::AvroArgs),
+    /// Create a transform project in ./NAME (Rust, Python or JavaScript)
+    /// whose golden tests pass out of the box.
+    New(project::NewArgs),
+    /// Build the transform project in the current directory into
+    /// build/NAME.wasm, with its config declaration embedded.
+    Build(project::BuildArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -54,6 +63,8 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::test(args),
         Command::Transform(args) => transform::transform(args),
         Command::Avro(args) => avro::avro(args),
+        Command::New(args) => project::new(args),
+        Command::Build(args) => project::build(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! `sluice test`: run the `[[tests]]` of pipeline files and print each
 //! case's result, with a diff or the unmet conditions when it fails.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config;
@@ -9,15 +10,17 @@ use crate::wasm::WasmHost;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
-    #[command(flatten)]
-    files: super::PipelineFiles,
+    /// Pipeline files (TOML); none: the transform project here.
+    #[arg(value_name = "PIPELINE.toml")]
+    files: Vec<PathBuf>,
     /// Run only the cases whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
 }
 
 pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let pipelines = match config::load_files(&args.files.files) {
+    let files = if args.files.is_empty() { project_pipeline()? } else { args.files.clone() };
+    let pipelines = match config::load_files(&files) {
         Ok(pipelines) => pipelines,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
@@ -65,4 +68,21 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{run} test{}, {} passed, {failed} failed", if run == 1 { "" } else { "s" }, run - failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Inside a transform project: its `pipeline.toml`, after building the
+/// component if any file changed since it was built.
+fn project_pipeline() -> anyhow::Result<Vec<PathBuf>> {
+    let here = PathBuf::from(".");
+    let project = super::project::Project::find(&here)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no pipeline files given and no {} here: name pipeline files, or run this inside a transform project",
+            super::project::MANIFEST
+        )
+    })?;
+    if super::project::is_stale(&project) {
+        let output = super::project::build_project(&project)?;
+        println!("built {}", output.display());
+    }
+    Ok(vec![project.dir.join("pipeline.toml")])
 }

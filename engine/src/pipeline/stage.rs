@@ -103,7 +103,10 @@ impl Stage {
             }
         }
         let grants = instance_grants(config.capabilities.get_ref(), lookups);
-        let config_json = table_to_json(config.config.get_ref());
+        let config_json = match &module.config_spec {
+            Some(spec) => table_to_json(&spec.with_defaults(config.config.get_ref())),
+            None => table_to_json(config.config.get_ref()),
+        };
         let instance = TransformInstance::new(&module, &limits, &grants, &config_json).map_err(error)?;
         let stats = Arc::new(StageStats::default());
         stats.set_module(&module.name);

@@ -164,6 +164,20 @@ impl ConfigSpec {
         found.map(|json| ConfigSpec::parse(&json)).transpose()
     }
 
+    /// `config` with the declared defaults of the keys it leaves out.
+    pub fn with_defaults(&self, config: &toml::Table) -> toml::Table {
+        let mut filled = config.clone();
+        for (key, declared) in &self.0 {
+            if let Some(default) = &declared.default
+                && !filled.contains_key(key)
+                && let Ok(value) = toml::Value::try_from(default)
+            {
+                filled.insert(key.clone(), value);
+            }
+        }
+        filled
+    }
+
     /// Every way `config` (a stage's `[stage.config]`) does not fit.
     pub fn check(&self, config: &toml::Table) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -277,6 +291,14 @@ mod tests {
         assert_eq!(problems[2].key, None);
         let far = spec().check(&table("salt = \"x\"\nzzzzzzzz = 1"));
         assert_eq!(far[0].message, "unknown key `zzzzzzzz`; it takes: `emails`, `ratio`, `salt`");
+    }
+
+    #[test]
+    fn defaults_fill_what_the_stage_leaves_out() {
+        let filled = spec().with_defaults(&table("salt = \"x\""));
+        assert_eq!(filled, table("salt = \"x\"\nemails = true"));
+        let kept = spec().with_defaults(&table("emails = false"));
+        assert_eq!(kept["emails"], toml::Value::Boolean(false));
     }
 
     #[test]

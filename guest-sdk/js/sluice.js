@@ -1,0 +1,263 @@
+// The sluice guest SDK for JavaScript: write a transform as an object with
+// `init(config)` and `process(record, out)`, build it with `sluice build`
+// (componentize-js underneath), and get a WebAssembly component the sluice
+// engine runs like any other.
+//
+//     import { defineTransform } from "sluice";
+//
+//     export const { init, process } = defineTransform({
+//       init(config) { this.suffix = config.suffix ?? ""; },
+//       process(record, out) { out.push(record.text().toUpperCase() + this.suffix); },
+//     });
+//
+// The host calls the component once per batch (see `wit/transform.wit`);
+// this module decodes the batch into `Record`s, runs `process` on each and
+// encodes what was pushed to `Output`. A throw from `process` sends that
+// record to the dead letters with the error as the reason, and the rest of
+// the batch goes on; `TransformError` chooses the kind.
+
+import { open as openTable, get as tableGet } from "sluice:transform/lookup@0.1.0";
+import { sha256 as hostSha256 } from "sluice:transform/hash@0.1.0";
+
+const RECORD_WORDS = 7;
+const HEADER_WORDS = 4;
+const NO_KEY = 0xffffffff;
+const NO_TIMESTAMP = -(1n << 63n);
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const lossy = new TextDecoder("utf-8");
+const encoder = new TextEncoder();
+
+/** A record the transform refuses: a dead letter with `kind` and the message. */
+export class TransformError extends Error {
+  constructor(message, kind = "error") {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+export class InvalidInput extends TransformError {
+  constructor(message) {
+    super(message, "invalid-input");
+  }
+}
+
+export class Unsupported extends TransformError {
+  constructor(message) {
+    super(message, "unsupported");
+  }
+}
+
+/** One input record: `key` (Uint8Array or null), `value` (Uint8Array),
+ * `timestamp` (ms since the Unix epoch, or null) and `headers`, an array
+ * of [name, Uint8Array] pairs. */
+export class Record {
+  constructor(value, { key = null, timestamp = null, headers = [], index = 0 } = {}) {
+    this.value = typeof value === "string" ? encoder.encode(value) : value;
+    this.key = typeof key === "string" ? encoder.encode(key) : key;
+    this.timestamp = timestamp;
+    this.headers = headers;
+    this.index = index;
+  }
+
+  /** The value as a string; an `invalid-utf8` error if it is not UTF-8. */
+  text() {
+    try {
+      return utf8.decode(this.value);
+    } catch {
+      throw new TransformError("value is not valid UTF-8", "invalid-utf8");
+    }
+  }
+
+  /** The value parsed as JSON; an `invalid-json` error if it is not. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (error) {
+      if (error instanceof TransformError) throw error;
+      throw new TransformError(`value is not JSON: ${error.message}`, "invalid-json");
+    }
+  }
+
+  /** The first header called `name`, as a Uint8Array, or null. */
+  header(name) {
+    const found = this.headers.find(([header]) => header === name);
+    return found ? found[1] : null;
+  }
+
+  /** The key as a string, or null. */
+  keyText() {
+    return this.key === null ? null : lossy.decode(this.key);
+  }
+}
+
+function asBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (typeof value === "string") return encoder.encode(value);
+  return encoder.encode(JSON.stringify(value));
+}
+
+/** Where `process` puts its results: zero, one or many records per input.
+ * A pushed record keeps the input's key and timestamp unless told otherwise. */
+export class Output {
+  constructor() {
+    this.records = [];
+    this.input = null;
+  }
+
+  /** Emits a record. `value` is a Uint8Array, a string (UTF-8) or anything
+   * JSON can encode, written as JSON. `options`: key, timestamp, headers. */
+  push(value, options = {}) {
+    const input = this.input;
+    this.records.push({
+      value: asBytes(value),
+      key: "key" in options ? (options.key === null ? null : asBytes(options.key)) : input.key,
+      timestamp: "timestamp" in options ? options.timestamp : input.timestamp,
+      headers: (options.headers ?? []).map(([name, v]) => [name, asBytes(v)]),
+      index: input.index,
+    });
+  }
+
+  /** Emits an exact copy of `record`: key, value, headers, timestamp. */
+  forward(record) {
+    this.push(record.value, { headers: record.headers });
+  }
+}
+
+/** Opens lookup table `name`; call it from `init`, so a stage not granted
+ * `lookup:NAME` fails its deploy with a clear message. `get(key)` returns
+ * the row as an object, or null. */
+export function lookup(name) {
+  const handle = openTable(name);
+  return {
+    name,
+    get(key) {
+      const row = tableGet(handle, key);
+      return row === undefined || row === null ? null : JSON.parse(row);
+    },
+  };
+}
+
+/** SHA-256 of `data` from the host's native hash; the stage needs the
+ * `hash` capability (JavaScript has no fallback fast enough to offer). */
+export function sha256(data) {
+  return hostSha256(asBytes(data));
+}
+
+export function decode({ data: raw, records: words, timestamps, headers: headerWords }) {
+  const data = asBytes(raw);
+  const records = [];
+  for (let p = 0; p * RECORD_WORDS < words.length; p++) {
+    const w = p * RECORD_WORDS;
+    const [keyOffset, keyLen, valueOffset, valueLen, firstHeader, headerCount, index] = [
+      words[w], words[w + 1], words[w + 2], words[w + 3], words[w + 4], words[w + 5], words[w + 6],
+    ];
+    const headers = [];
+    for (let h = firstHeader; h < firstHeader + headerCount; h++) {
+      const hw = h * HEADER_WORDS;
+      const name = lossy.decode(data.subarray(headerWords[hw], headerWords[hw] + headerWords[hw + 1]));
+      headers.push([name, data.slice(headerWords[hw + 2], headerWords[hw + 2] + headerWords[hw + 3])]);
+    }
+    const stamp = p < timestamps.length ? timestamps[p] : NO_TIMESTAMP;
+    records.push(
+      new Record(data.slice(valueOffset, valueOffset + valueLen), {
+        key: keyLen === NO_KEY ? null : data.slice(keyOffset, keyOffset + keyLen),
+        timestamp: stamp === NO_TIMESTAMP ? null : Number(stamp),
+        headers,
+        index,
+      }),
+    );
+  }
+  return records;
+}
+
+export function encode(outputs) {
+  let size = 0;
+  for (const r of outputs) {
+    size += r.value.length + (r.key ? r.key.length : 0);
+    for (const [name, value] of r.headers) size += name.length * 3 + value.length;
+  }
+  const data = new Uint8Array(size);
+  const words = new Uint32Array(outputs.length * RECORD_WORDS);
+  const timestamps = new BigInt64Array(outputs.length);
+  const headerWords = [];
+  let at = 0;
+  const append = (bytes) => {
+    data.set(bytes, at);
+    at += bytes.length;
+    return at - bytes.length;
+  };
+  outputs.forEach((r, i) => {
+    const keyOffset = r.key === null ? 0 : append(r.key);
+    const valueOffset = append(r.value);
+    const firstHeader = headerWords.length / HEADER_WORDS;
+    for (const [name, value] of r.headers) {
+      const nameBytes = encoder.encode(name);
+      const nameOffset = append(nameBytes);
+      const valueAt = append(value);
+      headerWords.push(nameOffset, nameBytes.length, valueAt, value.length);
+    }
+    words.set(
+      [keyOffset, r.key === null ? NO_KEY : r.key.length, valueOffset, r.value.length, firstHeader, r.headers.length, r.index],
+      i * RECORD_WORDS,
+    );
+    timestamps[i] = r.timestamp === null || r.timestamp === undefined ? NO_TIMESTAMP : BigInt(r.timestamp);
+  });
+  return { data: data.subarray(0, at), records: words, timestamps, headers: new Uint32Array(headerWords) };
+}
+
+function describe(error) {
+  if (error instanceof TransformError) return [error.kind, error.message];
+  if (error instanceof Error) return ["exception", `${error.name}: ${error.message}`];
+  return ["exception", `thrown: ${String(error)}`];
+}
+
+/** Runs `transform` over a batch: { outputs, errors }. Shared by the
+ * component's exports and the SDK's tests. */
+export function runBatch(transform, batch) {
+  const out = new Output();
+  const errors = [];
+  for (const record of decode(batch)) {
+    const mark = out.records.length;
+    out.input = record;
+    try {
+      transform.process(record, out);
+    } catch (error) {
+      out.records.length = mark;
+      const [kind, message] = describe(error);
+      errors.push({ input: record.index, kind, message });
+    }
+  }
+  return { outputs: out.records, errors };
+}
+
+/** The component's exports for `transform`, an object with `process` and
+ * optionally `init`: `export const { init, process } = defineTransform({...})`. */
+export function defineTransform(transform) {
+  let ready = false;
+  return {
+    init(config) {
+      try {
+        transform.init?.(config ? JSON.parse(config) : {});
+        ready = true;
+      } catch (error) {
+        throw error instanceof Error ? error.message : String(error);
+      }
+    },
+    process(input) {
+      if (!ready) {
+        const count = input.records.length / RECORD_WORDS;
+        const errors = Array.from({ length: count }, (_, input) => ({
+          input,
+          kind: "not-initialized",
+          message: "process was called before init",
+        }));
+        return { records: encode([]), errors };
+      }
+      const { outputs, errors } = runBatch(transform, input);
+      return { records: encode(outputs), errors };
+    },
+  };
+}

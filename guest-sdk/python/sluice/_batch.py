@@ -1,0 +1,66 @@
+"""The batch encoding of `wit/transform.wit` (its `batch` record), read and
+written in one place. Seven words per record: key offset, key length
+(0xffffffff: no key), value offset, value length, first header, header
+count, input position; four words per header; a minimum s64 timestamp means
+none."""
+
+from collections import namedtuple
+
+RECORD_WORDS = 7
+HEADER_WORDS = 4
+NO_KEY = 0xFFFFFFFF
+NO_TIMESTAMP = -(1 << 63)
+
+Batch = namedtuple("Batch", "data records timestamps headers")
+
+
+def decode(batch):
+    """The batch's records, in order, as `sluice.Record`s."""
+    from . import Record
+
+    data, words, stamps, header_words = batch
+    records = []
+    for position in range(len(words) // RECORD_WORDS):
+        (key_offset, key_len, value_offset, value_len,
+         first_header, header_count, index) = words[position * RECORD_WORDS:(position + 1) * RECORD_WORDS]
+        key = None if key_len == NO_KEY else bytes(data[key_offset:key_offset + key_len])
+        headers = []
+        for h in range(first_header, first_header + header_count):
+            name_offset, name_len, v_offset, v_len = header_words[h * HEADER_WORDS:(h + 1) * HEADER_WORDS]
+            name = bytes(data[name_offset:name_offset + name_len]).decode("utf-8", "replace")
+            headers.append((name, bytes(data[v_offset:v_offset + v_len])))
+        stamp = stamps[position] if position < len(stamps) else NO_TIMESTAMP
+        records.append(Record(
+            bytes(data[value_offset:value_offset + value_len]),
+            key=key,
+            timestamp=None if stamp == NO_TIMESTAMP else stamp,
+            headers=headers,
+            index=index,
+        ))
+    return records
+
+
+def encode(outputs):
+    """(data, record words, timestamps, header words) for a list of
+    (value, key, timestamp, headers, input position) tuples."""
+    data = bytearray()
+    words = []
+    stamps = []
+    header_words = []
+    for value, key, stamp, headers, index in outputs:
+        if key is None:
+            key_offset, key_len = 0, NO_KEY
+        else:
+            key_offset, key_len = len(data), len(key)
+            data += key
+        value_offset = len(data)
+        data += value
+        first_header = len(header_words) // HEADER_WORDS
+        for name, header_value in headers:
+            name = name.encode("utf-8")
+            header_words += (len(data), len(name), len(data) + len(name), len(header_value))
+            data += name
+            data += header_value
+        words += (key_offset, key_len, value_offset, len(value), first_header, len(headers), index)
+        stamps.append(NO_TIMESTAMP if stamp is None else stamp)
+    return bytes(data), words, stamps, header_words
