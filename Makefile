@@ -8,12 +8,20 @@ MODULES := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 # The engine, wherever cargo puts it (CARGO_TARGET_DIR is honoured).
 SLUICE := $(or $(CARGO_TARGET_DIR),target)/release/sluice
 
-.PHONY: demo serve test test-deps transforms build ui bench bench-quick clean-data
+.PHONY: demo serve test test-deps transforms guests build ui bench bench-quick clean-data
 
 ## Build the example transforms into $(MODULES)/*.wasm
 transforms:
 	rustup target add wasm32-wasip2
 	cd pipelines/transforms && $(CARGO) build --release --target wasm32-wasip2 --target-dir ../../$(WASM_TARGET_DIR)
+
+## The Python and JavaScript example transforms (redact, route), with
+## their toolchains (componentize-py, componentize-js)
+guests: build
+	./scripts/guest-toolchains.sh
+	for project in pipelines/transforms/redact pipelines/transforms/route; do \
+	  PATH="$(CURDIR)/guest-sdk/js/node_modules/.bin:$$PATH" $(SLUICE) build --dir $$project || exit 1; \
+	done
 
 build:
 	$(CARGO) build --release -p sluice

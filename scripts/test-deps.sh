@@ -14,7 +14,9 @@
 # - Java and Hadoop 2.7.3's jars (from PyPI's pyspark 2.4.8): a real HDFS;
 # - osmem-server: an OpenSearch-API emulator (no OpenSearch can be installed);
 # - Prometheus and Chromium (Debian), playwright-core (npm): observability
-#   and browser tests; PostgreSQL (Debian): the store shared by brokers.
+#   and browser tests; PostgreSQL (Debian): the store shared by brokers;
+# - componentize-py (PyPI) and componentize-js (npm): the toolchains of
+#   Python and JavaScript transforms (scripts/guest-toolchains.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,4 +75,6 @@ if [ ! -d web-ui/node_modules ] || [ web-ui/package-lock.json -nt web-ui/node_mo
   say "installing the dashboard's npm packages"
   (cd web-ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# Python and JavaScript transforms: componentize-py and componentize-js.
+./scripts/guest-toolchains.sh
 say "ready"

@@ -14,7 +14,7 @@ fn main() {
     let target_dir = root.join("target").join("wasm");
     for workspace in [manifest_dir.join("guests"), root.join("pipelines").join("transforms")] {
         build(&workspace.join("Cargo.toml"), &target_dir);
-        println!("cargo:rerun-if-changed={}", workspace.display());
+        watch_crates(&workspace);
     }
     println!("cargo:rerun-if-changed={}", root.join("guest-sdk").display());
     let out = target_dir.join("wasm32-wasip2").join("release");
@@ -44,4 +44,17 @@ fn build(manifest: &Path, target_dir: &Path) {
         "building {} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)",
         manifest.display()
     );
+}
+
+/// Reruns when a Rust crate of `workspace` changes, not when a Python or
+/// JavaScript project beside them is built into its `build/` folder.
+fn watch_crates(workspace: &Path) {
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    for entry in std::fs::read_dir(workspace).into_iter().flatten().flatten() {
+        if entry.path().join("Cargo.toml").is_file() {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
+    }
 }

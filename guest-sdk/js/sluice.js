@@ -210,7 +210,19 @@ export function encode(outputs) {
 
 function describe(error) {
   if (error instanceof TransformError) return [error.kind, error.message];
-  if (error instanceof Error) return ["exception", `${error.name}: ${error.message}`];
+  // The engine's own limits, named as the engine names a Rust guest's.
+  if (error === "out of memory") {
+    return ["out-of-memory", "out of memory: the instance's memory cap (the stage's max_memory_mb) was reached"];
+  }
+  if (error instanceof Error && error.name === "InternalError" && /recursion/.test(error.message)) {
+    return ["stack-overflow", `${error.name}: ${error.message}`];
+  }
+  if (error instanceof Error) {
+    // The innermost frame: `function@file:line:column`.
+    const frame = (error.stack ?? "").split("\n").find((line) => line.includes("@"));
+    const at = frame ? ` (at ${frame.slice(frame.indexOf("@") + 1)})` : "";
+    return ["exception", `${error.name}: ${error.message}${at}`];
+  }
   return ["exception", `thrown: ${String(error)}`];
 }
 

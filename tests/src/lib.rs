@@ -65,3 +65,47 @@ pub fn unique() -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}-{n}", std::process::id())
 }
+
+/// `PATH` with the guest toolchains the tests use in front: the
+/// JavaScript one is installed into `guest-sdk/js/node_modules` by
+/// `scripts/guest-toolchains.sh` (componentize-py goes on `PATH` itself).
+pub fn toolchain_path() -> std::ffi::OsString {
+    let js = root().join("guest-sdk/js/node_modules/.bin");
+    let mut dirs = vec![js];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(dirs).expect("PATH entries")
+}
+
+/// Builds the transform project in `dir` (Python, JavaScript or Rust) with
+/// `sluice build`, once per test process, and returns the component.
+/// Rust projects share one target directory across runs, so a scaffolded
+/// project does not compile its dependencies from scratch each time.
+pub fn built_project(bin: &str, dir: &Path) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, output)) = built.iter().find(|(d, _)| d == dir) {
+        return output.clone();
+    }
+    let output = Command::new(bin)
+        .args(["build", "--dir"])
+        .arg(dir)
+        .env("PATH", toolchain_path())
+        .env("CARGO_TARGET_DIR", root().join("target/wasm-projects"))
+        .output()
+        .expect("run sluice build");
+    assert!(
+        output.status.success(),
+        "sluice build --dir {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let name = std::fs::read_to_string(dir.join("transform.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .expect("the project's name");
+    let component = dir.join("build").join(format!("{name}.wasm"));
+    built.push((dir.to_path_buf(), component.clone()));
+    component
+}

@@ -230,6 +230,16 @@ fn classify(store: &mut Store<StoreState>, limits: &Limits, error: wasmtime::Err
             ),
         ),
         Some(trap) => (FailureKind::Trap, trap.to_string()),
+        // A guest that calls exit (Python's sys.exit, say): its last words
+        // on stderr say why better than a backtrace.
+        None if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() => (
+            FailureKind::Trap,
+            format!(
+                "the guest exited (status {}){}",
+                exit.0,
+                last_line(&stderr).map(|l| format!(": {l}")).unwrap_or_default()
+            ),
+        ),
         None => (FailureKind::Trap, format!("{error:#}")),
     };
     CallFailure { kind, message }
@@ -241,6 +251,10 @@ fn panic_message(stderr: &str) -> Option<String> {
     let panic = &stderr[start..];
     let end = panic.find("\nnote:").unwrap_or(panic.len());
     Some(panic[..end].trim().replace('\n', " "))
+}
+
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
 fn first_line(text: &str) -> Option<&str> {

@@ -1,6 +1,6 @@
 // {{name}}: sets a field on each JSON document. A starting point: change
 // `process`, declare new config keys in transform.toml, then `sluice test`.
-import { defineTransform, InvalidInput } from "./sdk/sluice.js";
+import { defineTransform, InvalidInput } from "./sdk/js/sluice.js";
 
 export const { init, process } = defineTransform({
   init(config) {

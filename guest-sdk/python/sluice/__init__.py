@@ -26,6 +26,16 @@ import traceback
 
 from ._batch import Batch, decode, encode
 
+try:
+    # Imported here, at build time: componentize-py bundles only what the
+    # app has imported when it is snapshotted.
+    from componentize_py_types import Err
+    from wit_world.imports import hash as _hash_import
+    from wit_world.imports import lookup as _lookup_import
+    from wit_world.imports import types as _types
+except ImportError:  # Plain Python (the SDK's own tests): no host to call.
+    Err = _hash_import = _lookup_import = _types = None
+
 __all__ = [
     "Transform", "Record", "Output", "Error", "InvalidInput", "Unsupported",
     "lookup", "sha256", "export",
@@ -152,20 +162,15 @@ class _Table:
 
     def get(self, key):
         """The row for `key` as a dict, or None when no row matches."""
-        from wit_world.imports import lookup as imports
-
-        row = imports.get(self._handle, key)
+        row = _lookup_import.get(self._handle, key)
         return None if row is None else json.loads(row)
 
 
 def lookup(name):
     """Opens lookup table `name`; call it from `__init__`, so a stage that is
     not granted `lookup:NAME` fails its deploy with a clear message."""
-    from wit_world.imports import lookup as imports
-    from componentize_py_types import Err
-
     try:
-        return _Table(name, imports.open(name))
+        return _Table(name, _lookup_import.open(name))
     except Err as error:
         raise RuntimeError(error.value) from None
 
@@ -178,12 +183,9 @@ def sha256(data):
     `hash`, Python's hashlib (compiled to wasm, slower) otherwise."""
     global _host_hash
     data = _as_bytes(data)
-    if _host_hash is not False:
-        from wit_world.imports import hash as imports
-        from componentize_py_types import Err
-
+    if _host_hash is not False and _hash_import is not None:
         try:
-            digest = imports.sha256(data)
+            digest = _hash_import.sha256(data)
             _host_hash = True
             return bytes(digest)
         except Err:
@@ -194,6 +196,12 @@ def sha256(data):
 def _describe(error):
     if isinstance(error, Error):
         return error.kind, str(error)
+    # The interpreter's own limits, named as the engine names a Rust
+    # guest's: the instance's memory cap, and runaway recursion.
+    if isinstance(error, MemoryError):
+        return "out-of-memory", "MemoryError: the instance's memory cap (the stage's max_memory_mb) was reached"
+    if isinstance(error, RecursionError):
+        return "stack-overflow", f"RecursionError: {error}"
     # Where in the transform it was raised: the last frame of the traceback.
     frames = traceback.extract_tb(error.__traceback__)
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
@@ -221,9 +229,7 @@ def run_batch(transform, batch):
 def export(transform_class):
     """The component's world for `transform_class`: assign it to `WitWorld`
     in the module `sluice build` builds."""
-    from wit_world.imports import types
-    from componentize_py_types import Err
-
+    types = _types
     state = {}
 
     class WitWorld:

@@ -99,13 +99,16 @@ fn build_rust(project: &Project) -> anyhow::Result<PathBuf> {
             "the wasm32-wasip2 target is not installed: run ./setup.sh (rustup target add wasm32-wasip2)"
         );
     }
+    // The project's own target directory unless the caller names one.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| absolute(Path::new(&dir)))
+        .unwrap_or_else(|| project.dir.join("target"));
     run(Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&project.dir)
-        // The project's own target directory, whatever the caller's is.
-        .env_remove("CARGO_TARGET_DIR"))?;
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(&project.dir))?;
     let crate_name = project.manifest.name.replace('-', "_");
-    Ok(project.dir.join("target/wasm32-wasip2/release").join(format!("{crate_name}.wasm")))
+    Ok(target_dir.join("wasm32-wasip2/release").join(format!("{crate_name}.wasm")))
 }
 
 fn build_python(project: &Project, output: &Path) -> anyhow::Result<PathBuf> {
@@ -142,13 +145,42 @@ fn build_js(project: &Project, output: &Path) -> anyhow::Result<PathBuf> {
         )
     })?;
     let staged = output.with_extension("unembedded.wasm");
+    // The JavaScript engine runs the module at build time (wizer) and can
+    // read only below its directory, without following links out of it:
+    // the sources are copied to one place first, links resolved.
+    let sources = project.dir.join("build/js");
+    let _ = std::fs::remove_dir_all(&sources);
+    copy_sources(&project.dir, &sources, &["js", "mjs", "json", "wit"])?;
     run(Command::new(tool)
         .args(["transform.js", "--wit", "sdk/wit", "--world-name", "transform"])
         // Transforms get no network; these would import wasi:http.
         .args(["--disable", "http", "fetch-event", "--out"])
         .arg(absolute(&staged))
-        .current_dir(&project.dir))?;
+        .current_dir(&sources))?;
     Ok(staged)
+}
+
+/// Copies the files with these extensions below `from` to `to`, keeping
+/// their layout and following links, past build outputs and dependencies.
+fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<()> {
+    const SKIP: &[&str] = &["build", "out", "target", "node_modules", ".venv", ".git"];
+    let entries = std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if SKIP.iter().any(|s| name == *s) {
+            continue;
+        }
+        let path = entry.path();
+        // `metadata` follows links, so a linked SDK directory is copied.
+        let Ok(metadata) = std::fs::metadata(&path) else { continue };
+        if metadata.is_dir() {
+            copy_sources(&path, &to.join(&name), extensions)?;
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e)) {
+            std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+            std::fs::copy(&path, to.join(&name)).with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The project's own copy of a tool, else one on `PATH`.

@@ -65,7 +65,7 @@ const JS: &[Template] = &[
     ("transform.js", include_str!("../../../templates/js/transform.js")),
     ("package.json", include_str!("../../../templates/js/package.json")),
     ("setup.sh", include_str!("../../../templates/js/setup.sh")),
-    ("sdk/sluice.js", include_str!("../../../../guest-sdk/js/sluice.js")),
+    ("sdk/js/sluice.js", include_str!("../../../../guest-sdk/js/sluice.js")),
 ];
 
 pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
