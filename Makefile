@@ -60,6 +60,7 @@ test-deps:
 test: test-deps ui
 	$(CARGO) test --workspace
 	cd pipelines/transforms && $(CARGO) test --target-dir ../../$(WASM_TARGET_DIR)
+	python3 -m unittest discover -s guest-sdk/python/tests
 
 ## Benchmarks: wasm vs native, sandbox on vs off, instantiation; Kafka
 ## pipeline vs consume/produce baselines; REST ingest vs kcat; restart

@@ -22,13 +22,18 @@ pub struct ModuleView {
     pub used_by: Vec<String>,
     /// What every sluice module implements (`init`, `process`) and imports.
     pub world: &'static str,
+    /// The config keys the latest version declares: each with `type`,
+    /// `default`, `required` and `description`. Absent: it declares none.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<crate::wasm::config_spec::ConfigSpec>,
 }
 
 const WORLD: &str = "sluice:transform/transform@0.1.0";
 
 fn view(state: &ApiState, name: String, versions: Vec<ModuleVersion>) -> ModuleView {
     let used_by = state.supervisor.users_of(&name);
-    ModuleView { name, versions, used_by, world: WORLD }
+    let config = versions.last().and_then(|v| v.config.clone());
+    ModuleView { name, versions, used_by, world: WORLD, config }
 }
 
 /// Lists the uploaded modules.

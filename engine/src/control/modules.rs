@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::store::StateStore;
+use crate::wasm::config_spec::ConfigSpec;
 use crate::wasm::{LoadError, Module, WasmHost};
 
 /// Largest module accepted by default (the `enrich` example is 1.5 MB).
@@ -23,6 +24,10 @@ pub struct ModuleVersion {
     pub size: u64,
     /// RFC 3339.
     pub uploaded_at: String,
+    /// The config keys the module declares (see [`ConfigSpec`]); absent
+    /// when it declares none and takes any config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSpec>,
 }
 
 impl ModuleVersion {
@@ -97,6 +102,7 @@ impl ModuleRegistry {
             sha256,
             size: bytes.len() as u64,
             uploaded_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            config: module.config_spec.as_deref().cloned(),
         };
         self.store.put(&key(name, next), &version)?;
         Ok((version, true))

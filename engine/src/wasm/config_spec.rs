@@ -25,11 +25,11 @@ use crate::config::{KeyPosition, did_you_mean};
 pub const SECTION: &str = "sluice-config";
 
 /// The declared keys, in name order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ConfigSpec(pub BTreeMap<String, KeySpec>);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
     #[serde(rename = "type")]

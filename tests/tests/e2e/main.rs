@@ -11,6 +11,7 @@ mod dashboard;
 mod demo;
 mod embedded_crash;
 mod file_source;
+mod guests;
 mod hostile;
 mod images;
 mod ingest;

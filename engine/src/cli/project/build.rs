@@ -177,7 +177,8 @@ fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<(
             copy_sources(&path, &to.join(&name), extensions)?;
         } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.contains(&e)) {
             std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-            std::fs::copy(&path, to.join(&name)).with_context(|| format!("cannot copy {}", path.display()))?;
+            std::fs::copy(&path, to.join(&name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
         }
     }
     Ok(())
