@@ -100,7 +100,47 @@ macro_rules! export_transform {
     };
 }
 
+/// Declares the config keys the transform takes, as JSON: each key with
+/// `type` (`string`, `integer`, `float`, `boolean`, `array`, `table` or
+/// `any`), and optionally `default`, `required` and `description`.
+///
+/// ```ignore
+/// sluice_guest::declare_config!(r#"{
+///     "format": {"type": "string", "default": "apache_combined", "description": "The log format."}
+/// }"#);
+/// ```
+///
+/// The JSON goes into the component as its `sluice-config` custom section.
+/// The engine reads it without running the transform: `sluice validate`,
+/// the API and the dashboard check each stage's `[stage.config]` against it
+/// (unknown keys with a did-you-mean, wrong types, missing required keys),
+/// the dashboard documents it, and defaults are filled in before `init`.
+#[macro_export]
+macro_rules! declare_config {
+    ($json:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            const JSON: &str = $json;
+            #[used]
+            #[unsafe(link_section = "sluice-config")]
+            static DECLARATION: [u8; JSON.len()] = $crate::__private::bytes(JSON);
+        };
+    };
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::runner::{init, process};
+
+    /// A string's bytes as an array, at compile time (for a link section).
+    pub const fn bytes<const N: usize>(text: &str) -> [u8; N] {
+        let source = text.as_bytes();
+        let mut out = [0u8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = source[i];
+            i += 1;
+        }
+        out
+    }
 }

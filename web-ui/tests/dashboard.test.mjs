@@ -109,6 +109,10 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   await page.click("#upload");
   await page.locator("#upload-result").getByText("Stored parse version 1").waitFor();
   await page.locator('tr[data-module="parse"]').waitFor();
+  // The config keys log-parse declares are documented with the module.
+  const format = page.locator('tr[data-module="parse"] [data-config-key="format"]');
+  assert.match(await format.innerText(), /format string = "apache_combined"/);
+  assert.match(await page.locator('tr[data-module="parse"] .module-config').innerText(), /max_line_bytes integer = 65536/);
   await shot("02-module-uploaded");
 
   // The editor marks the line of an error the engine found.
@@ -122,6 +126,16 @@ test("the dashboard deploys, watches, replays and rolls back", async () => {
   assert.match(await error.innerText(), /start_from/);
   await page.locator(`.gutter div.bad[data-line="${errorLine}"]`).waitFor();
   await shot("03-validation-error");
+
+  // A stage config the module does not declare is marked at its key, with
+  // the key it probably meant.
+  await page.fill("#toml", PIPELINE().replace('parallelism = 2', 'parallelism = 2\n[stage.config]\nformatt = "apache_combined"'));
+  await page.click("#deploy");
+  const typo = page.locator("#validation li", { hasText: "formatt" }).first();
+  await typo.waitFor();
+  assert.equal(Number(await typo.getAttribute("data-line")), 15, await typo.innerText());
+  assert.match(await typo.innerText(), /unknown key `formatt`; did you mean `format`\?/);
+  await page.locator('.gutter div.bad[data-line="15"]').waitFor();
 
   // Fixed, it deploys and the page moves to the pipeline.
   await page.fill("#toml", PIPELINE());

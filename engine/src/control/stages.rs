@@ -90,9 +90,7 @@ impl Supervisor {
     ) -> Result<()> {
         let pipeline_config = managed.lock().config.clone();
         let module = self.load_blocking(target.clone(), stage_config.max_fuel.is_some()).await?;
-        let stage = build_stage(stage_config, &pipeline_config, module.clone())
-            .await
-            .map_err(ControlError::Unusable)?;
+        let stage = build_stage(stage_config, &pipeline_config, module.clone()).await?;
         let controls = managed.lock().running.as_ref().map(|r| r.controls.clone());
         if let Some(controls) = controls {
             let control = controls.stage(&stage_config.name).ok_or_else(|| {

@@ -27,12 +27,13 @@ use super::modules::{ModuleError, ModuleRegistry, ModuleVersion, validate_name};
 use super::store::StateStore;
 use super::view::PipelineView;
 use crate::api::ingest::Ingest;
-use crate::config::{Diagnostics, PipelineConfig, StageConfig};
+use crate::config::{Diagnostic, Diagnostics, PipelineConfig, StageConfig};
 use crate::pipeline::controls::{DeadLetterLog, PipelineControls};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::stats::{PipelineStats, StageStats};
 use crate::pipeline::{History, Pipeline, PipelineReport};
-use crate::wasm::{Module, WasmHost};
+use crate::wasm::config_spec::ConfigProblem;
+use crate::wasm::{LoadError, Module, WasmHost};
 
 /// Where the engine's pipelines find its own Kafka cluster and lake.
 #[derive(Default)]
@@ -500,8 +501,7 @@ impl Supervisor {
                         })?
                 }
             };
-            let mut stage =
-                build_stage(stage_config, &config, module.clone()).await.map_err(ControlError::Unusable)?;
+            let mut stage = build_stage(stage_config, &config, module.clone()).await?;
             if let Some(stats) = carry.stages.get(&stage_config.name) {
                 stats.set_module(&module.name);
                 stage.stats = stats.clone();
@@ -720,12 +720,13 @@ pub(super) struct Carry {
 }
 
 /// Builds a stage around an already compiled module, on a blocking thread
-/// (`init` runs guest code).
+/// (`init` runs guest code). A config the module's declaration does not
+/// take is reported at its keys, like any other config error.
 pub(super) async fn build_stage(
     config: &StageConfig,
     pipeline: &PipelineConfig,
     module: Arc<Module>,
-) -> anyhow::Result<Stage> {
+) -> Result<Stage, ControlError> {
     let config = config.clone();
     let pipeline = pipeline.clone();
     tokio::task::spawn_blocking(move || {
@@ -733,12 +734,49 @@ pub(super) async fn build_stage(
             pipeline.resolve(p)
         })
         .map_err(|e| {
-            anyhow::anyhow!("stage `{}`: a granted lookup table cannot be loaded: {e}", config.name)
+            ControlError::Unusable(anyhow::anyhow!(
+                "stage `{}`: a granted lookup table cannot be loaded: {e}",
+                config.name
+            ))
         })?;
-        // StageError already shows its cause; a chain would print it twice.
-        Stage::from_module(&config, module, lookups).map_err(|e| anyhow::anyhow!("{e}"))
+        Stage::from_module(&config, module, lookups).map_err(|error| match &error.source {
+            LoadError::ConfigMismatch { problems } => {
+                ControlError::Invalid(config_diagnostics(&pipeline, &config, &error.module, problems))
+            }
+            // StageError already shows its cause; a chain would print it twice.
+            _ => ControlError::Unusable(anyhow::anyhow!("{error}")),
+        })
     })
-    .await?
+    .await
+    .map_err(|e| ControlError::Internal(e.into()))?
+}
+
+/// One diagnostic per problem, at its key in the pipeline's TOML (or at
+/// the stage for a key that is missing).
+fn config_diagnostics(
+    pipeline: &PipelineConfig,
+    stage: &StageConfig,
+    module: &str,
+    problems: &[ConfigProblem],
+) -> Diagnostics {
+    let index = pipeline.stages.iter().position(|s| s.name == stage.name).unwrap_or(0);
+    let diagnostics = problems
+        .iter()
+        .map(|problem| {
+            let (line, column, field) = match (&problem.key, problem.position) {
+                (Some(key), Some(at)) => (at.line, at.column, format!("config.{key}")),
+                _ => (1, 1, "config".to_string()),
+            };
+            Diagnostic {
+                file: pipeline.file.clone(),
+                line,
+                column,
+                key: Some(crate::config::join(&pipeline.key, &format!("stage[{index}].{field}"))),
+                message: format!("module `{module}` does not take this config: {}", problem.message),
+            }
+        })
+        .collect();
+    Diagnostics(diagnostics)
 }
 
 impl Managed {

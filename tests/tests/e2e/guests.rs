@@ -144,7 +144,10 @@ fn walk(language: &str) {
     assert_eq!(status, 422, "a config the module does not declare is refused: {body}");
     let message = body.to_string();
     assert!(message.contains("unknown key `feild`; did you mean `field`?"), "{message}");
-    assert!(message.contains(&format!("line {typo_line}, column 1")), "{message}");
+    let marked = body["errors"].as_array().expect("errors at their lines, for the deploy form");
+    assert_eq!(marked[0]["line"], typo_line, "{body}");
+    assert_eq!(marked[0]["column"], 1, "{body}");
+    assert_eq!(marked[0]["key"], "stage[0].config.feild", "{body}");
     assert!(message.contains("missing required key `field`"), "{message}");
 
     let (status, body) =

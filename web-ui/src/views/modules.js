@@ -1,5 +1,6 @@
-// Modules: what is uploaded (versions, hashes, sizes, users), uploading a
-// new version with progress, and deleting unused modules.
+// Modules: what is uploaded (versions, hashes, sizes, users, the config
+// keys each declares), uploading a new version with progress, and deleting
+// unused modules.
 
 import { del, get, uploadModule } from "../api.js";
 import { busy, fill, h, toast } from "../dom.js";
@@ -50,10 +51,11 @@ export function modulesView(root) {
       return;
     }
     fill(list, h("table", {},
-      h("thead", {}, h("tr", {}, ...["Module", "Versions", "Used by", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ...["Module", "Versions", "Config it takes", "Used by", ""].map((t) => h("th", {}, t)))),
       h("tbody", {}, modules.map((m) => h("tr", { "data-module": m.name },
         h("td", { class: "mono" }, m.name),
         h("td", {}, m.versions.map((v) => h("div", { class: "mono" }, `v${v.version} · ${v.sha256.slice(0, 12)} · ${(v.size / 1024).toFixed(0)} KiB · ${v.uploaded_at}`))),
+        h("td", { class: "module-config" }, configDoc(m.config)),
         h("td", {}, m.used_by.length ? m.used_by.map((p) => h("div", {}, h("a", { href: `#/pipelines/${encodeURIComponent(p)}` }, p))) : h("span", { class: "muted" }, "unused")),
         h("td", {}, h("button", { class: "danger", disabled: m.used_by.length > 0, onclick: async (e) => {
           if (!confirm(`Delete every version of ${m.name}?`)) return;
@@ -61,4 +63,18 @@ export function modulesView(root) {
         } }, "Delete")))))));
   }
   load();
+}
+
+// The keys a module declares (`[stage.config]` is checked against them).
+function configDoc(config) {
+  if (!config) return h("span", { class: "muted" }, "declares nothing: any config is passed to init");
+  const keys = Object.entries(config);
+  if (keys.length === 0) return h("span", { class: "muted" }, "no config");
+  return h("dl", { class: "config-doc" }, keys.flatMap(([key, spec]) => [
+    h("dt", { "data-config-key": key },
+      h("code", {}, key), " ", h("span", { class: "muted" }, spec.type),
+      spec.required ? h("span", { class: "error-text" }, " required") : null,
+      spec.default !== undefined ? h("span", { class: "muted" }, ` = ${JSON.stringify(spec.default)}`) : null),
+    h("dd", {}, spec.description || ""),
+  ]));
 }

@@ -97,6 +97,16 @@ impl Transform for Enrich {
 
 sluice_guest::export_transform!(Enrich);
 
+sluice_guest::declare_config!(
+    r#"{
+  "geoip_table": {"type": "string",
+    "description": "The lookup table mapping client addresses to geo.* and as.* columns; the stage must be granted lookup:NAME. Unset: no geography."},
+  "user_agent": {"type": "boolean", "default": true, "description": "Parse user_agent.original into name, version, OS and device, and flag bots."},
+  "url": {"type": "boolean", "default": true, "description": "Derive url.path, url.query and url.extension, and scheme, domain and port of absolute targets."},
+  "visitor": {"type": "boolean", "default": true, "description": "Add visitor.id, a stable hash of the client address and user agent."}
+}"#
+);
+
 /// The string at `path`, if every step is an object and the end a string.
 pub fn get_str<'a>(document: &'a Map<String, Value>, path: &[&str]) -> Option<&'a str> {
     let (last, parents) = path.split_last()?;

@@ -34,6 +34,9 @@ impl Transform for ImageDeserialize {
 
 sluice_guest::export_transform!(ImageDeserialize);
 
+// It takes no config.
+sluice_guest::declare_config!("{}");
+
 /// Decodes and verifies one image record.
 pub fn deserialize(value: &[u8]) -> Result<ImageRecord<'_>, Error> {
     let image = image_record::decode(value)

@@ -90,6 +90,17 @@ impl Transform for ImageSerialize {
 
 sluice_guest::export_transform!(ImageSerialize);
 
+sluice_guest::declare_config!(
+    r#"{
+  "verify": {"type": "boolean", "default": false, "description": "Decode the whole image to prove it is intact."},
+  "thumbnail_px": {"type": "integer", "description": "Add a PNG thumbnail at most this many pixels (8 to 1024) on its longer side. Unset: no thumbnail."},
+  "max_pixels": {"type": "integer", "default": 50000000,
+    "description": "Images with more pixels are refused before decoding (a guard against decompression bombs); only matters with verify or thumbnail_px."},
+  "check_claims": {"type": "boolean", "default": true,
+    "description": "Refuse an image whose file name or content type claims another format than its bytes."}
+}"#
+);
+
 /// Serializes one image into `out` (an Avro datum of the image schema).
 pub fn serialize(
     data: &[u8],

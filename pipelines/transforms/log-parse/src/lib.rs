@@ -113,3 +113,14 @@ impl Transform for LogParse {
 }
 
 sluice_guest::export_transform!(LogParse);
+
+sluice_guest::declare_config!(
+    r#"{
+  "format": {"type": "string", "default": "apache_combined",
+    "description": "The log format: apache_combined, nginx (the same layout), apache_common, or json (the API server JSON lines)."},
+  "max_line_bytes": {"type": "integer", "default": 65536,
+    "description": "Longer lines fail with kind too-long before any parsing."},
+  "on_parse_failure": {"type": "string", "default": "error",
+    "description": "error dead-letters a line that does not parse; tag emits a _parse_failure document instead."}
+}"#
+);
