@@ -65,7 +65,8 @@ test: test-deps ui
 ## Benchmarks: wasm vs native, sandbox on vs off, instantiation; Kafka
 ## pipeline vs consume/produce baselines; REST ingest vs kcat; restart
 ## time and memory of the engine on its embedded defaults; a cluster of
-## engines (throughput with 1-3 engines, state convergence, failover)
+## engines (throughput with 1-3 engines, state convergence, failover);
+## transforms in Rust, Python and JavaScript side by side
 bench:
 	$(CARGO) bench -p sluice-tests --bench quick
 	$(CARGO) bench -p sluice-tests --bench transform
@@ -74,6 +75,7 @@ bench:
 	$(CARGO) bench -p sluice-tests --bench search
 	$(CARGO) bench -p sluice-tests --bench engine
 	$(CARGO) bench -p sluice-tests --bench cluster
+	$(CARGO) bench -p sluice-tests --bench guests
 
 ## The WASM stage's key numbers in under 3 minutes, side by side in one run
 ## (wasm vs native, sandbox on vs off, instantiate, file → log-parse → file

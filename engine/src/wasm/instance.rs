@@ -173,6 +173,12 @@ impl TransformInstance {
         }
     }
 
+    /// The linear memory the instance holds (all its memories), as far as
+    /// the sandbox tracks it; 0 for an unsandboxed host.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.held_bytes
+    }
+
     /// Fuel the last call used, when the module is metered.
     pub fn fuel_used(&self) -> Option<u64> {
         let budget = self.limits.max_fuel.unwrap_or(u64::MAX);

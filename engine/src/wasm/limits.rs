@@ -33,18 +33,20 @@ impl Default for Limits {
 pub(crate) struct MemoryLimiter {
     max_memory_bytes: usize,
     pub(crate) hit: Arc<AtomicBool>,
+    /// Linear memory the instance holds, all its memories together.
+    pub(crate) held_bytes: usize,
 }
 
 impl MemoryLimiter {
     pub(crate) fn new(max_memory_bytes: usize) -> Self {
-        MemoryLimiter { max_memory_bytes, hit: Arc::new(AtomicBool::new(false)) }
+        MemoryLimiter { max_memory_bytes, hit: Arc::new(AtomicBool::new(false)), held_bytes: 0 }
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -55,6 +57,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             // follows is classified with `hit` set.
             return Ok(false);
         }
+        // A memory's first allocation comes here too, from 0.
+        self.held_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 
