@@ -24,6 +24,7 @@ const HEADER_WORDS = 4;
 const NO_KEY = 0xffffffff;
 const NO_TIMESTAMP = -(1n << 63n);
 
+const NO_HEADERS = Object.freeze([]);
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const lossy = new TextDecoder("utf-8");
 const encoder = new TextEncoder();
@@ -52,7 +53,7 @@ export class Unsupported extends TransformError {
  * `timestamp` (ms since the Unix epoch, or null) and `headers`, an array
  * of [name, Uint8Array] pairs. */
 export class Record {
-  constructor(value, { key = null, timestamp = null, headers = [], index = 0 } = {}) {
+  constructor(value, { key = null, timestamp = null, headers = NO_HEADERS, index = 0 } = {}) {
     this.value = typeof value === "string" ? encoder.encode(value) : value;
     this.key = typeof key === "string" ? encoder.encode(key) : key;
     this.timestamp = timestamp;
@@ -115,14 +116,20 @@ export class Output {
       value: asBytes(value),
       key: "key" in options ? (options.key === null ? null : asBytes(options.key)) : input.key,
       timestamp: "timestamp" in options ? options.timestamp : input.timestamp,
-      headers: (options.headers ?? []).map(([name, v]) => [name, asBytes(v)]),
+      headers: options.headers ? options.headers.map(([name, v]) => [name, asBytes(v)]) : NO_HEADERS,
       index: input.index,
     });
   }
 
   /** Emits an exact copy of `record`: key, value, headers, timestamp. */
   forward(record) {
-    this.push(record.value, { headers: record.headers });
+    this.records.push({
+      value: record.value,
+      key: record.key,
+      timestamp: record.timestamp,
+      headers: record.headers,
+      index: this.input.index,
+    });
   }
 }
 
@@ -149,24 +156,28 @@ export function sha256(data) {
 export function decode({ data: raw, records: words, timestamps, headers: headerWords }) {
   const data = asBytes(raw);
   const records = [];
-  for (let p = 0; p * RECORD_WORDS < words.length; p++) {
-    const w = p * RECORD_WORDS;
-    const [keyOffset, keyLen, valueOffset, valueLen, firstHeader, headerCount, index] = [
-      words[w], words[w + 1], words[w + 2], words[w + 3], words[w + 4], words[w + 5], words[w + 6],
-    ];
-    const headers = [];
-    for (let h = firstHeader; h < firstHeader + headerCount; h++) {
-      const hw = h * HEADER_WORDS;
-      const name = lossy.decode(data.subarray(headerWords[hw], headerWords[hw] + headerWords[hw + 1]));
-      headers.push([name, data.slice(headerWords[hw + 2], headerWords[hw + 2] + headerWords[hw + 3])]);
+  // Keys, values and headers are views of the batch buffer, not copies:
+  // it is not reused while the transform holds them.
+  for (let p = 0, w = 0; w < words.length; p++, w += RECORD_WORDS) {
+    const keyLen = words[w + 1];
+    const valueOffset = words[w + 2];
+    const headerCount = words[w + 5];
+    let headers = NO_HEADERS;
+    if (headerCount > 0) {
+      headers = [];
+      for (let h = words[w + 4], end = h + headerCount; h < end; h++) {
+        const hw = h * HEADER_WORDS;
+        const name = lossy.decode(data.subarray(headerWords[hw], headerWords[hw] + headerWords[hw + 1]));
+        headers.push([name, data.subarray(headerWords[hw + 2], headerWords[hw + 2] + headerWords[hw + 3])]);
+      }
     }
     const stamp = p < timestamps.length ? timestamps[p] : NO_TIMESTAMP;
     records.push(
-      new Record(data.slice(valueOffset, valueOffset + valueLen), {
-        key: keyLen === NO_KEY ? null : data.slice(keyOffset, keyOffset + keyLen),
+      new Record(data.subarray(valueOffset, valueOffset + words[w + 3]), {
+        key: keyLen === NO_KEY ? null : data.subarray(words[w], words[w] + keyLen),
         timestamp: stamp === NO_TIMESTAMP ? null : Number(stamp),
         headers,
-        index,
+        index: words[w + 6],
       }),
     );
   }
@@ -199,10 +210,14 @@ export function encode(outputs) {
       const valueAt = append(value);
       headerWords.push(nameOffset, nameBytes.length, valueAt, value.length);
     }
-    words.set(
-      [keyOffset, r.key === null ? NO_KEY : r.key.length, valueOffset, r.value.length, firstHeader, r.headers.length, r.index],
-      i * RECORD_WORDS,
-    );
+    const w = i * RECORD_WORDS;
+    words[w] = keyOffset;
+    words[w + 1] = r.key === null ? NO_KEY : r.key.length;
+    words[w + 2] = valueOffset;
+    words[w + 3] = r.value.length;
+    words[w + 4] = firstHeader;
+    words[w + 5] = r.headers.length;
+    words[w + 6] = r.index;
     timestamps[i] = r.timestamp === null || r.timestamp === undefined ? NO_TIMESTAMP : BigInt(r.timestamp);
   });
   return { data: data.subarray(0, at), records: words, timestamps, headers: new Uint32Array(headerWords) };

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice::record::Record;
-use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+use sluice::wasm::{Grants, Limits, Module, TransformInstance, WasmHost};
 use sluice_tests::bench::{alone, log_lines, small_records};
 use sluice_tests::{built_project, guest, root};
 
@@ -112,23 +112,24 @@ fn main() {
 
 /// The `tag` project `sluice new` writes in `language`, built.
 fn scaffolded(projects: &Path, language: &str) -> PathBuf {
+    // Written afresh, so it carries the SDK of this checkout.
     let dir = projects.join(format!("tag-{language}"));
-    if !dir.join("transform.toml").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = std::process::Command::new(SLUICE)
-            .args(["new", &format!("tag-{language}"), "--lang", language, "--dir"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = std::process::Command::new(SLUICE)
+        .args(["new", &format!("tag-{language}"), "--lang", language, "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
     built_project(SLUICE, &dir)
 }
 
 /// Nanoseconds per record of one call over `records` (median of rounds).
 fn per_record(host: &WasmHost, limits: &Limits, module: &Path, config: &str, records: &[Record]) -> f64 {
     let module = host.load_file(module, false).unwrap();
-    let mut instance = TransformInstance::new(&module, limits, &Grants::default(), config).unwrap();
+    let config = with_defaults(&module, config);
+    let mut instance = TransformInstance::new(&module, limits, &Grants::default(), &config).unwrap();
     let call = alone(ROUNDS, ROUND, || instance.call(records).unwrap());
     call.as_nanos() as f64 / records.len() as f64
 }
@@ -143,14 +144,22 @@ fn instantiate(
     records: &[Record],
 ) -> (f64, f64) {
     let module = host.load_file(module, false).unwrap();
+    let config = with_defaults(&module, config);
     let one = &records[..1];
     let time = alone(ROUNDS, ROUND, || {
-        let mut instance = TransformInstance::new(&module, limits, &Grants::default(), config).unwrap();
+        let mut instance = TransformInstance::new(&module, limits, &Grants::default(), &config).unwrap();
         instance.call(one).unwrap()
     });
-    let mut instance = TransformInstance::new(&module, limits, &Grants::default(), config).unwrap();
+    let mut instance = TransformInstance::new(&module, limits, &Grants::default(), &config).unwrap();
     instance.call(records).unwrap();
     (time.as_secs_f64() * 1e3, instance.memory_bytes() as f64 / 1e6)
+}
+
+/// `config` with the module's declared defaults, as a stage gives it.
+fn with_defaults(module: &Module, config: &str) -> String {
+    let table: toml::Table = serde_json::from_str(config).unwrap();
+    let filled = module.config_spec.as_ref().map_or_else(|| table.clone(), |spec| spec.with_defaults(&table));
+    serde_json::to_string(&filled).unwrap()
 }
 
 /// The fixture's lines parsed and enriched by the shipped Rust stages.

@@ -69,11 +69,11 @@ class Record:
 
     __slots__ = ("key", "value", "timestamp", "headers", "index")
 
-    def __init__(self, value, key=None, timestamp=None, headers=(), index=0):
+    def __init__(self, value, key=None, timestamp=None, headers=None, index=0):
         self.value = value
         self.key = key
         self.timestamp = timestamp
-        self.headers = list(headers)
+        self.headers = [] if headers is None else headers
         self.index = index
 
     def text(self):
@@ -128,7 +128,7 @@ class Output:
 
     def forward(self, record):
         """Emits an exact copy of `record`: key, value, headers, timestamp."""
-        self.push(record.value, headers=record.headers)
+        self._records.append((record.value, record.key, record.timestamp, record.headers, self._input.index))
 
 
 def _as_bytes(value):

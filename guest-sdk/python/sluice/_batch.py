@@ -20,22 +20,27 @@ def decode(batch):
 
     data, words, stamps, header_words = batch
     records = []
-    for position in range(len(words) // RECORD_WORDS):
-        (key_offset, key_len, value_offset, value_len,
-         first_header, header_count, index) = words[position * RECORD_WORDS:(position + 1) * RECORD_WORDS]
-        key = None if key_len == NO_KEY else bytes(data[key_offset:key_offset + key_len])
+    append = records.append
+    stamped = len(stamps)
+    # Per record in the interpreter, so no slices of `words` or lists built
+    # for records without headers.
+    for position, w in enumerate(range(0, len(words) - RECORD_WORDS + 1, RECORD_WORDS)):
+        key_len = words[w + 1]
+        value_offset = words[w + 2]
+        header_count = words[w + 5]
         headers = []
-        for h in range(first_header, first_header + header_count):
-            name_offset, name_len, v_offset, v_len = header_words[h * HEADER_WORDS:(h + 1) * HEADER_WORDS]
-            name = bytes(data[name_offset:name_offset + name_len]).decode("utf-8", "replace")
-            headers.append((name, bytes(data[v_offset:v_offset + v_len])))
-        stamp = stamps[position] if position < len(stamps) else NO_TIMESTAMP
-        records.append(Record(
-            bytes(data[value_offset:value_offset + value_len]),
-            key=key,
-            timestamp=None if stamp == NO_TIMESTAMP else stamp,
-            headers=headers,
-            index=index,
+        if header_count:
+            for h in range(words[w + 4] * HEADER_WORDS, (words[w + 4] + header_count) * HEADER_WORDS, HEADER_WORDS):
+                name_offset, name_len, v_offset, v_len = header_words[h:h + HEADER_WORDS]
+                name = data[name_offset:name_offset + name_len].decode("utf-8", "replace")
+                headers.append((name, data[v_offset:v_offset + v_len]))
+        stamp = stamps[position] if position < stamped else NO_TIMESTAMP
+        append(Record(
+            data[value_offset:value_offset + words[w + 3]],
+            None if key_len == NO_KEY else data[words[w]:words[w] + key_len],
+            None if stamp == NO_TIMESTAMP else stamp,
+            headers,
+            words[w + 6],
         ))
     return records
 
