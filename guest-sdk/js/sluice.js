@@ -137,7 +137,7 @@ export class Output {
  * `lookup:NAME` fails its deploy with a clear message. `get(key)` returns
  * the row as an object, or null. */
 export function lookup(name) {
-  const handle = openTable(name);
+  const handle = host(() => openTable(name));
   return {
     name,
     get(key) {
@@ -150,7 +150,18 @@ export function lookup(name) {
 /** SHA-256 of `data` from the host's native hash; the stage needs the
  * `hash` capability (JavaScript has no fallback fast enough to offer). */
 export function sha256(data) {
-  return hostSha256(asBytes(data));
+  return host(() => hostSha256(asBytes(data)));
+}
+
+// A host call whose `result` error comes back as a plain Error with the
+// host's message (the bindings throw an object carrying it as `payload`).
+function host(call) {
+  try {
+    return call();
+  } catch (error) {
+    if (error instanceof Error) throw error;
+    throw new Error(error?.payload ?? String(error));
+  }
 }
 
 export function decode({ data: raw, records: words, timestamps, headers: headerWords }) {
@@ -233,8 +244,8 @@ function describe(error) {
     return ["stack-overflow", `${error.name}: ${error.message}`];
   }
   if (error instanceof Error) {
-    // The innermost frame: `function@file:line:column`.
-    const frame = (error.stack ?? "").split("\n").find((line) => line.includes("@"));
+    // The innermost frame outside this SDK: `function@file:line:column`.
+    const frame = (error.stack ?? "").split("\n").find((line) => line.includes("@") && !line.includes("sluice.js:"));
     const at = frame ? ` (at ${frame.slice(frame.indexOf("@") + 1)})` : "";
     return ["exception", `${error.name}: ${error.message}${at}`];
   }

@@ -176,6 +176,7 @@ def lookup(name):
 
 
 _host_hash = None
+_SDK_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 
 def sha256(data):
@@ -202,8 +203,9 @@ def _describe(error):
         return "out-of-memory", "MemoryError: the instance's memory cap (the stage's max_memory_mb) was reached"
     if isinstance(error, RecursionError):
         return "stack-overflow", f"RecursionError: {error}"
-    # Where in the transform it was raised: the last frame of the traceback.
-    frames = traceback.extract_tb(error.__traceback__)
+    # Where in the transform it was raised: the innermost frame outside
+    # this SDK (a refused lookup is raised here, but called from there).
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_SDK_DIR)]
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return "exception", f"{type(error).__name__}: {error}{where}"
 

@@ -386,7 +386,7 @@ fn fixture_logs_are_redacted_and_routed_through_python_and_javascript_stages_in_
 
 /// Lines through a hostile guest of `name`; returns what was written and
 /// the dead letters.
-fn run_hostile(name: &str, lines: &[&str]) -> (Vec<String>, Vec<Value>) {
+fn run_hostile(name: &str, lines: &[&str], stage_extra: &str) -> (Vec<String>, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.txt"), lines.join("\n")).unwrap();
     let pipeline = write_pipeline(
@@ -394,7 +394,7 @@ fn run_hostile(name: &str, lines: &[&str]) -> (Vec<String>, Vec<Value>) {
         &format!(
             "name = \"hostile\"\n[source]\ntype = \"file\"\npath = \"in.txt\"\n[batch]\nmax_records = 4\nlinger_ms = 5\n\
              [[stage]]\nname = \"evil\"\nmodule = {module}\ntimeout_ms = 500\nmax_memory_mb = 64\nparallelism = 1\n\
-             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+             {stage_extra}\n[sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
             module = toml_path(&test_guest(name))
         ),
     );
@@ -409,7 +409,7 @@ fn assert_contained(name: &str, cases: &[(&str, &str, &str)]) {
     for (bad, _, _) in cases {
         lines.extend([*bad, "ok"]);
     }
-    let (written, dead) = run_hostile(name, &lines);
+    let (written, dead) = run_hostile(name, &lines, "");
     let good: Vec<&str> = lines.iter().copied().filter(|l| *l == "a" || *l == "ok").collect();
     assert_eq!(written, good, "{name}: the other records pass, in order; dead letters: {dead:?}");
     assert_eq!(dead.len(), cases.len(), "{dead:?}");
@@ -446,4 +446,36 @@ fn a_hostile_javascript_guest_is_contained_like_a_rust_one() {
             ("throw-string", "exception", "thrown: a bare string"),
         ],
     );
+}
+
+/// Lookups and the host's hash through the Python and JavaScript SDKs:
+/// answered when the stage is granted them, refused (a dead letter naming
+/// the grant) or, for Python's hash, computed in the guest when not.
+#[test]
+fn python_and_javascript_guests_reach_lookups_and_the_hash_only_when_granted() {
+    let table = toml_path(&root().join("pipelines/lookups/geoip-sample.csv"));
+    let granted = format!(
+        "capabilities = [\"lookup:geoip\", \"hash\"]\n[lookup.geoip]\nfile = {table}\nmatch = \"ip\"\n"
+    );
+    let declared_only = format!("[lookup.geoip]\nfile = {table}\nmatch = \"ip\"\n");
+    // SHA-256 of "abc", from FIPS 180-2.
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    for name in ["hostile-py", "hostile-js"] {
+        let (written, dead) = run_hostile(name, &["lookup:203.0.113.200", "sha256:abc"], &granted);
+        assert!(dead.is_empty(), "{name}: {dead:?}");
+        let row: Value = serde_json::from_str(&written[0]).unwrap();
+        assert_eq!(row["row"]["geo"]["country_iso_code"], "ZZ", "{name}: {row}");
+        assert_eq!(written[1], abc, "{name}");
+
+        let (written, dead) = run_hostile(name, &["lookup:203.0.113.200", "sha256:abc"], &declared_only);
+        let refused = dead.iter().find(|l| l["record"]["value"] == "lookup:203.0.113.200").expect("refused");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("lookup:geoip"), "{name}: the refusal names the grant: {message}");
+        if name == "hostile-py" {
+            assert_eq!(written, [abc], "Python hashes in the guest when not granted `hash`");
+        } else {
+            assert!(written.is_empty(), "{written:?}");
+            assert_eq!(dead.len(), 2, "JavaScript has no fallback for `hash`: {dead:?}");
+        }
+    }
 }
