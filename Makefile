@@ -15,9 +15,10 @@ transforms:
 	rustup target add wasm32-wasip2
 	cd pipelines/transforms && $(CARGO) build --release --target wasm32-wasip2 --target-dir ../../$(WASM_TARGET_DIR)
 
-## The Python and JavaScript example transforms (redact, route), with
+## The Python and JavaScript example transforms (redact, route; after the
+## Rust ones, which the shipped pipeline runs before them), with
 ## their toolchains (componentize-py, componentize-js)
-guests: build
+guests: transforms build
 	./scripts/guest-toolchains.sh
 	for project in pipelines/transforms/redact pipelines/transforms/route; do \
 	  PATH="$(CURDIR)/guest-sdk/js/node_modules/.bin:$$PATH" $(SLUICE) build --dir $$project || exit 1; \
