@@ -150,3 +150,36 @@ impl Drop for Engine {
         let _ = self.child.wait();
     }
 }
+
+/// A blocking client for one engine's API, authenticated with [`TOKEN`].
+pub struct Api {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(engine: &Engine) -> Api {
+        // Uploads of interpreted-language modules compile for seconds.
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        Api { url: engine.url.clone(), http }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, Vec::new())
+    }
+
+    /// The status and the JSON body (the text as a string when it is not JSON).
+    pub fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+}

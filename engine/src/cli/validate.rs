@@ -76,12 +76,6 @@ pub fn check_modules(pipelines: &[PipelineConfig], host: &WasmHost) -> Result<()
 
 fn diagnostic_at(file: &Path, offset: usize, key: String, message: String) -> Diagnostic {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let before = &text[..offset.min(text.len())];
-    Diagnostic {
-        file: file.to_path_buf(),
-        line: before.matches('\n').count() + 1,
-        column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-        key: Some(key),
-        message,
-    }
+    let (line, column) = config::line_column(&text, offset);
+    Diagnostic { file: file.to_path_buf(), line, column, key: Some(key), message }
 }

@@ -122,7 +122,8 @@ fn key_at(table: &DeTable<'_>, span: Range<usize>) -> Option<String> {
     None
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// Line and column (1-based) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

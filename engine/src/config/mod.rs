@@ -11,7 +11,7 @@ mod pipeline;
 mod reference;
 
 pub use diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-pub use document::{Document, Value, join, struct_fields};
+pub use document::{Document, Value, join, line_column, struct_fields};
 pub use pipeline::{
     BatchConfig, KeyPosition, OnError, PipelineConfig, StageConfig, load_file, load_files, parse_str,
 };

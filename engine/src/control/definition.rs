@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::modules::ModuleRegistry;
 use super::supervisor::{ControlError, Supervisor};
-use crate::config::{self, Diagnostic, Diagnostics, PipelineConfig};
+use crate::config::{self, Diagnostic, Diagnostics, PipelineConfig, line_column};
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
 
@@ -77,14 +77,6 @@ impl Supervisor {
         }
         Ok(config)
     }
-}
-
-/// Line and column (1-based) of byte `offset` in `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// Where top-level `key = …` is, or 1:1.

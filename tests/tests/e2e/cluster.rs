@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_tests::broker::{BrokerCluster, create_topic, read_topic};
-use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::engine::{Api, Engine, TOKEN};
 use sluice_tests::hdfs::HdfsHa;
 use sluice_tests::opensearch::Emulator;
 use sluice_tests::{guest, root};
@@ -32,34 +32,15 @@ const INVALID_EVERY: u64 = 40;
 /// Dead letters an engine keeps per pipeline for the API.
 const LETTERS_KEPT: usize = 1000;
 
-/// A blocking client for one engine's API.
-struct Api {
-    http: reqwest::blocking::Client,
-    url: String,
+/// What the cluster test asks an engine's API.
+trait ClusterView {
+    fn member_id(&self) -> String;
+    fn owners(&self) -> BTreeMap<String, Vec<(i64, String)>>;
+    fn search_stage_version(&self) -> Option<u64>;
+    fn dead_letters(&self, pipeline: &str) -> Vec<((i64, i64), String)>;
 }
 
-impl Api {
-    fn new(engine: &Engine) -> Api {
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Api { http, url: engine.url.clone() }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path}", self.url)).bearer_auth(TOKEN).send().unwrap();
-        (response.status().as_u16(), response.json().unwrap_or(Value::Null))
-    }
-
-    fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN)
-            .body(body)
-            .send()
-            .unwrap();
-        (response.status().as_u16(), response.json().unwrap_or(Value::Null))
-    }
-
+impl ClusterView for Api {
     /// This engine's member id.
     fn member_id(&self) -> String {
         let (_, view) = self.get("/api/cluster");

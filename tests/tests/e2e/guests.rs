@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 use sluice_tests::broker::read_topic;
-use sluice_tests::engine::{Engine, TOKEN};
+use sluice_tests::engine::{Api, Engine, TOKEN};
 use sluice_tests::{built_project, fixture, read_ndjson, root, sluice, toolchain_path};
 
 use super::{SLUICE, run_pipeline_file, toml_path, write_pipeline};
@@ -44,35 +44,6 @@ fn sluice_in(dir: &Path, args: &[&str]) -> (bool, String) {
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
-}
-
-struct Api {
-    url: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Api {
-    fn new(engine: &Engine) -> Api {
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        Api { url: engine.url.clone(), http }
-    }
-
-    fn send(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN)
-            .body(body)
-            .send()
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, Vec::new())
-    }
 }
 
 /// The walk of the README, in `language`: scaffold, build, test, upload,

@@ -73,12 +73,14 @@ pub fn is_stale(project: &Project) -> bool {
     newer_than(&project.dir, built)
 }
 
+/// What a project holds that is not its source: outputs, dependencies.
+const NOT_SOURCE: &[&str] = &["build", "out", "target", "node_modules", ".venv", "__pycache__", ".git"];
+
 fn newer_than(dir: &Path, time: std::time::SystemTime) -> bool {
-    const SKIP: &[&str] = &["build", "out", "target", "node_modules", ".venv", "__pycache__", ".git"];
     let Ok(entries) = std::fs::read_dir(dir) else { return true };
     entries.flatten().any(|entry| {
         let name = entry.file_name();
-        if SKIP.iter().any(|s| name == *s) {
+        if NOT_SOURCE.iter().any(|s| name == *s) {
             return false;
         }
         match entry.file_type() {
@@ -163,11 +165,10 @@ fn build_js(project: &Project, output: &Path) -> anyhow::Result<PathBuf> {
 /// Copies the files with these extensions below `from` to `to`, keeping
 /// their layout and following links, past build outputs and dependencies.
 fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<()> {
-    const SKIP: &[&str] = &["build", "out", "target", "node_modules", ".venv", ".git"];
     let entries = std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if SKIP.iter().any(|s| name == *s) {
+        if NOT_SOURCE.iter().any(|s| name == *s) {
             continue;
         }
         let path = entry.path();

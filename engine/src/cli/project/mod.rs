@@ -87,7 +87,8 @@ impl Project {
             Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
         };
         let manifest: Manifest = toml::from_str(&text).map_err(|e| {
-            let at = e.span().map(|s| position(&text, s.start)).unwrap_or_default();
+            let at = e.span().map(|s| crate::config::line_column(&text, s.start));
+            let at = at.map(|(line, column)| format!(":{line}:{column}")).unwrap_or_default();
             anyhow::anyhow!("{}{at}: {}", path.display(), e.message())
         })?;
         check_name(&manifest.name).with_context(|| format!("{}: `name`", path.display()))?;
@@ -98,13 +99,6 @@ impl Project {
     pub fn output(&self) -> PathBuf {
         self.dir.join("build").join(format!("{}.wasm", self.manifest.name))
     }
-}
-
-fn position(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!(":{line}:{column}")
 }
 
 /// Project names become directory, crate, module and pipeline names.
