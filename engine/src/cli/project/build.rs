@@ -114,12 +114,14 @@ fn build_rust(project: &Project) -> anyhow::Result<PathBuf> {
 }
 
 fn build_python(project: &Project, output: &Path) -> anyhow::Result<PathBuf> {
-    let tool = find_tool(project, ".venv/bin/componentize-py", "componentize-py").ok_or_else(|| {
-        anyhow::anyhow!(
-            "componentize-py is not installed: run ./setup.sh (a .venv with componentize-py 0.25.1), \
+    let tool = find_tool(project, ".venv/bin/componentize-py", "componentize-py")
+        .or_else(|| python_scripts().into_iter().map(|dir| dir.join("componentize-py")).find(|p| p.is_file()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "componentize-py is not installed: run ./setup.sh (a .venv with componentize-py 0.25.1), \
              or `pip install componentize-py==0.25.1`"
-        )
-    })?;
+            )
+        })?;
     let staged = output.with_extension("unembedded.wasm");
     run(Command::new(tool)
         .args([
@@ -183,6 +185,18 @@ fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// Where python3 installs commands (its scripts folder and the user's),
+/// which need not be on `PATH` (pyenv, say, until it rehashes).
+fn python_scripts() -> Vec<PathBuf> {
+    let probe = "import os, site, sysconfig; print(sysconfig.get_path('scripts')); print(os.path.join(site.USER_BASE, 'bin'))";
+    match Command::new("python3").args(["-c", probe]).output() {
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).lines().map(PathBuf::from).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The project's own copy of a tool, else one on `PATH`.
