@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{self, Diagnostic, Diagnostics, PipelineConfig};
-use crate::pipeline::stage::Stage;
+use crate::pipeline::stage::{Stage, config_diagnostics};
 use crate::wasm::WasmHost;
 
 #[derive(clap::Args)]
@@ -50,18 +50,10 @@ pub fn check_modules(pipelines: &[PipelineConfig], host: &WasmHost) -> Result<()
                 continue;
             };
             if let crate::wasm::LoadError::ConfigMismatch { problems } = &error.source {
-                // One error per key, at the key (or at the table for a key
-                // that is missing).
-                for problem in problems {
-                    let (offset, field) = match (&problem.key, problem.position) {
-                        (Some(key), Some(position)) => (position.offset, format!("config.{key}")),
-                        _ => (stage.config.span().start, "config".to_string()),
-                    };
-                    let key = config::join(&pipeline.key, &format!("stage[{index}].{field}"));
-                    let message =
-                        format!("module `{}` does not take this config: {}", error.module, problem.message);
-                    diagnostics.push(diagnostic_at(&pipeline.file, offset, key, message));
-                }
+                // A missing key is reported at the config table.
+                let text = std::fs::read_to_string(&pipeline.file).unwrap_or_default();
+                let table = config::line_column(&text, stage.config.span().start);
+                diagnostics.extend(config_diagnostics(pipeline, stage, &error.module, problems, table));
                 continue;
             }
             let rejected = matches!(error.source, crate::wasm::LoadError::InitRejected(_));

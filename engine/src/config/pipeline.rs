@@ -167,8 +167,6 @@ pub struct StageConfig {
 /// Where a key is written in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyPosition {
-    /// Byte offset.
-    pub offset: usize,
     pub line: usize,
     pub column: usize,
 }
@@ -502,11 +500,8 @@ fn parse_stages(
             item.get_ref().as_table().and_then(|t| t.get("config")).and_then(|c| c.get_ref().as_table())
         {
             for (name, _) in config.iter() {
-                let offset = name.span().start;
-                let (line, column) = doc.line_column(offset);
-                stage
-                    .config_positions
-                    .insert(name.get_ref().to_string(), KeyPosition { offset, line, column });
+                let (line, column) = doc.line_column(name.span().start);
+                stage.config_positions.insert(name.get_ref().to_string(), KeyPosition { line, column });
             }
         }
         if !names.insert(stage.name.clone()) {

@@ -27,12 +27,11 @@ use super::modules::{ModuleError, ModuleRegistry, ModuleVersion, validate_name};
 use super::store::StateStore;
 use super::view::PipelineView;
 use crate::api::ingest::Ingest;
-use crate::config::{Diagnostic, Diagnostics, PipelineConfig, StageConfig};
+use crate::config::{Diagnostics, PipelineConfig, StageConfig};
 use crate::pipeline::controls::{DeadLetterLog, PipelineControls};
-use crate::pipeline::stage::Stage;
+use crate::pipeline::stage::{Stage, config_diagnostics};
 use crate::pipeline::stats::{PipelineStats, StageStats};
 use crate::pipeline::{History, Pipeline, PipelineReport};
-use crate::wasm::config_spec::ConfigProblem;
 use crate::wasm::{LoadError, Module, WasmHost};
 
 /// Where the engine's pipelines find its own Kafka cluster and lake.
@@ -741,7 +740,14 @@ pub(super) async fn build_stage(
         })?;
         Stage::from_module(&config, module, lookups).map_err(|error| match &error.source {
             LoadError::ConfigMismatch { problems } => {
-                ControlError::Invalid(config_diagnostics(&pipeline, &config, &error.module, problems))
+                // The TOML's text is not at hand; a missing key is reported at 1:1.
+                ControlError::Invalid(Diagnostics(config_diagnostics(
+                    &pipeline,
+                    &config,
+                    &error.module,
+                    problems,
+                    (1, 1),
+                )))
             }
             // StageError already shows its cause; a chain would print it twice.
             _ => ControlError::Unusable(anyhow::anyhow!("{error}")),
@@ -749,34 +755,6 @@ pub(super) async fn build_stage(
     })
     .await
     .map_err(|e| ControlError::Internal(e.into()))?
-}
-
-/// One diagnostic per problem, at its key in the pipeline's TOML (or at
-/// the stage for a key that is missing).
-fn config_diagnostics(
-    pipeline: &PipelineConfig,
-    stage: &StageConfig,
-    module: &str,
-    problems: &[ConfigProblem],
-) -> Diagnostics {
-    let index = pipeline.stages.iter().position(|s| s.name == stage.name).unwrap_or(0);
-    let diagnostics = problems
-        .iter()
-        .map(|problem| {
-            let (line, column, field) = match (&problem.key, problem.position) {
-                (Some(key), Some(at)) => (at.line, at.column, format!("config.{key}")),
-                _ => (1, 1, "config".to_string()),
-            };
-            Diagnostic {
-                file: pipeline.file.clone(),
-                line,
-                column,
-                key: Some(crate::config::join(&pipeline.key, &format!("stage[{index}].{field}"))),
-                message: format!("module `{module}` does not take this config: {}", problem.message),
-            }
-        })
-        .collect();
-    Diagnostics(diagnostics)
 }
 
 impl Managed {

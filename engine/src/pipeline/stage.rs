@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use super::dead_letter::{DeadLetter, ModuleRef};
 use super::quarantine::FailureWindow;
 use super::stats::{StageStats, add};
-use crate::config::{OnError, PipelineConfig, StageConfig};
+use crate::config::{Diagnostic, OnError, PipelineConfig, StageConfig};
 use crate::record::Record;
+use crate::wasm::config_spec::ConfigProblem;
 use crate::wasm::instance_grants;
 use crate::wasm::{CallFailure, FailureKind, Limits, LoadError, Module, TransformInstance, WasmHost};
 
@@ -282,6 +283,35 @@ impl Stage {
 }
 
 /// The stage's `config` table as the JSON its `init` receives.
+/// A stage config that does not fit its module's declaration, as config
+/// errors: one per problem, at its key, or at `missing_at` (line, column)
+/// for a key the stage leaves out.
+pub fn config_diagnostics(
+    pipeline: &PipelineConfig,
+    stage: &StageConfig,
+    module: &str,
+    problems: &[ConfigProblem],
+    missing_at: (usize, usize),
+) -> Vec<Diagnostic> {
+    let index = pipeline.stages.iter().position(|s| s.name == stage.name).unwrap_or(0);
+    problems
+        .iter()
+        .map(|problem| {
+            let ((line, column), field) = match (&problem.key, problem.position) {
+                (Some(key), Some(at)) => ((at.line, at.column), format!("config.{key}")),
+                _ => (missing_at, "config".to_string()),
+            };
+            Diagnostic {
+                file: pipeline.file.clone(),
+                line,
+                column,
+                key: Some(crate::config::join(&pipeline.key, &format!("stage[{index}].{field}"))),
+                message: format!("module `{module}` does not take this config: {}", problem.message),
+            }
+        })
+        .collect()
+}
+
 pub fn table_to_json(table: &toml::Table) -> String {
     serde_json::to_string(table).unwrap_or_else(|_| "{}".to_string())
 }
