@@ -2,7 +2,7 @@
 //! [`testing`](crate::testing), so native tests exercise the same code.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::bindings::{Batch, BatchOutput, RecordError};
 use crate::layout::RECORD_WORDS;
@@ -11,6 +11,8 @@ use crate::{Config, Output, Record, Transform};
 thread_local! {
     // A component instance is single-threaded and holds one transform.
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    // Output bytes per input byte of the last batch, in 1/256ths.
+    static OUTPUT_RATIO: Cell<usize> = const { Cell::new(256) };
 }
 
 pub fn init<T: Transform>(config: &str) -> Result<(), String> {
@@ -32,7 +34,7 @@ pub fn process<T: Transform>(input: Batch) -> BatchOutput {
 
 pub(crate) fn run_batch<T: Transform>(transform: &mut T, input: &Batch) -> BatchOutput {
     let count = input.records.len() / RECORD_WORDS;
-    let mut out = Output::with_capacity(input.data.len(), count);
+    let mut out = Output::with_capacity(expected_output_bytes(input.data.len()), count);
     let mut errors = Vec::new();
     for record in (0..count).filter_map(|position| Record::new(input, position)) {
         let mark = out.begin(&record);
@@ -45,7 +47,18 @@ pub(crate) fn run_batch<T: Transform>(transform: &mut T, input: &Batch) -> Batch
             });
         }
     }
-    BatchOutput { records: out.finish(), errors }
+    let records = out.finish();
+    OUTPUT_RATIO.set(records.data.len().saturating_mul(256) / input.data.len().max(1));
+    BatchOutput { records, errors }
+}
+
+/// How many output bytes to make room for: as many per input byte as the
+/// last batch produced, plus an eighth. A transform that doubles its input
+/// (a log line into a JSON document) would otherwise grow the buffer, and
+/// copy what it had written, in every batch.
+fn expected_output_bytes(input_bytes: usize) -> usize {
+    let expected = input_bytes.saturating_mul(OUTPUT_RATIO.get()) / 256;
+    expected.saturating_add(expected / 8)
 }
 
 fn fail_all(input: &Batch, kind: &str, message: &str) -> BatchOutput {

@@ -213,9 +213,17 @@ impl Runtime {
         config.max_wasm_stack(1 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
         // `SLUICE_WASM_PROFILER=perfmap` lets `perf` name the functions of
-        // guest code (written to /tmp/perf-PID.map).
-        if std::env::var("SLUICE_WASM_PROFILER").as_deref() == Ok("perfmap") {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        // guest code (written to /tmp/perf-PID.map); `jitdump` also keeps
+        // their machine code, for `perf record -k mono` + `perf inject --jit`
+        // and then `perf annotate`.
+        match std::env::var("SLUICE_WASM_PROFILER").as_deref() {
+            Ok("perfmap") => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
+            Ok("jitdump") => {
+                config.profiler(wasmtime::ProfilingStrategy::JitDump);
+            }
+            _ => {}
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);

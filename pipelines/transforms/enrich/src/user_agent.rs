@@ -1,5 +1,8 @@
 //! User-agent parsing (Woothee's rules) and bot detection.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 /// Words that, in a user agent, mean software rather than a person.
@@ -25,8 +28,16 @@ const BOT_WORDS: &[&str] = &[
     "headless",
 ];
 
+/// How many distinct user agents [`Parser`] remembers. Web traffic repeats
+/// a small set of agents, and Woothee's rules (dozens of substring searches
+/// an agent) cost far more than a lookup; Logstash's `useragent` filter
+/// caches for the same reason. When full, the cache starts over, which
+/// bounds its memory (a few hundred KB) without bookkeeping per hit.
+const CACHE_ENTRIES: usize = 1024;
+
 pub struct Parser {
     woothee: woothee::parser::Parser,
+    cache: RefCell<HashMap<String, Map<String, Value>>>,
 }
 
 impl Default for Parser {
@@ -37,12 +48,25 @@ impl Default for Parser {
 
 impl Parser {
     pub fn new() -> Parser {
-        Parser { woothee: woothee::parser::Parser::new() }
+        Parser { woothee: woothee::parser::Parser::new(), cache: RefCell::default() }
     }
 
     /// The `user_agent.*` fields for `original`: `name`, `version`,
     /// `os.name`, `os.version`, `device.name` when known, and `bot`.
     pub fn parse(&self, original: &str) -> Map<String, Value> {
+        if let Some(fields) = self.cache.borrow().get(original) {
+            return fields.clone();
+        }
+        let fields = self.parse_uncached(original);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(original.to_owned(), fields.clone());
+        fields
+    }
+
+    fn parse_uncached(&self, original: &str) -> Map<String, Value> {
         let mut fields = Map::new();
         let mut crawler = false;
         if let Some(result) = self.woothee.parse(original) {
@@ -120,5 +144,20 @@ mod tests {
         );
         assert_eq!(parser.parse("curl/8.5.0")["bot"], json!(true));
         assert_eq!(parser.parse("-")["bot"], json!(false));
+    }
+
+    #[test]
+    fn cached_answers_match_fresh_ones_and_the_cache_stays_bounded() {
+        let parser = Parser::new();
+        let agents: Vec<String> = (0..CACHE_ENTRIES * 2 + 7).map(|i| format!("curl/{i}.0")).collect();
+        for round in 0..2 {
+            for agent in &agents {
+                assert_eq!(parser.parse(agent), parser.parse_uncached(agent), "{agent}, round {round}");
+                assert!(parser.cache.borrow().len() <= CACHE_ENTRIES);
+            }
+        }
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        assert_eq!(parser.parse(chrome), parser.parse(chrome));
+        assert_eq!(parser.parse(chrome)["name"], json!("Chrome"));
     }
 }

@@ -127,16 +127,15 @@ fn split_request<'a>(request: &'a str, at: usize, event: &mut Event<'a>) -> Resu
 
 /// Decimal digits to a number; `None` if empty, not all digits or too big.
 fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
+    // Up to 19 digits cannot overflow, so the common case needs no checked
+    // multiply (on wasm32 that is a 128-bit multiply, a library call).
+    const SAFE_DIGITS: usize = 19;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    digits.iter().try_fold(0u64, |value, &b| {
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        value.checked_mul(10)?.checked_add(digit.into())
-    })
+    let (head, tail) = digits.split_at(digits.len().min(SAFE_DIGITS));
+    let value = head.iter().fold(0u64, |value, &b| value * 10 + u64::from(b - b'0'));
+    tail.iter().try_fold(value, |value, &b| value.checked_mul(10)?.checked_add(u64::from(b - b'0')))
 }
 
 /// RFC 9110 `tchar`: what an HTTP method may be made of.
@@ -151,25 +150,39 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn rest(&self) -> &'a [u8] {
         &self.line.as_bytes()[self.pos..]
     }
 
+    #[inline(always)]
     fn at_end(&self) -> bool {
         self.pos == self.line.len()
     }
 
     /// Consumes `byte`, described as `what` if it is missing.
+    #[inline(always)]
     fn expect(&mut self, byte: u8, what: &str) -> Result<(), Error> {
+        if self.rest().first() == Some(&byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.missing(what))
+        }
+    }
+
+    // The error paths are kept out of line, so the hot methods stay small
+    // enough to inline. That matters most in the component, where every
+    // call pays a stack check, an epoch check and a frame on the guest's
+    // own stack.
+    #[cold]
+    #[inline(never)]
+    fn missing(&self, what: &str) -> Error {
         match self.rest().first() {
-            Some(&b) if b == byte => {
-                self.pos += 1;
-                Ok(())
-            }
             Some(&b) => {
-                Err(parse_error(format!("expected {what} at byte {}, found {}", self.pos, describe_byte(b))))
+                parse_error(format!("expected {what} at byte {}, found {}", self.pos, describe_byte(b)))
             }
-            None => Err(truncated(format!("line ends at byte {}; expected {what}", self.pos))),
+            None => truncated(format!("line ends at byte {}; expected {what}", self.pos)),
         }
     }
 
@@ -184,36 +197,37 @@ impl<'a> Cursor<'a> {
     }
 
     /// A non-empty field ending at the next space, which is consumed.
+    #[inline(always)]
     fn word(&mut self, field: &str) -> Result<&'a str, Error> {
         let start = self.pos;
         match memchr(b' ', self.rest()) {
-            Some(0) => Err(parse_error(format!("expected {field} at byte {start}, found a space"))),
-            Some(len) => {
+            Some(len) if len > 0 => {
                 self.pos += len + 1;
                 Ok(&self.line[start..start + len])
             }
-            None if self.at_end() => Err(truncated(format!("line ends at byte {start}; expected {field}"))),
-            None => Err(truncated(format!(
+            found => Err(self.bad_word(field, found)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_word(&self, field: &str, space: Option<usize>) -> Error {
+        let start = self.pos;
+        match space {
+            Some(_) => parse_error(format!("expected {field} at byte {start}, found a space")),
+            None if self.at_end() => truncated(format!("line ends at byte {start}; expected {field}")),
+            None => truncated(format!(
                 "line ends at byte {} inside {field} (starting at byte {start})",
                 self.line.len()
-            ))),
+            )),
         }
     }
 
     /// The text of a double-quoted field, escapes intact; consumes the quotes.
+    #[inline(always)]
     fn quoted(&mut self, field: &str) -> Result<&'a str, Error> {
-        match self.rest().first() {
-            Some(b'"') => {}
-            Some(&b) => {
-                return Err(parse_error(format!(
-                    "expected '\"' opening {field} at byte {}, found {}",
-                    self.pos,
-                    describe_byte(b)
-                )));
-            }
-            None => {
-                return Err(truncated(format!("line ends at byte {}; expected {field}", self.pos)));
-            }
+        if self.rest().first() != Some(&b'"') {
+            return Err(self.missing_quote(field));
         }
         let bytes = self.line.as_bytes();
         let start = self.pos + 1;
@@ -229,11 +243,29 @@ impl<'a> Cursor<'a> {
                 None => break,
             }
         }
-        Err(truncated(format!(
-            "line ends at byte {} inside {field} (opened at byte {})",
-            bytes.len(),
-            start - 1
-        )))
+        Err(self.unclosed_quote(field, start - 1))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn missing_quote(&self, field: &str) -> Error {
+        match self.rest().first() {
+            Some(&b) => parse_error(format!(
+                "expected '\"' opening {field} at byte {}, found {}",
+                self.pos,
+                describe_byte(b)
+            )),
+            None => truncated(format!("line ends at byte {}; expected {field}", self.pos)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unclosed_quote(&self, field: &str, opened_at: usize) -> Error {
+        truncated(format!(
+            "line ends at byte {} inside {field} (opened at byte {opened_at})",
+            self.line.len()
+        ))
     }
 
     fn timestamp(&mut self) -> Result<Timestamp, Error> {
@@ -257,6 +289,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `%>s`: three digits.
+    #[inline(always)]
     fn status(&mut self) -> Result<u16, Error> {
         let start = self.pos;
         let field = self.until_space();
@@ -264,14 +297,22 @@ impl<'a> Cursor<'a> {
             [a, b, c] if field.iter().all(u8::is_ascii_digit) => {
                 Ok(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
             }
-            _ if self.at_end() && field.len() < 3 && field.iter().all(u8::is_ascii_digit) => {
-                Err(truncated(format!("line ends at byte {} inside the status code", self.pos)))
-            }
-            _ => Err(parse_error(format!("expected a 3-digit status code at byte {start}"))),
+            _ => Err(self.bad_status(start, field)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_status(&self, start: usize, field: &[u8]) -> Error {
+        if self.at_end() && field.len() < 3 && field.iter().all(u8::is_ascii_digit) {
+            truncated(format!("line ends at byte {} inside the status code", self.pos))
+        } else {
+            parse_error(format!("expected a 3-digit status code at byte {start}"))
         }
     }
 
     /// `%b`: a byte count, or `-` for none.
+    #[inline(always)]
     fn body_bytes(&mut self) -> Result<Option<u64>, Error> {
         let start = self.pos;
         let field = self.until_space();
@@ -280,16 +321,24 @@ impl<'a> Cursor<'a> {
         }
         match parse_u64(field) {
             Some(value) => Ok(Some(value)),
-            None if field.is_empty() && self.at_end() => {
-                Err(truncated(format!("line ends at byte {start}; expected the response size")))
-            }
-            None => Err(parse_error(format!(
+            None => Err(self.bad_body_bytes(start, field)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_body_bytes(&self, start: usize, field: &[u8]) -> Error {
+        if field.is_empty() && self.at_end() {
+            truncated(format!("line ends at byte {start}; expected the response size"))
+        } else {
+            parse_error(format!(
                 "expected the response size (an unsigned 64-bit number or '-') at byte {start}"
-            ))),
+            ))
         }
     }
 
     /// Consumes and returns the bytes up to the next space or the end.
+    #[inline(always)]
     fn until_space(&mut self) -> &'a [u8] {
         let rest = self.rest();
         let len = memchr(b' ', rest).unwrap_or(rest.len());

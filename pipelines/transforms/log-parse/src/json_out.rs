@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use sluice_guest::{Error, ValueWriter};
 
+use crate::chunk16;
 use crate::event::{Escaping, Event, split_url};
 use crate::time::Timestamp;
 
@@ -31,13 +32,15 @@ impl Sink for Vec<u8> {
     }
 }
 
+// Always inlined: in the component, LLVM left `put` as a function of its
+// own, and a call there costs more than the copy.
 impl Sink for ValueWriter<'_> {
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_byte(&mut self, byte: u8) {
         self.push(byte);
     }
@@ -181,18 +184,32 @@ fn write_timestamp(timestamp: &Timestamp, out: &mut impl Sink) {
     out.put(&buf[..len]);
 }
 
-fn write_u64(mut value: u64, out: &mut impl Sink) {
+fn write_u64(value: u64, out: &mut impl Sink) {
     let mut buf = [0u8; 20];
+    // Dividing a u64 by 10 is a 128-bit multiply on wasm32, a library call;
+    // nearly every number here (status, sizes, durations) fits in a u32.
+    let start = match u32::try_from(value) {
+        Ok(small) => write_digits(small, &mut buf),
+        Err(_) => write_digits(value, &mut buf),
+    };
+    out.put(&buf[start..]);
+}
+
+/// Writes `value`'s decimal digits at the end of `buf`; returns where they start.
+fn write_digits<T>(mut value: T, buf: &mut [u8; 20]) -> usize
+where
+    T: Copy + PartialEq + From<u8> + std::ops::Rem<Output = T> + std::ops::DivAssign + TryInto<u8>,
+{
+    let (ten, zero) = (T::from(10), T::from(0));
     let mut start = buf.len();
     loop {
         start -= 1;
-        buf[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
+        buf[start] = b'0' + (value % ten).try_into().unwrap_or(0);
+        value /= ten;
+        if value == zero {
+            return start;
         }
     }
-    out.put(&buf[start..]);
 }
 
 /// Writes `text` as a quoted JSON string.
@@ -222,8 +239,9 @@ static ESCAPES: [u8; 256] = {
 };
 
 /// Writes UTF-8 `bytes` escaped for a JSON string, without the quotes.
-/// Runs of bytes that need no escape are copied in one piece, so a field
-/// without special characters costs one table scan and one copy.
+/// Runs of bytes that need no escape are found 16 bytes at a time and
+/// copied in one piece, so a field without special characters costs one
+/// scan and one copy.
 ///
 /// With [`Escaping::Apache`], `\"` and `\\` are Apache's escapes for `"`
 /// and `\`, and JSON escapes those two the same way, so they are copied
@@ -232,34 +250,45 @@ fn write_str_contents(bytes: &[u8], esc: Escaping, out: &mut impl Sink) {
     let mut run_start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Most text needs no escape: skip it 8 bytes at a time.
-        if let Some(word) = bytes.get(i..i + 8)
-            && !word_needs_escape(u64::from_le_bytes(word.try_into().unwrap()))
-        {
-            i += 8;
-            continue;
-        }
-        let escape = ESCAPES[bytes[i] as usize];
-        if escape == 0 {
-            i += 1;
-            continue;
-        }
-        out.put(&bytes[run_start..i]);
-        if escape == b'\\' && esc == Escaping::Apache && matches!(bytes.get(i + 1), Some(b'"' | b'\\')) {
-            out.put(&bytes[i..i + 2]);
-            i += 2;
-        } else if escape == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let b = bytes[i];
-            out.put(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-            i += 1;
-        } else {
-            out.put(&[b'\\', escape]);
-            i += 1;
-        }
+        let next = match bytes.get(i..i + 16) {
+            Some(chunk) => match chunk16::escape_bits(chunk) {
+                0 => {
+                    i += 16;
+                    continue;
+                }
+                bits => i + bits.trailing_zeros() as usize,
+            },
+            None if !tail_needs_escape(bytes, i) => break,
+            // The last few bytes hold an escape: find it one byte at a time.
+            None => match bytes[i..].iter().position(|&b| ESCAPES[usize::from(b)] != 0) {
+                Some(offset) => i + offset,
+                None => break,
+            },
+        };
+        out.put(&bytes[run_start..next]);
+        i = write_escape(bytes, next, esc, out);
         run_start = i;
     }
     out.put(&bytes[run_start..]);
+}
+
+/// Whether any of the last bytes of `bytes`, from `from` on (fewer than
+/// 16), needs an escape, without a loop over them: most strings are short
+/// or end in a partial chunk, and a byte-by-byte loop there cost more than
+/// the chunks before it.
+#[inline]
+fn tail_needs_escape(bytes: &[u8], from: usize) -> bool {
+    let rest = bytes.len() - from;
+    debug_assert!(rest < 16);
+    if bytes.len() >= 16 {
+        // The last 16 bytes; those before `from` were checked already.
+        chunk16::escape_bits(&bytes[bytes.len() - 16..]) >> (16 - rest) != 0
+    } else if rest >= 8 {
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        word_needs_escape(word(from)) || word_needs_escape(word(bytes.len() - 8))
+    } else {
+        bytes[from..].iter().any(|&b| ESCAPES[usize::from(b)] != 0)
+    }
 }
 
 /// Whether any byte of `word` is a control character, `"` or `\`. The
@@ -274,6 +303,24 @@ fn word_needs_escape(word: u64) -> bool {
     let quote = has_zero(word ^ (ONES * u64::from(b'"')));
     let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
     below_space | quote | backslash != 0
+}
+
+/// Writes the escape for the byte at `at`, which needs one; returns the
+/// position after the bytes it covered.
+fn write_escape(bytes: &[u8], at: usize, esc: Escaping, out: &mut impl Sink) -> usize {
+    let escape = ESCAPES[usize::from(bytes[at])];
+    if escape == b'\\' && esc == Escaping::Apache && matches!(bytes.get(at + 1), Some(b'"' | b'\\')) {
+        out.put(&bytes[at..at + 2]);
+        at + 2
+    } else if escape == b'u' {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let b = bytes[at];
+        out.put(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        at + 1
+    } else {
+        out.put(&[b'\\', escape]);
+        at + 1
+    }
 }
 
 #[cfg(test)]
@@ -295,27 +342,21 @@ mod tests {
     }
 
     #[test]
-    fn word_check_finds_every_special_byte_in_every_position() {
-        for special in (0..0x20).chain([b'"', b'\\']) {
-            for position in 0..8 {
-                let mut word = *b"abcdefgh";
-                word[position] = special;
-                assert!(word_needs_escape(u64::from_le_bytes(word)), "{special:#x} at {position}");
-            }
-        }
-        // Random words, mostly of bytes near the special ones and UTF-8.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..100_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let word = seed.to_le_bytes().map(|b| if b & 0x40 == 0 { b & 0x3f } else { b | 0x80 });
-            let naive = word.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-            assert_eq!(word_needs_escape(u64::from_le_bytes(word)), naive, "{word:?}");
-        }
-        for byte in 0x20..=0xff {
-            if byte != b'"' && byte != b'\\' {
-                assert!(!word_needs_escape(u64::from_le_bytes([byte; 8])), "{byte:#x}");
+    fn every_special_byte_is_escaped_at_every_position_and_length() {
+        // Lengths around the 16-byte chunks and the byte-by-byte tail.
+        for len in 1..40 {
+            for position in 0..len {
+                for special in (0..0x20u8).chain([b'"', b'\\', 0x7f, b'a']) {
+                    let mut text = vec![b'x'; len];
+                    text[position] = special;
+                    let text = String::from_utf8(text).unwrap();
+                    let json = escaped(&text, Escaping::None);
+                    assert_eq!(
+                        serde_json::from_str::<String>(&json).unwrap(),
+                        text,
+                        "{special:#x} at {position} of {len}"
+                    );
+                }
             }
         }
     }

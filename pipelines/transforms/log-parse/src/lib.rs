@@ -18,7 +18,7 @@
 //! benchmarks and other tools run the same code natively.
 
 pub mod apache;
-mod ascii;
+mod chunk16;
 pub mod civil;
 pub mod config;
 pub mod event;
@@ -79,7 +79,7 @@ pub fn parse_event<'a>(line: &'a [u8], config: &ParseConfig) -> Result<Event<'a>
 /// check proves faster than the general UTF-8 validation (whose fast path
 /// reads a machine word at a time: 4 bytes on wasm32).
 fn utf8(line: &[u8]) -> Result<&str, Error> {
-    if ascii::is_ascii(line) {
+    if chunk16::is_ascii(line) {
         // SAFETY: ASCII is valid UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(line) });
     }
