@@ -35,9 +35,13 @@ pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, o
         let Batch { records, acks } = chunk;
         // Whether the pending batch already holds clones of this chunk's acks.
         let mut holds_acks = false;
-        for record in records {
+        let count = records.len();
+        for (position, record) in records.into_iter().enumerate() {
             if pending.records.is_empty() {
                 deadline = Some(Instant::now() + linger);
+                // Room for what the chunk holds, so a new batch is not
+                // regrown (and its records moved again) as it fills.
+                pending.records.reserve((count - position).min(config.max_records));
             }
             if !holds_acks {
                 pending.acks.extend(acks.iter().cloned());
