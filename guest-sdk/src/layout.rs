@@ -18,3 +18,10 @@ pub const INPUT: usize = 6;
 pub const NO_KEY: u32 = u32::MAX;
 /// Timestamp of a record without one.
 pub const NO_TIMESTAMP: i64 = i64::MIN;
+
+/// In an output, `key-len` of a record that keeps its input's key (or has
+/// none if its input had none); the key is not copied.
+pub const INPUT_KEY: u32 = u32::MAX - 1;
+/// In an output, `value-len` of a record whose value is its input's value,
+/// unchanged; the value is not copied.
+pub const INPUT_VALUE: u32 = u32::MAX - 1;

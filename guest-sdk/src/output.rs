@@ -14,9 +14,8 @@ use crate::layout::*;
 pub struct Output {
     batch: Batch,
     /// The input record being processed: new records inherit its position,
-    /// key and timestamp.
+    /// key (by reference, [`INPUT_KEY`]) and timestamp.
     input: u32,
-    input_key: Option<(usize, usize)>,
     input_timestamp: Option<i64>,
 }
 
@@ -40,7 +39,6 @@ impl Output {
                 headers: Vec::new(),
             },
             input: 0,
-            input_key: None,
             input_timestamp: None,
         }
     }
@@ -48,14 +46,7 @@ impl Output {
     pub(crate) fn begin(&mut self, record: &Record<'_>) -> Mark {
         self.input = record.index();
         self.input_timestamp = record.timestamp();
-        let mark = self.mark();
-        // Copy the input key once; every output of this record can point at it.
-        self.input_key = record.key().map(|key| {
-            let offset = self.batch.data.len();
-            extend(&mut self.batch.data, key);
-            (offset, key.len())
-        });
-        mark
+        self.mark()
     }
 
     fn mark(&self) -> Mark {
@@ -87,14 +78,10 @@ impl Output {
     }
 
     fn start_record(&mut self, (value_offset, value_len): (u32, u32)) -> Emitted<'_> {
-        let (key_offset, key_len) = match self.input_key {
-            Some((offset, len)) => (offset as u32, len as u32),
-            None => (0, NO_KEY),
-        };
         let first_header = (self.batch.headers.len() / HEADER_WORDS) as u32;
         self.batch.records.extend_from_slice(&[
-            key_offset,
-            key_len,
+            0,
+            INPUT_KEY,
             value_offset,
             value_len,
             first_header,
@@ -122,8 +109,15 @@ impl Output {
     }
 
     /// Emits an exact copy of `record`: key, value, headers and timestamp.
+    /// Key and value are passed by reference ([`INPUT_KEY`],
+    /// [`INPUT_VALUE`]), so forwarding copies no bytes but the headers.
     pub fn forward(&mut self, record: &Record<'_>) {
-        let mut emitted = self.push(record.value());
+        let mut emitted = if record.index() == self.input {
+            self.start_record((0, INPUT_VALUE))
+        } else {
+            // Another record of the batch: its key and value are copied.
+            self.push(record.value()).key(record.key()).timestamp(record.timestamp())
+        };
         for (name, value) in record.headers() {
             emitted = emitted.header(name, value);
         }

@@ -68,7 +68,7 @@ pub fn run<T: Transform>(transform: &mut T, inputs: &[TestRecord]) -> Vec<Result
     let batch = pack(inputs);
     let output = crate::runner::run_batch(transform, &batch);
     let mut results: Vec<Result<Vec<TestRecord>, Error>> = inputs.iter().map(|_| Ok(Vec::new())).collect();
-    for record in unpack(&output.records) {
+    for record in unpack(&output.records, inputs) {
         let (input, record) = record;
         if let Some(Ok(outputs)) = results.get_mut(input as usize) {
             outputs.push(record);
@@ -127,9 +127,10 @@ pub fn run_packed<T: Transform>(transform: &mut T, batch: &Batch) -> crate::bind
     crate::runner::run_batch(transform, batch)
 }
 
-fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
+fn unpack<'a>(batch: &'a Batch, inputs: &'a [TestRecord]) -> impl Iterator<Item = (u32, TestRecord)> + 'a {
     let slice = move |offset: u32, len: u32| batch.data[offset as usize..(offset + len) as usize].to_vec();
     batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps).map(move |(w, &timestamp)| {
+        let input = &inputs[w[INPUT] as usize];
         let start = w[FIRST_HEADER] as usize * HEADER_WORDS;
         let end = start + w[HEADER_COUNT] as usize * HEADER_WORDS;
         let headers = batch.headers[start..end]
@@ -137,8 +138,15 @@ fn unpack(batch: &Batch) -> impl Iterator<Item = (u32, TestRecord)> + '_ {
             .map(|h| (String::from_utf8_lossy(&slice(h[0], h[1])).into_owned(), slice(h[2], h[3])))
             .collect();
         let record = TestRecord {
-            key: (w[KEY_LEN] != NO_KEY).then(|| slice(w[KEY_OFFSET], w[KEY_LEN])),
-            value: slice(w[VALUE_OFFSET], w[VALUE_LEN]),
+            key: match w[KEY_LEN] {
+                NO_KEY => None,
+                INPUT_KEY => input.key.clone(),
+                len => Some(slice(w[KEY_OFFSET], len)),
+            },
+            value: match w[VALUE_LEN] {
+                INPUT_VALUE => input.value.clone(),
+                len => slice(w[VALUE_OFFSET], len),
+            },
             headers,
             timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
         };
@@ -191,6 +199,41 @@ mod tests {
         assert_eq!(results[1].as_ref().unwrap_err().message(), "bang");
         assert_eq!(results[2].as_ref().unwrap_err().kind(), "invalid-utf8");
         assert_eq!(results[3].as_ref().unwrap()[0].value_str(), "");
+    }
+
+    /// Forwards every record, and a copy of it with a new key.
+    struct Twice;
+
+    impl Transform for Twice {
+        fn init(_config: &Config) -> Result<Self, String> {
+            Ok(Twice)
+        }
+
+        fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
+            out.forward(record);
+            out.push(record.value()).key(Some(b"new"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn forwarded_records_are_exact_copies_without_copying_key_or_value() {
+        let mut t = init::<Twice>("").unwrap();
+        let inputs = [
+            TestRecord::new("one").with_key("k1").with_header("h", "v").with_timestamp(5),
+            TestRecord::new("two"),
+        ];
+        let batch = pack(&inputs);
+        let output = crate::runner::run_batch(&mut t, &batch);
+        // Only the pushed values and the header were copied.
+        assert_eq!(output.records.data, b"hvonenewtwonew");
+        let results = run(&mut t, &inputs);
+        for (input, result) in inputs.iter().zip(results) {
+            let outputs = result.unwrap();
+            assert_eq!(&outputs[0], input);
+            assert_eq!(outputs[1].value, input.value);
+            assert_eq!(outputs[1].key.as_deref(), Some(&b"new"[..]));
+        }
     }
 
     #[test]

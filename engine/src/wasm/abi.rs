@@ -2,7 +2,8 @@
 //! what the guest returns, without trusting a byte of it.
 //!
 //! Output records become slices of the one buffer the guest returned (one
-//! allocation per call, not per record). Every span and index is checked:
+//! allocation per call, not per record), or share their input's key and
+//! value when the guest says they are unchanged. Every span and index is checked:
 //! a guest that returns garbage fails its records with `invalid-output`, it
 //! cannot make the host panic or read out of bounds.
 
@@ -168,13 +169,20 @@ pub(crate) fn unpack(
                 .map_err(|_| invalid("a header name is not valid UTF-8".to_string()))?;
             headers.push(Header { name, value: slice(h[2], h[3])? });
         }
+        // An output that keeps its input's key or value refers to it
+        // instead of carrying a copy.
         let key = match words[KEY_LEN] {
             NO_KEY => None,
+            INPUT_KEY => input.key.clone(),
             len => Some(slice(words[KEY_OFFSET], len)?),
+        };
+        let value = match words[VALUE_LEN] {
+            INPUT_VALUE => input.value.clone(),
+            len => slice(words[VALUE_OFFSET], len)?,
         };
         let record = Record {
             key,
-            value: slice(words[VALUE_OFFSET], words[VALUE_LEN])?,
+            value,
             headers,
             timestamp: (timestamp != NO_TIMESTAMP).then_some(timestamp),
             origin: input.origin.clone(),
@@ -218,4 +226,51 @@ pub(crate) fn unpack(
         .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
         .collect();
     Ok(CallOutput { records, inputs: record_inputs, failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    fn input(key: Option<&'static str>, value: &'static str) -> Record {
+        let mut record = Record::new(value, Origin { source: "t".into(), partition: 0, offset: 0 });
+        record.key = key.map(|k| Bytes::from_static(k.as_bytes()));
+        record
+    }
+
+    /// An output batch whose records have these (key, value) words.
+    fn output(words: &[(u32, u32, u32, u32, u32)], data: &[u8]) -> BatchOutput {
+        let mut records = Vec::new();
+        for &(key_offset, key_len, value_offset, value_len, input) in words {
+            records.extend_from_slice(&[key_offset, key_len, value_offset, value_len, 0, 0, input]);
+        }
+        let timestamps = vec![NO_TIMESTAMP; words.len()];
+        BatchOutput {
+            records: Batch { data: data.to_vec(), records, timestamps, headers: Vec::new() },
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn outputs_can_keep_their_inputs_key_and_value() {
+        let inputs = [input(Some("k0"), "zero"), input(None, "one")];
+        let out = output(
+            &[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, INPUT_KEY, 0, 3, 1), (0, NO_KEY, 0, INPUT_VALUE, 0)],
+            b"new",
+        );
+        let records = unpack(out, &inputs, 1 << 20).unwrap().records;
+        // In input order: both outputs of input 0, then input 1's.
+        let pairs: Vec<_> = records.iter().map(|r| (r.key.as_deref(), &r.value[..])).collect();
+        assert_eq!(pairs, [(Some(&b"k0"[..]), &b"zero"[..]), (None, &b"zero"[..]), (None, &b"new"[..])]);
+    }
+
+    #[test]
+    fn spans_outside_the_buffer_are_invalid_output() {
+        let inputs = [input(None, "zero")];
+        for words in [(0, INPUT_KEY, 1, 3, 0), (0, 4, 0, INPUT_VALUE, 0), (0, NO_KEY, 0, INPUT_VALUE, 1)] {
+            let failure = unpack(output(&[words], b"new"), &inputs, 1 << 20).unwrap_err();
+            assert_eq!(failure.kind, FailureKind::InvalidOutput, "{words:?}: {}", failure.message);
+        }
+    }
 }
