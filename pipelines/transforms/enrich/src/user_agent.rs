@@ -77,7 +77,7 @@ impl Parser {
             // Woothee puts a product name there for some libraries
             // ("curl"); a version starts with a digit.
             if let Some(version) =
-                known(&result.version).filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+                known(result.version).filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
             {
                 fields.insert("version".into(), json!(version));
             }
