@@ -1,6 +1,8 @@
 //! The unit of data that flows through a pipeline.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -32,9 +34,80 @@ pub struct Header {
 /// topic, partition and offset, or a file path and line number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {
-    pub source: Arc<str>,
+    pub source: SourceName,
     pub partition: i32,
     pub offset: i64,
+}
+
+/// The name of what a record was read from: a topic, a file, a lake file.
+///
+/// Names are interned, so an origin is copied without a reference count.
+/// Every output of a transform copies its input's origin, on whichever
+/// stage worker ran it, and the sink drops it on another thread: with an
+/// `Arc<str>` shared by all records of a source, the cores spent their time
+/// passing that one counter's cache line back and forth. Each distinct name
+/// is kept for the life of the process (a few bytes per topic or file).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceName(&'static str);
+
+impl SourceName {
+    /// The interned name; looking it up takes a lock, so sources call this
+    /// once per topic or file, not per record.
+    pub fn new(name: &str) -> SourceName {
+        static NAMES: std::sync::LazyLock<Mutex<HashSet<&'static str>>> =
+            std::sync::LazyLock::new(Default::default);
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        match names.get(name) {
+            Some(&interned) => SourceName(interned),
+            None => {
+                let interned: &'static str = Box::leak(name.into());
+                names.insert(interned);
+                SourceName(interned)
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::ops::Deref for SourceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl From<&str> for SourceName {
+    fn from(name: &str) -> Self {
+        SourceName::new(name)
+    }
+}
+
+impl From<String> for SourceName {
+    fn from(name: String) -> Self {
+        SourceName::new(&name)
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl Serialize for SourceName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
 }
 
 impl Record {
@@ -169,6 +242,19 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_names_are_interned_once() {
+        let topic = String::from("interned-topic");
+        let a = SourceName::new(&topic);
+        let b: SourceName = "interned-topic".into();
+        assert_eq!(a, b);
+        // The same leaked string, not a second copy.
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_ne!(a, SourceName::new("another-topic"));
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"interned-topic\"");
+        assert_eq!(format!("{a} {a:?}"), "interned-topic \"interned-topic\"");
+    }
 
     #[test]
     fn json_form_keeps_binary_bytes_as_base64() {

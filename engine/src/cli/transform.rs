@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::config::{OnError, StageConfig};
 use crate::lookup::{KeyMatch, LookupTable, Lookups};
 use crate::pipeline::stage::Stage;
-use crate::record::{Header, Origin, Record};
+use crate::record::{Header, Origin, Record, SourceName};
 use crate::wasm::WasmHost;
 
 #[derive(clap::Args)]
@@ -70,12 +70,13 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         print_results(&mut stage, std::mem::take(batch), out)
     };
     if args.files.is_empty() {
+        let stdin = SourceName::new("stdin");
         for line in std::io::stdin().lock().split(b'\n') {
             let mut line = line.context("cannot read standard input")?;
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            batch.push(Record::new(line, origin("stdin", next_index)));
+            batch.push(Record::new(line, origin(stdin, next_index)));
             next_index += 1;
             if batch.len() >= args.batch {
                 flush(&mut batch, &mut out)?;
@@ -85,7 +86,7 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
         for path in &args.files {
             let value = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut record = Record::new(value, origin(&path.to_string_lossy(), next_index));
+            let mut record = Record::new(value, origin(SourceName::new(&path.to_string_lossy()), next_index));
             record.key = Some(Bytes::from(name.clone()));
             record.headers.push(Header { name: "filename".into(), value: Bytes::from(name) });
             batch.push(record);
@@ -102,8 +103,8 @@ pub fn transform(args: TransformArgs) -> anyhow::Result<ExitCode> {
 
 /// The record's position among all inputs rides in its origin offset, which
 /// a stage copies to every output and failure of that record.
-fn origin(source: &str, index: i64) -> Origin {
-    Origin { source: source.into(), partition: 0, offset: index }
+fn origin(source: SourceName, index: i64) -> Origin {
+    Origin { source, partition: 0, offset: index }
 }
 
 fn print_results(stage: &mut Stage, inputs: Vec<Record>, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -6,12 +6,12 @@
 //! that never come; and when a partition is (re)assigned, the sink has to
 //! look again at what other owners committed meanwhile.
 
-use std::sync::Arc;
-
 use tokio::sync::broadcast;
 
+use crate::record::SourceName;
+
 /// A topic (or other source name) and partition.
-pub type PartitionKey = (Arc<str>, i32);
+pub type PartitionKey = (SourceName, i32);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionEvent {

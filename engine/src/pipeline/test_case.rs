@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -31,7 +30,7 @@ use serde_json::Value as Json;
 use super::dead_letter::DeadLetter;
 use super::stage::{Stage, StageError};
 use crate::config::PipelineConfig;
-use crate::record::{Header, Origin, Record};
+use crate::record::{Header, Origin, Record, SourceName};
 use crate::wasm::WasmHost;
 
 /// One `[[tests]]` table.
@@ -127,9 +126,9 @@ pub fn run_case(
         stages.push(Stage::build(config, pipeline, host)?);
     }
 
-    let source: Arc<str> = Arc::from("test");
+    let source = SourceName::new("test");
     let mut records: Vec<Record> =
-        case.inputs.iter().enumerate().map(|(i, input)| input.record(&source, i)).collect();
+        case.inputs.iter().enumerate().map(|(i, input)| input.record(source, i)).collect();
     let mut dead = Vec::new();
     let mut quarantined = Vec::new();
     for stage in &mut stages {
@@ -210,8 +209,8 @@ impl ExpectedDeadLetter {
 }
 
 impl TestInput {
-    fn record(&self, source: &Arc<str>, index: usize) -> Record {
-        let origin = Origin { source: source.clone(), partition: 0, offset: index as i64 };
+    fn record(&self, source: SourceName, index: usize) -> Record {
+        let origin = Origin { source, partition: 0, offset: index as i64 };
         match self {
             TestInput::Value(value) => Record::new(value.clone().into_bytes(), origin),
             TestInput::Record { value, key, headers, timestamp_ms } => {

@@ -7,7 +7,6 @@
 //! picked up as they appear, until the pipeline is stopped.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -18,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use super::{Closed, Source, SourceContext};
 use crate::ack::Ack;
 use crate::config::PipelineConfig;
-use crate::record::{Batch, Header, Origin, Record, now_millis};
+use crate::record::{Batch, Header, Origin, Record, SourceName, now_millis};
 use crate::wasm::FailureKind;
 
 /// `[source]` with `type = "file"`.
@@ -148,7 +147,8 @@ impl FileSource {
                     continue;
                 }
                 index += 1;
-                let origin = Origin { source: path.to_string_lossy().into(), partition: 0, offset: index };
+                let origin =
+                    Origin { source: SourceName::new(&path.to_string_lossy()), partition: 0, offset: index };
                 if let Some(record) = self.read_file(&path, origin, ctx).await? {
                     chunk.push(record);
                 }
@@ -215,7 +215,7 @@ const BLOCK: usize = 256 << 10;
 /// Reads lines of one file, never holding more than `max` bytes of a line.
 struct LineReader {
     path: PathBuf,
-    source: Arc<str>,
+    source: SourceName,
     file: tokio::fs::File,
     max: usize,
     /// Read and not yet handed out: the start of the next line.
@@ -245,7 +245,7 @@ impl LineReader {
             tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
         Ok(LineReader {
             path: path.to_path_buf(),
-            source: path.to_string_lossy().into(),
+            source: SourceName::new(&path.to_string_lossy()),
             file,
             max,
             buf: BytesMut::new(),
@@ -268,7 +268,7 @@ impl LineReader {
         while let Some((value, full_len)) = self.next_line(follow).await? {
             progressed = true;
             self.line_number += 1;
-            let origin = Origin { source: self.source.clone(), partition: 0, offset: self.line_number };
+            let origin = Origin { source: self.source, partition: 0, offset: self.line_number };
             let mut record = Record::new(value, origin);
             record.timestamp = Some(now);
             if full_len > self.max {

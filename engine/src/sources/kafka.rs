@@ -37,7 +37,7 @@ use crate::config::{Document, PipelineConfig, Value, join};
 use crate::kafka::{Connection, Security};
 use crate::pipeline::partitions::{PartitionEvent, PartitionEvents, PartitionKey};
 use crate::pipeline::stats::GroupMember;
-use crate::record::{Batch, Header, Origin, Record};
+use crate::record::{Batch, Header, Origin, Record, SourceName};
 
 /// `[source]` with `type = "kafka"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,7 +355,7 @@ impl SourceConsumerContext {
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
         let keys: HashSet<PartitionKey> =
-            revoked.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+            revoked.elements().iter().map(|e| (SourceName::new(e.topic()), e.partition())).collect();
         let is_revoked = |key: &PartitionKey| keys.contains(key);
         // Sinks that hold records back release these partitions' now.
         self.events.send(PartitionEvent::Revoked(keys.iter().cloned().collect()));
@@ -389,7 +389,7 @@ impl SourceConsumerContext {
             .owned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(topic, partition)| !keys.contains(&(Arc::from(topic.as_str()), *partition)));
+            .retain(|(topic, partition)| !keys.contains(&(SourceName::new(topic), *partition)));
         tracing::info!(pipeline = %self.pipeline, partitions = %describe(revoked), abandoned_chunks = abandoned, "partitions revoked");
     }
 
@@ -428,12 +428,12 @@ impl SourceConsumerContext {
         let mut positions = self.positions();
         let mut first_time = Vec::new();
         let keys: Vec<PartitionKey> =
-            assigned.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+            assigned.elements().iter().map(|e| (SourceName::new(e.topic()), e.partition())).collect();
         self.events.send(PartitionEvent::Assigned { keys, generation });
         for element in assigned.elements() {
             let key: PartitionKey = (element.topic().into(), element.partition());
-            positions.partitions.insert(key.clone(), PartitionState::default());
-            if positions.seen.insert(key.clone()) {
+            positions.partitions.insert(key, PartitionState::default());
+            if positions.seen.insert(key) {
                 first_time.push(key);
             }
         }
@@ -570,7 +570,7 @@ impl KafkaSource {
         let mut last_commit = Instant::now();
         let mut last_member_check = Instant::now();
         let mut last_discovery: Option<Instant> = None;
-        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut names: HashMap<String, SourceName> = HashMap::new();
         let mut paused = false;
         while !ctx.shutdown.is_cancelled() {
             if exclusive.is_none()
@@ -650,7 +650,7 @@ impl KafkaSource {
         let mut new = TopicPartitionList::new();
         for topic in metadata.topics().iter().filter(|t| filter.matches(t.name())) {
             for partition in topic.partitions() {
-                if !owned.contains(&(Arc::from(topic.name()), partition.id())) {
+                if !owned.contains(&(SourceName::new(topic.name()), partition.id())) {
                     new.add_partition(topic.name(), partition.id());
                 }
             }
@@ -709,7 +709,7 @@ impl KafkaSource {
         &self,
         consumer: &BaseConsumer<SourceConsumerContext>,
         timeout: Duration,
-        names: &mut HashMap<String, Arc<str>>,
+        names: &mut HashMap<String, SourceName>,
     ) {
         let mut by_partition: Vec<(PartitionKey, Vec<Record>)> = Vec::new();
         let mut count = 0;
@@ -725,16 +725,17 @@ impl KafkaSource {
                 }
             };
             wait = Duration::ZERO;
+            // One interning lock per topic, not per message.
             let topic = match names.get(message.topic()) {
-                Some(name) => name.clone(),
+                Some(&name) => name,
                 None => {
-                    let name: Arc<str> = message.topic().into();
-                    names.insert(message.topic().to_string(), name.clone());
+                    let name = SourceName::new(message.topic());
+                    names.insert(message.topic().to_string(), name);
                     name
                 }
             };
             let key = (topic, message.partition());
-            let record = to_record(&message, key.0.clone());
+            let record = to_record(&message, key.0);
             match by_partition.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, records)) => records.push(record),
                 None => by_partition.push((key, vec![record])),
@@ -799,7 +800,7 @@ impl KafkaSource {
     }
 }
 
-fn to_record(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+fn to_record(message: &BorrowedMessage<'_>, topic: SourceName) -> Record {
     let headers = message
         .headers()
         .map(|headers| {

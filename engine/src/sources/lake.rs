@@ -10,7 +10,6 @@
 //! the last file.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{Source, SourceContext};
 use crate::ack::Ack;
 use crate::config::PipelineConfig;
-use crate::record::{Batch, Header, Origin, Record};
+use crate::record::{Batch, Header, Origin, Record, SourceName};
 use crate::storage::{HdfsOptions, join};
 
 /// `[source]` with `type = "lake"`.
@@ -69,12 +68,8 @@ impl Source for LakeSource {
                 break;
             }
             let bytes = storage.read(&file).await?;
-            let name: Arc<str> = storage.url(&file).into();
-            let records = tokio::task::spawn_blocking({
-                let name = name.clone();
-                move || datums(&bytes, &name)
-            })
-            .await??;
+            let name = SourceName::new(&storage.url(&file));
+            let records = tokio::task::spawn_blocking(move || datums(&bytes, name)).await??;
             let mut chunk = Vec::with_capacity(CHUNK);
             for record in records {
                 chunk.push(record);
@@ -97,7 +92,7 @@ impl Source for LakeSource {
 }
 
 /// A container file's records, each as one binary datum.
-fn datums(bytes: &[u8], file: &Arc<str>) -> anyhow::Result<Vec<Record>> {
+fn datums(bytes: &[u8], file: SourceName) -> anyhow::Result<Vec<Record>> {
     let reader =
         apache_avro::Reader::new(bytes).with_context(|| format!("{file} is not an Avro container file"))?;
     let schema = reader.writer_schema().clone();
@@ -105,8 +100,7 @@ fn datums(bytes: &[u8], file: &Arc<str>) -> anyhow::Result<Vec<Record>> {
     for (index, value) in reader.enumerate() {
         let value = value.with_context(|| format!("{file}: a block is corrupt"))?;
         let datum = apache_avro::to_avro_datum(&schema, value)?;
-        let mut record =
-            Record::new(datum, Origin { source: file.clone(), partition: 0, offset: index as i64 });
+        let mut record = Record::new(datum, Origin { source: file, partition: 0, offset: index as i64 });
         record
             .headers
             .push(Header { name: "content-type".into(), value: Bytes::from_static(b"avro/binary") });

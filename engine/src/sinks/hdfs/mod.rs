@@ -320,12 +320,8 @@ impl HdfsSink {
         &mut self,
         mut due: impl FnMut(&PartitionKey, &PartitionState) -> bool,
     ) -> anyhow::Result<()> {
-        let keys: Vec<PartitionKey> = self
-            .partitions
-            .iter()
-            .filter(|(k, s)| s.open.is_some() && due(k, s))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<PartitionKey> =
+            self.partitions.iter().filter(|(k, s)| s.open.is_some() && due(k, s)).map(|(k, _)| *k).collect();
         for key in keys {
             let mut state = self.partitions.remove(&key).expect("listed above");
             let result = self.commit(&mut state).await;
@@ -426,13 +422,13 @@ impl Sink for HdfsSink {
         let mut previous: Option<(PartitionKey, i64)> = None;
         let mut output = 0u32;
         for record in records {
-            let key: PartitionKey = (record.origin.source.clone(), record.origin.partition);
+            let key: PartitionKey = (record.origin.source, record.origin.partition);
             let offset = record.origin.offset;
             output = match &previous {
                 Some((k, o)) if *k == key && *o == offset => output + 1,
                 _ => 0,
             };
-            previous = Some((key.clone(), offset));
+            previous = Some((key, offset));
             let encoded = match self.encoder.encode(&record) {
                 Ok(encoded) => encoded,
                 Err(refusal) => {
@@ -445,7 +441,7 @@ impl Sink for HdfsSink {
                     continue;
                 }
             };
-            if self.append(key.clone(), (offset, output), &encoded.datum, encoded.time_ms).await?
+            if self.append(key, (offset, output), &encoded.datum, encoded.time_ms).await?
                 && !holding.contains(&key)
             {
                 holding.push(key);
@@ -486,7 +482,7 @@ impl Sink for HdfsSink {
             .partitions
             .iter()
             .filter(|(_, s)| s.sweep_at.is_some_and(|at| at <= now))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         for key in due {
             let sweep_at = self.sweep(&key, false).await?;
@@ -510,7 +506,7 @@ impl Sink for HdfsSink {
                 self.revoked.retain(|key| !keys.contains(key));
                 for key in &keys {
                     match generation {
-                        Some(generation) => self.generations.insert(key.clone(), generation),
+                        Some(generation) => self.generations.insert(*key, generation),
                         None => self.generations.remove(key),
                     };
                 }

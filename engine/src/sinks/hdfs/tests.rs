@@ -210,7 +210,7 @@ async fn a_revoked_partition_is_committed_at_once_and_not_held_again_until_reass
     let mut before = write(&mut sink, numbered(0, 0..3)).await;
     let mut other = write(&mut sink, numbered(1, 0..3)).await;
     let key: PartitionKey = ("t".into(), 0);
-    sink.partitions_changed(PartitionEvent::Revoked(vec![key.clone()])).await.unwrap();
+    sink.partitions_changed(PartitionEvent::Revoked(vec![key])).await.unwrap();
     assert_eq!(before.try_status(), Some(AckStatus::Delivered));
     assert_eq!(other.try_status(), None, "partition 1 was not revoked");
     // Records of the revoked partition still in flight: committed per batch.

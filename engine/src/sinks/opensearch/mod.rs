@@ -38,7 +38,7 @@ use crate::ack::Ack;
 use crate::config::{Document, PipelineConfig, Value, join};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterBatch};
 use crate::pipeline::stats::add;
-use crate::record::{Batch, Record};
+use crate::record::{Batch, Record, SourceName};
 use crate::template::Template;
 use crate::wasm::FailureKind;
 
@@ -462,11 +462,11 @@ impl Sink for OpenSearchSink {
         self.reap()?;
         let Batch { records, acks } = batch;
         let mut refused = Vec::new();
-        let mut previous: Option<(std::sync::Arc<str>, i32, i64)> = None;
+        let mut previous: Option<(SourceName, i32, i64)> = None;
         let mut output = 0;
         for record in records {
             // The n-th output of one input record gets the id suffix -n.
-            let origin = (record.origin.source.clone(), record.origin.partition, record.origin.offset);
+            let origin = (record.origin.source, record.origin.partition, record.origin.offset);
             output = if previous.as_ref() == Some(&origin) { output + 1 } else { 0 };
             previous = Some(origin);
             match self.item(&record, output) {
