@@ -86,12 +86,6 @@ impl From<&str> for SourceName {
     }
 }
 
-impl From<String> for SourceName {
-    fn from(name: String) -> Self {
-        SourceName::new(&name)
-    }
-}
-
 impl fmt::Display for SourceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
