@@ -1,5 +1,6 @@
 //! Web logs to search: log-parse output indexed through the `opensearch`
-//! sink, against osmem-server (an OpenSearch-API emulator, not OpenSearch:
+//! sink (and a fanning-out transform's outputs, each indexed once), against
+//! osmem-server (an OpenSearch-API emulator, not OpenSearch:
 //! none can be installed here) and against a scripted `_bulk` endpoint
 //! that answers 429 and 503 the way OpenSearch documents them, which the
 //! emulator never does. With `SLUICE_TEST_OPENSEARCH_URL` set, the first
@@ -58,6 +59,50 @@ fn parsed_logs_are_indexed_daily_once_even_when_replayed() {
     // The template's mapping was applied (status codes are integers).
     let hits = emulator.get("/weblogs-*/_search?q=http.response.status_code:404&size=1");
     assert!(hits["hits"]["total"]["value"].as_u64().unwrap() > 0, "{hits}");
+}
+
+#[test]
+fn each_output_of_a_fanning_out_transform_is_indexed_once_and_none_when_it_drops() {
+    let emulator = Emulator::start();
+    for copies in [3u64, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: String = (0..50).map(|id| format!("{{\"id\":{id}}}\n")).collect();
+        std::fs::write(dir.path().join("in.log"), ids).unwrap();
+        let file = write_pipeline(
+            dir.path(),
+            &format!(
+                "name = \"fanout\"\n[source]\ntype = \"file\"\npath = \"in.log\"\n\
+                 [[stage]]\nname = \"fanout\"\nmodule = {module}\n[stage.config]\ncopies = {copies}\n\
+                 [sink]\ntype = \"opensearch\"\nhosts = [\"{url}\"]\nindex = \"fanout-{copies}\"\nflush_interval_ms = 100\n",
+                module = toml_path(&guest("fanout")),
+                url = emulator.url,
+            ),
+        );
+        // Twice: a replay overwrites, since each copy's id comes from its
+        // input's origin and its place among that input's outputs.
+        for run in 0..2 {
+            let report = run_pipeline_file(&file).unwrap();
+            assert_eq!(
+                (report.read, report.written, report.dead_lettered),
+                (50, 50 * copies, 0),
+                "run {run}"
+            );
+            assert_eq!(count(&emulator.url, &format!("fanout-{copies}*")), 50 * copies, "run {run}");
+        }
+        if copies > 0 {
+            let hits = emulator.get(&format!("/fanout-{copies}/_search?size=1000"));
+            let mut found: Vec<(u64, u64)> = hits["hits"]["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| (hit["_source"]["id"].as_u64().unwrap(), hit["_source"]["copy"].as_u64().unwrap()))
+                .collect();
+            found.sort_unstable();
+            let expected: Vec<(u64, u64)> =
+                (0..50).flat_map(|id| (0..copies).map(move |c| (id, c))).collect();
+            assert_eq!(found, expected, "every copy of every record, once");
+        }
+    }
 }
 
 /// No real OpenSearch can be installed on the build machines, so this runs
