@@ -6,7 +6,7 @@
 //! LogFormat "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-agent}i\"" combined
 //! ```
 //!
-//! One left-to-right pass with a cursor and `memchr`; every field is a slice
+//! One left-to-right pass with a cursor and 16-byte searches; every field is a slice
 //! of the line, so parsing allocates nothing unless it fails. Quoted fields
 //! keep Apache's backslash escapes (see [`Escaping::Apache`]).
 //!
@@ -15,7 +15,9 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr2, memrchr};
+use memchr::memrchr;
+
+use crate::chunk16;
 use sluice_guest::Error;
 
 use crate::event::{Escaping, Event};
@@ -200,7 +202,7 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn word(&mut self, field: &str) -> Result<&'a str, Error> {
         let start = self.pos;
-        match memchr(b' ', self.rest()) {
+        match chunk16::find(self.rest(), b' ') {
             Some(len) if len > 0 => {
                 self.pos += len + 1;
                 Ok(&self.line[start..start + len])
@@ -233,7 +235,7 @@ impl<'a> Cursor<'a> {
         let start = self.pos + 1;
         let mut i = start;
         while i < bytes.len() {
-            match memchr2(b'"', b'\\', &bytes[i..]) {
+            match chunk16::find2(&bytes[i..], b'"', b'\\') {
                 Some(offset) if bytes[i + offset] == b'"' => {
                     self.pos = i + offset + 1;
                     return Ok(&self.line[start..i + offset]);
@@ -341,7 +343,7 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn until_space(&mut self) -> &'a [u8] {
         let rest = self.rest();
-        let len = memchr(b' ', rest).unwrap_or(rest.len());
+        let len = chunk16::find(rest, b' ').unwrap_or(rest.len());
         self.pos += len;
         &rest[..len]
     }

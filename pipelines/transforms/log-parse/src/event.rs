@@ -74,9 +74,9 @@ impl Event<'_> {
 /// `url.path` and `url.query` of a request target: split at the first `?`;
 /// an empty query counts as none.
 pub fn split_url(url: &str) -> (&str, Option<&str>) {
-    // `memchr` scans 16 bytes at a time in wasm too; `str::split_once`
-    // uses core's word-at-a-time search, 4 bytes at a time on wasm32.
-    match memchr::memchr(b'?', url.as_bytes()) {
+    // 16 bytes at a time in wasm too; `str::split_once` uses core's
+    // word-at-a-time search, 4 bytes at a time on wasm32.
+    match crate::chunk16::find(url.as_bytes(), b'?') {
         Some(at) if at + 1 < url.len() => (&url[..at], Some(&url[at + 1..])),
         Some(at) => (&url[..at], None),
         None => (url, None),
