@@ -173,7 +173,9 @@ impl Object {
 /// `client.ip` only holds IP addresses; anything else (a host name) goes to
 /// `client.domain`, or an ECS consumer would reject the document.
 fn is_ip(address: &str) -> bool {
-    if address.contains(':') { address.parse::<Ipv6Addr>().is_ok() } else { is_ipv4(address.as_bytes()) }
+    // IPv4 first: it is the common case, and fails at the first byte that
+    // is neither a digit nor a dot, without scanning for a `:`.
+    is_ipv4(address.as_bytes()) || (address.contains(':') && address.parse::<Ipv6Addr>().is_ok())
 }
 
 /// Whether `address` is a dotted-quad IPv4 address, as `Ipv4Addr`'s parser
