@@ -278,6 +278,7 @@ static ESCAPES: [u8; 256] = {
 /// With [`Escaping::Apache`], `\"` and `\\` are Apache's escapes for `"`
 /// and `\`, and JSON escapes those two the same way, so they are copied
 /// as they are; any other backslash is a literal one.
+#[inline(always)]
 fn write_str_contents(bytes: &[u8], esc: Escaping, out: &mut impl Sink) {
     let mut run_start = 0;
     let mut i = 0;
