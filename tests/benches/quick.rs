@@ -47,6 +47,13 @@ const ROUNDS: usize = 15;
 const ROUND: Duration = Duration::from_millis(200);
 /// Lines in the pipeline's input file (the fixture, repeated).
 const PIPELINE_LINES: usize = 200_000;
+/// Batches of the fixture's 500 lines in one run of the stage on its own
+/// (1,000,000 lines): a run of a fraction of a second varied by a quarter
+/// from one `bench-quick` to the next on a 2-core VM.
+const STAGE_BATCHES: usize = 2_000;
+/// Runs of each side of the 1-vs-2-worker comparisons, and of the
+/// pipeline, whose median is taken.
+const RUNS: usize = 9;
 
 fn main() {
     let started = Instant::now();
@@ -269,7 +276,7 @@ fn instantiate(host: &WasmHost) -> f64 {
 fn stage_one_vs_two_workers(host: &WasmHost) -> (f64, f64) {
     let lines = log_lines();
     let batch_bytes: usize = lines.iter().map(|r| r.value.len()).sum();
-    let batches = 400; // 200,000 lines
+    let batches = STAGE_BATCHES;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run = |workers: u32| -> Duration {
         let toml = format!(
@@ -296,7 +303,7 @@ fn stage_one_vs_two_workers(host: &WasmHost) -> (f64, f64) {
     let mut one = Vec::new();
     let mut two = Vec::new();
     run(1);
-    for _ in 0..5 {
+    for _ in 0..RUNS {
         one.push(run(1));
         two.push(run(2));
     }
@@ -385,7 +392,7 @@ impl PipelineBench {
     fn mb_per_s(&self, parallelism: Option<usize>) -> f64 {
         let pipeline = self.write_pipeline(parallelism);
         self.run_once(&pipeline); // compiles the module into the cache, warms the page cache
-        let time = median((0..5).map(|_| self.run_once(&pipeline)).collect());
+        let time = median((0..RUNS).map(|_| self.run_once(&pipeline)).collect());
         self.input_bytes as f64 / time.as_secs_f64() / 1e6
     }
 
@@ -393,7 +400,7 @@ impl PipelineBench {
     fn one_vs_two_workers(&self) -> (f64, f64) {
         let mut one = Vec::new();
         let mut two = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..RUNS {
             one.push(self.run_once(&self.write_pipeline(Some(1))));
             two.push(self.run_once(&self.write_pipeline(Some(2))));
         }
