@@ -4,6 +4,7 @@
 pub mod cluster;
 mod definition;
 pub mod history;
+pub mod managed;
 pub mod modules;
 mod replay;
 mod shared;
@@ -12,8 +13,9 @@ pub mod store;
 pub mod supervisor;
 pub mod view;
 
+pub use managed::{Managed, Status};
 pub use modules::{ModuleError, ModuleRegistry, ModuleVersion};
 pub use replay::ReplayOutcome;
 pub use store::StateStore;
-pub use supervisor::{ControlError, EngineEnv, Managed, Status, Supervisor};
+pub use supervisor::{ControlError, EngineEnv, Supervisor};
 pub use view::{PipelineView, StageView};

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::supervisor::{Carry, ControlError, Managed, Origin, Status, StoredPipeline, Supervisor};
+use super::managed::{Managed, Origin, Status};
+use super::supervisor::{Carry, ControlError, StoredPipeline, Supervisor};
 
 impl Supervisor {
     /// Follows the shared state until the engine stops: reconciles now and

@@ -1,8 +1,9 @@
 //! Changing the module a stage runs: deploying another version into a
 //! (running) pipeline and rolling it back.
 
+use super::managed::{Managed, ModuleRef};
 use super::modules::ModuleVersion;
-use super::supervisor::{ControlError, Managed, ModuleRef, Supervisor, build_stage};
+use super::supervisor::{ControlError, Supervisor, build_stage};
 use super::view::{PipelineView, StageView};
 use crate::config::StageConfig;
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::supervisor::{Managed, ModuleRef, Origin, Status};
+use super::managed::{Managed, ModuleRef, Origin, Snapshot, Status};
 use crate::pipeline::stats::{StageCounters, get};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -150,7 +150,7 @@ impl PipelineView {
     }
 }
 
-fn defined_stages(snapshot: &super::supervisor::Snapshot) -> Vec<StageView> {
+fn defined_stages(snapshot: &Snapshot) -> Vec<StageView> {
     snapshot
         .config
         .stages
