@@ -16,10 +16,9 @@
 use std::borrow::Cow;
 
 use memchr::memrchr;
-
-use crate::chunk16;
 use sluice_guest::Error;
 
+use crate::chunk16;
 use crate::event::{Escaping, Event};
 use crate::failure::{describe_byte, parse_error, truncated};
 use crate::time::{self, Timestamp};
