@@ -23,6 +23,11 @@
 //!   cores with the stage.
 //!
 //! `make bench` keeps the full set, with criterion's statistics.
+//!
+//! While working on one number, name its sections (`boundary`, `logparse`,
+//! `enrich`, `image`, `sandbox`, `instantiate`, `stage`, `pipeline`):
+//! `cargo bench -p sluice-tests --bench quick -- enrich`. Such a partial
+//! run prints its numbers and leaves `summary.json` alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,63 +60,94 @@ const STAGE_BATCHES: usize = 2_000;
 /// pipeline, whose median is taken.
 const RUNS: usize = 9;
 
+/// What a partial run can name.
+const SECTIONS: &[&str] =
+    &["boundary", "logparse", "enrich", "image", "sandbox", "instantiate", "stage", "pipeline"];
+
 fn main() {
     let started = Instant::now();
     let mut summary = BTreeMap::<&str, f64>::new();
     let host = WasmHost::new();
+    // Cargo passes `--bench`; anything else names sections to run.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if let Some(unknown) = only.iter().find(|o| !SECTIONS.contains(&o.as_str())) {
+        eprintln!("no section `{unknown}`; the sections are {}", SECTIONS.join(", "));
+        std::process::exit(2);
+    }
+    let runs = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
 
-    let (boundary, passthrough_wasm, passthrough_native) = boundary(&host);
-    println!(
-        "boundary, batch 1024: wasm {passthrough_wasm:.1} ns/record, native {passthrough_native:.1}: {boundary:.1} ns/record"
-    );
-    summary.insert("boundary_ns_per_record", boundary);
-    summary.insert("passthrough_wasm_ns_per_record", passthrough_wasm);
-
-    let (ratio, wasm_mb, native_mb) = logparse(&host);
-    println!("log-parse: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
-    summary.insert("logparse_wasm_over_native", ratio);
-    summary.insert("logparse_wasm_mb_per_s", wasm_mb);
-
-    let (ratio, wasm_docs, native_docs) = enrich(&host);
-    println!("enrich: wasm {wasm_docs:.0} documents/s, native {native_docs:.0}: {ratio:.2}×");
-    summary.insert("enrich_wasm_over_native", ratio);
-
-    for (key, hash_key, verify) in [
-        ("image_serialize_wasm_over_native", "image_serialize_wasm_mb_per_s", true),
-        ("image_hash_wasm_over_native", "image_hash_wasm_mb_per_s", false),
-    ] {
-        let (ratio, wasm_mb, native_mb) = image_serialize(&host, verify);
-        println!("{key}: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
-        summary.insert(key, ratio);
-        summary.insert(hash_key, wasm_mb);
+    if runs("boundary") {
+        let (boundary, passthrough_wasm, passthrough_native) = boundary(&host);
+        println!(
+            "boundary, batch 1024: wasm {passthrough_wasm:.1} ns/record, native {passthrough_native:.1}: {boundary:.1} ns/record"
+        );
+        summary.insert("boundary_ns_per_record", boundary);
+        summary.insert("passthrough_wasm_ns_per_record", passthrough_wasm);
     }
 
-    let (ratio, on_mb, off_mb) = sandbox();
-    println!("sandbox on vs off (log-parse): {on_mb:.0} vs {off_mb:.0} MB/s: {ratio:.3}");
-    summary.insert("sandbox_overhead_ratio", ratio);
+    if runs("logparse") {
+        let (ratio, wasm_mb, native_mb) = logparse(&host);
+        println!("log-parse: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
+        summary.insert("logparse_wasm_over_native", ratio);
+        summary.insert("logparse_wasm_mb_per_s", wasm_mb);
+    }
 
-    let instantiate = instantiate(&host);
-    println!("instantiate + init + first call: {instantiate:.1} us");
-    summary.insert("instantiate_us", instantiate);
+    if runs("enrich") {
+        let (ratio, wasm_docs, native_docs) = enrich(&host);
+        println!("enrich: wasm {wasm_docs:.0} documents/s, native {native_docs:.0}: {ratio:.2}×");
+        summary.insert("enrich_wasm_over_native", ratio);
+    }
 
-    let (one, two) = stage_one_vs_two_workers(&host);
-    println!(
-        "log-parse stage, records from memory: 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
-        two / one
-    );
-    summary.insert("stage_parallel_speedup_2_workers", two / one);
-    summary.insert("stage_logparse_2_workers_mb_per_s", two);
+    if runs("image") {
+        for (key, hash_key, verify) in [
+            ("image_serialize_wasm_over_native", "image_serialize_wasm_mb_per_s", true),
+            ("image_hash_wasm_over_native", "image_hash_wasm_mb_per_s", false),
+        ] {
+            let (ratio, wasm_mb, native_mb) = image_serialize(&host, verify);
+            println!("{key}: wasm {wasm_mb:.0} MB/s, native {native_mb:.0} MB/s: {ratio:.2}×");
+            summary.insert(key, ratio);
+            summary.insert(hash_key, wasm_mb);
+        }
+    }
 
-    let pipeline = PipelineBench::prepare();
-    let default_mb = pipeline.mb_per_s(None);
-    let (one, two) = pipeline.one_vs_two_workers();
-    println!(
-        "sluice run, file → log-parse → file: {default_mb:.0} MB/s (default parallelism); 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
-        two / one
-    );
-    summary.insert("pipeline_file_logparse_mb_per_s", default_mb);
-    summary.insert("pipeline_file_logparse_1_worker_mb_per_s", one);
-    summary.insert("pipeline_parallel_speedup_2_workers", two / one);
+    if runs("sandbox") {
+        let (ratio, on_mb, off_mb) = sandbox();
+        println!("sandbox on vs off (log-parse): {on_mb:.0} vs {off_mb:.0} MB/s: {ratio:.3}");
+        summary.insert("sandbox_overhead_ratio", ratio);
+    }
+
+    if runs("instantiate") {
+        let instantiate = instantiate(&host);
+        println!("instantiate + init + first call: {instantiate:.1} us");
+        summary.insert("instantiate_us", instantiate);
+    }
+
+    if runs("stage") {
+        let (one, two) = stage_one_vs_two_workers(&host);
+        println!(
+            "log-parse stage, records from memory: 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
+            two / one
+        );
+        summary.insert("stage_parallel_speedup_2_workers", two / one);
+        summary.insert("stage_logparse_2_workers_mb_per_s", two);
+    }
+
+    if runs("pipeline") {
+        let pipeline = PipelineBench::prepare();
+        let default_mb = pipeline.mb_per_s(None);
+        let (one, two) = pipeline.one_vs_two_workers();
+        println!(
+            "sluice run, file → log-parse → file: {default_mb:.0} MB/s (default parallelism); 1 worker {one:.0} MB/s, 2 workers {two:.0} MB/s: {:.2}×",
+            two / one
+        );
+        summary.insert("pipeline_file_logparse_mb_per_s", default_mb);
+        summary.insert("pipeline_file_logparse_1_worker_mb_per_s", one);
+        summary.insert("pipeline_parallel_speedup_2_workers", two / one);
+    }
+    if !only.is_empty() {
+        println!("sections {only:?} only: summary.json left as it was");
+        return;
+    }
     summary.insert("cores", std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     summary.insert("bench_seconds", started.elapsed().as_secs_f64().round());
 
