@@ -238,7 +238,8 @@ fn enrich(host: &WasmHost) -> (f64, f64, f64) {
         .collect();
     let mut lookups = Lookups::new();
     lookups.insert("geoip".into(), table.clone());
-    let grants = Grants { lookups: Arc::new(lookups), ..Grants::default() };
+    // Granted the geo table and the host's hash, as the shipped pipelines do.
+    let grants = Grants { lookups: Arc::new(lookups), hash: true, ..Grants::default() };
     let module = host.load_file(&guest("enrich"), false).unwrap();
     let mut wasm = TransformInstance::new(&module, &Limits::default(), &grants, CONFIG).unwrap();
     testing::grant_lookup("geoip", move |key| table.get(key).map(|row| row.to_string()));

@@ -1,7 +1,6 @@
 //! `visitor.id`: one key per client, to count and follow visitors.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::get_str;
 
@@ -19,14 +18,16 @@ pub fn id(document: &Map<String, Value>) -> Option<String> {
     Some(hash(&["client", ip, agent]))
 }
 
+/// SHA-256 through the SDK: the host's, natively, when the stage grants
+/// `hash` (a few hundred bytes hash in a fifth of the time in wasm).
 fn hash(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
+    let mut message = Vec::with_capacity(parts.iter().map(|p| 8 + p.len()).sum());
     for part in parts {
         // Length-prefixed, so ("a", "bc") and ("ab", "c") differ.
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
+        message.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        message.extend_from_slice(part.as_bytes());
     }
-    hex::encode(&hasher.finalize()[..8])
+    hex::encode(&sluice_guest::hash::sha256(&message)[..8])
 }
 
 #[cfg(test)]
