@@ -17,6 +17,7 @@
 //! pass through unchanged.
 
 pub mod config;
+mod document;
 pub mod url;
 pub mod user_agent;
 pub mod visitor;
@@ -26,6 +27,7 @@ use sluice_guest::lookup::Table;
 use sluice_guest::{Config, Error, Output, Record, Transform};
 
 pub use config::EnrichConfig;
+use document::Document;
 
 pub struct Enrich {
     config: EnrichConfig,
@@ -78,18 +80,8 @@ impl Transform for Enrich {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
-        let mut document = match serde_json::from_slice::<Value>(record.value()) {
-            Ok(Value::Object(document)) => document,
-            Ok(other) => {
-                return Err(Error::new(
-                    "invalid-json",
-                    format!("expected a JSON object, found {}", kind_of(&other)),
-                ));
-            }
-            Err(e) => return Err(Error::new("invalid-json", format!("the record is not JSON: {e}"))),
-        };
-        self.enrich(&mut document);
-        let value = serde_json::to_vec(&document).map_err(|e| Error::new("invalid-json", e.to_string()))?;
+        let document = Document::parse(record.value())?;
+        let value = document.enrich_with(self).map_err(|e| Error::new("invalid-json", e.to_string()))?;
         out.push(value).key(record.key()).timestamp(record.timestamp()).headers_from(record);
         Ok(())
     }
