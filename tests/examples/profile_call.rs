@@ -1,5 +1,9 @@
 //! Runs one transform call in a loop, for a profiler to look at:
 //! `perf record cargo run --release -p sluice-tests --example profile_call -- GUEST [BATCH] [SECONDS] [LINES-FILE]`.
+//!
+//! `LINES-FILE` may be `images`: the fixture images, as REST ingest makes
+//! them records. `PROFILE_CONFIG` is the stage's config as JSON (default
+//! `{}`); the host's hash is granted, as the shipped pipelines do.
 
 use bytes::Bytes;
 use sluice::record::{Origin, Record};
@@ -11,33 +15,25 @@ fn main() {
     let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let lines_file = args.next();
-    let lines: Option<Vec<Vec<u8>>> = lines_file.map(|path| {
-        std::fs::read(path)
-            .unwrap()
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect()
-    });
-    let records: Vec<Record> = (0..size)
-        .map(|i| {
-            let value = match &lines {
-                Some(lines) => Bytes::from(lines[i % lines.len()].clone()),
-                None => Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
-            };
-            let mut r = Record::new(value, Origin { source: "p".into(), partition: 0, offset: i as i64 });
-            r.key = Some(Bytes::from(format!("key-{i}")));
-            r
-        })
-        .collect();
+    let config = std::env::var("PROFILE_CONFIG").unwrap_or_else(|_| "{}".into());
+    let grants = Grants { hash: true, ..Grants::default() };
+    let images = lines_file.as_deref() == Some("images");
+    let records: Vec<Record> = if images {
+        sluice_tests::bench::image_records(&sluice_tests::bench::images())
+    } else {
+        text_records(size, lines_file.as_deref())
+    };
+    let size = records.len();
     let host = WasmHost::new();
     let module = host.load_file(&sluice_tests::guest(&guest), false).unwrap();
+    // Decoding images needs more than the default memory cap.
+    let limits =
+        if images { Limits { max_memory_bytes: 512 << 20, ..Limits::default() } } else { Limits::default() };
     if std::env::var("PROFILE_INSTANTIATE").is_ok() {
         let started = std::time::Instant::now();
         let mut count = 0u32;
         while started.elapsed().as_secs() < seconds {
-            let mut instance =
-                TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
+            let mut instance = TransformInstance::new(&module, &limits, &grants, &config).unwrap();
             std::hint::black_box(instance.call(&records[..1]).unwrap());
             count += 1;
         }
@@ -47,7 +43,7 @@ fn main() {
         );
         return;
     }
-    let mut instance = TransformInstance::new(&module, &Limits::default(), &Grants::default(), "{}").unwrap();
+    let mut instance = TransformInstance::new(&module, &limits, &grants, &config).unwrap();
     let started = std::time::Instant::now();
     let mut calls = 0u64;
     while started.elapsed().as_secs() < seconds {
@@ -61,4 +57,28 @@ fn main() {
         "{calls} calls, {per_record:.1} ns/record, {:.0} MB/s",
         bytes as f64 / elapsed.as_secs_f64() / 1e6
     );
+}
+
+/// `size` records: the lines of `lines_file`, round and round, or small
+/// JSON documents; keyed.
+fn text_records(size: usize, lines_file: Option<&str>) -> Vec<Record> {
+    let lines: Option<Vec<Vec<u8>>> = lines_file.map(|path| {
+        std::fs::read(path)
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    });
+    (0..size)
+        .map(|i| {
+            let value = match &lines {
+                Some(lines) => Bytes::from(lines[i % lines.len()].clone()),
+                None => Bytes::from(format!("{{\"n\":{i},\"msg\":\"a small record of about 64 bytes...\"}}")),
+            };
+            let mut r = Record::new(value, Origin { source: "p".into(), partition: 0, offset: i as i64 });
+            r.key = Some(Bytes::from(format!("key-{i}")));
+            r
+        })
+        .collect()
 }
