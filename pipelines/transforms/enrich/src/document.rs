@@ -129,6 +129,15 @@ mod tests {
     }
 
     #[test]
+    fn pretty_printed_documents_are_read_and_give_valid_json() {
+        let text = "{\n  \"b\" : [ 1, 2 ] ,\n  \"url\": { \"original\": \"/x.gz\" },\n  \"a\":\t\"s\"\n}\n";
+        let out = enrich(text).unwrap();
+        assert_eq!(out["b"], serde_json::json!([1, 2]));
+        assert_eq!(out["a"], "s");
+        assert_eq!(out["url"]["extension"], "gz");
+    }
+
+    #[test]
     fn what_is_not_an_object_is_refused_with_the_reason() {
         for (text, reason) in [
             ("[1]", "expected a JSON object, found an array"),
