@@ -31,21 +31,19 @@ pub(crate) struct Document<'a> {
 impl<'a> Document<'a> {
     /// Reads a JSON object; anything else is `invalid-json`.
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Document<'a>, Error> {
-        let fields: BTreeMap<String, &'a RawValue> = match serde_json::from_slice(bytes) {
+        let mut raw: BTreeMap<String, &'a RawValue> = match serde_json::from_slice(bytes) {
             Ok(fields) => fields,
             Err(_) => return Err(not_an_object(bytes)),
         };
-        let mut document = Document { parsed: Map::new(), raw: BTreeMap::new() };
-        for (key, text) in fields {
-            if TOUCHED.contains(&key.as_str()) {
+        let mut parsed = Map::new();
+        for &key in TOUCHED {
+            if let Some((key, text)) = raw.remove_entry(key) {
                 let value = serde_json::from_str(text.get())
                     .map_err(|e| Error::new("invalid-json", format!("the record is not JSON: {e}")))?;
-                document.parsed.insert(key, value);
-            } else {
-                document.raw.insert(key, text);
+                parsed.insert(key, value);
             }
         }
-        Ok(document)
+        Ok(Document { parsed, raw })
     }
 
     /// The document with enrich's fields added, as JSON.
