@@ -12,6 +12,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::TransformPre;
+use super::compiled_cache::CompiledCache;
 use super::config_spec::ConfigSpec;
 use super::error::LoadError;
 use super::instance::StoreState;
@@ -45,7 +46,7 @@ struct HostInner {
     /// Off only in benchmarks that measure what the sandbox costs.
     sandboxed: bool,
     /// Where compiled code is kept across restarts, if anywhere.
-    compiled_cache: Option<std::path::PathBuf>,
+    compiled_cache: Option<CompiledCache>,
 }
 
 struct Runtime {
@@ -113,7 +114,7 @@ impl WasmHost {
         }
     }
 
-    /// A host that keeps compiled code in `dir` (wasmtime's cache), so an
+    /// A host that keeps compiled code in `dir`, so an
     /// engine restarted with the same modules loads them instead of
     /// compiling them again: a faster start, and no compiler in memory.
     /// The directory must be the engine's own: what is in it is run as
@@ -121,7 +122,7 @@ impl WasmHost {
     pub fn with_compiled_cache(dir: std::path::PathBuf) -> Self {
         let mut host = Self::new();
         if let Some(inner) = Arc::get_mut(&mut host.inner) {
-            inner.compiled_cache = Some(dir);
+            inner.compiled_cache = Some(CompiledCache::new(dir));
         }
         host
     }
@@ -131,8 +132,7 @@ impl WasmHost {
         if let Some(runtime) = cell.get() {
             return Ok(runtime);
         }
-        let runtime = Runtime::new(metered, self.inner.sandboxed, self.inner.compiled_cache.as_deref())
-            .map_err(LoadError::Invalid)?;
+        let runtime = Runtime::new(metered, self.inner.sandboxed).map_err(LoadError::Invalid)?;
         spawn_epoch_ticker(runtime.engine.clone(), self.inner.stop_ticker.clone());
         // Another thread may have won the race; its runtime is as good.
         Ok(cell.get_or_init(|| runtime))
@@ -159,7 +159,11 @@ impl WasmHost {
 
         let config_spec = ConfigSpec::find(bytes).map_err(LoadError::BadDeclaration)?.map(Arc::new);
         let runtime = self.runtime(metered)?;
-        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(e.into()))?;
+        let component = match &self.inner.compiled_cache {
+            Some(cache) => cache.load(&runtime.engine, &hash, bytes),
+            None => Component::new(&runtime.engine, bytes),
+        }
+        .map_err(|e| LoadError::Invalid(e.into()))?;
         check_exports(&runtime.engine, &component)?;
         let instance_pre = runtime
             .linker
@@ -191,20 +195,8 @@ impl Drop for HostInner {
 }
 
 impl Runtime {
-    fn new(metered: bool, sandboxed: bool, compiled_cache: Option<&Path>) -> anyhow::Result<Runtime> {
+    fn new(metered: bool, sandboxed: bool) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
-        if let Some(dir) = compiled_cache {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            match wasmtime::Cache::new(cache) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
-                }
-                Err(error) => {
-                    tracing::warn!(dir = %dir.display(), "compiled modules are not cached: {error:#}")
-                }
-            }
-        }
         config.wasm_component_model(true);
         config.epoch_interruption(sandboxed);
         config.consume_fuel(metered);
@@ -255,6 +247,10 @@ fn pooling_config() -> PoolingAllocationConfig {
     pool.total_core_instances(slots * 4);
     pool.total_memories(slots);
     pool.total_tables(slots * 4);
+    // A call runs on a fiber stack taken from the pool, and a store keeps at
+    // most one: one per slot suffices. The default, 1,000, cost ~1,000
+    // `mprotect` calls (one guard page each) at every start.
+    pool.total_stacks(slots);
     pool.max_memory_size(4 << 30);
     // Recycling an instance (after a trap) used to fault in every page its
     // memory touched again: ~35 us per instance, mostly in the kernel. Where

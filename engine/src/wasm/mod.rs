@@ -4,6 +4,7 @@
 
 mod abi;
 mod bindings;
+mod compiled_cache;
 pub mod config_spec;
 mod deadline;
 mod error;
