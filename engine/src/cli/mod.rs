@@ -52,6 +52,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::memory::tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.log.as_deref());
     // Only `run` needs the async runtime. The others call wasm directly on
