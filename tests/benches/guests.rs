@@ -35,6 +35,8 @@ struct Language {
 }
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     let projects = root().join("target/bench/projects");
     let languages = [
         Language { name: "rust", passthrough: guest("passthrough"), tag: scaffolded(&projects, "rust") },

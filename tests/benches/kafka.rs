@@ -40,6 +40,8 @@ fn rate(records: usize, elapsed: Duration) -> f64 {
 }
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     // `cargo bench` passes `--bench`; a filter argument picks one benchmark.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));

@@ -89,6 +89,8 @@ fn container(schema: &str, codec: Codec, datums: &[Vec<u8>], repeat: usize) -> u
 }
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     let host = WasmHost::new();
 
     // image-serialize: wasm vs native.

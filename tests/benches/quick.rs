@@ -65,6 +65,8 @@ const SECTIONS: &[&str] =
     &["boundary", "logparse", "enrich", "image", "sandbox", "instantiate", "stage", "pipeline"];
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     let started = Instant::now();
     let mut summary = BTreeMap::<&str, f64>::new();
     let host = WasmHost::new();

@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 const PIPELINE_LINES: usize = 100_000;
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     if wanted("enrich") {

@@ -182,6 +182,8 @@ criterion_group! {
 }
 
 fn main() {
+    // The engine's allocator settings, as the `sluice` binary sets them at start.
+    sluice::memory::tune_allocator();
     benches();
     Criterion::default().configure_from_args().final_summary();
     ratios();
