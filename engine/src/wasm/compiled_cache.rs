@@ -12,6 +12,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use wasmtime::Engine;
@@ -62,9 +63,19 @@ impl CompiledCache {
     fn keep(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let artifact = component.serialize()?;
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        std::fs::write(&partial, artifact)?;
-        std::fs::rename(&partial, path)?;
+        // Unique per write: two stages may compile the same module at once,
+        // and neither may rename a file the other is still writing.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let partial = path.with_extension(format!(
+            "partial-{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::write(&partial, artifact).and_then(|()| std::fs::rename(&partial, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?;
         self.prune();
         Ok(())
     }
@@ -141,6 +152,26 @@ mod tests {
         std::fs::write(&file, b"\x7fELF but not an artifact").unwrap();
         cache.load(&engine, "abc", bytes).unwrap();
         // ... and written back whole.
+        cache.load(&engine, "abc", b"not wasm").unwrap();
+    }
+
+    #[test]
+    fn stages_compiling_the_same_module_at_once_leave_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = CompiledCache::new(dir.path().to_path_buf());
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| cache.load(&engine, "abc", EMPTY).unwrap());
+            }
+        });
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".cwasm"), "{names:?}");
         cache.load(&engine, "abc", b"not wasm").unwrap();
     }
 
