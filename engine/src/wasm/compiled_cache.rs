@@ -91,7 +91,7 @@ impl CompiledCache {
         if files.len() <= KEEP {
             return;
         }
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, path) in files.drain(KEEP..) {
             let _ = std::fs::remove_file(path);
         }
