@@ -119,57 +119,57 @@ fn compatibility(engine: &Engine) -> u64 {
 mod tests {
     use super::*;
 
-    fn engine() -> Engine {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        Engine::new(&config).unwrap()
-    }
-
     /// The smallest valid component, `(component)` in binary.
     const EMPTY: &[u8] = b"\0asm\x0d\x00\x01\x00";
 
+    /// An engine and a cache in a fresh directory (kept alive by the guard).
+    fn setup() -> (tempfile::TempDir, Engine, CompiledCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        let cache = CompiledCache::new(dir.path().to_path_buf());
+        (dir, engine, cache)
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn a_module_compiled_once_is_mapped_the_next_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let bytes = EMPTY;
-        let cache = CompiledCache::new(dir.path().to_path_buf());
-        cache.load(&engine, "abc", bytes).unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect();
-        assert_eq!(files.len(), 1, "{files:?}");
+        let (dir, engine, cache) = setup();
+        cache.load(&engine, "abc", EMPTY).unwrap();
+        let names = file_names(dir.path());
+        assert_eq!(names.len(), 1, "{names:?}");
         // Loaded from the file, not from the (now invalid) bytes.
         cache.load(&engine, "abc", b"not wasm").unwrap();
     }
 
     #[test]
     fn a_damaged_file_is_compiled_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let bytes = EMPTY;
-        let cache = CompiledCache::new(dir.path().to_path_buf());
-        cache.load(&engine, "abc", bytes).unwrap();
-        let file = std::fs::read_dir(dir.path()).unwrap().flatten().next().unwrap().path();
+        let (dir, engine, cache) = setup();
+        cache.load(&engine, "abc", EMPTY).unwrap();
+        let file = dir.path().join(&file_names(dir.path())[0]);
         std::fs::write(&file, b"\x7fELF but not an artifact").unwrap();
-        cache.load(&engine, "abc", bytes).unwrap();
+        cache.load(&engine, "abc", EMPTY).unwrap();
         // ... and written back whole.
         cache.load(&engine, "abc", b"not wasm").unwrap();
     }
 
     #[test]
     fn stages_compiling_the_same_module_at_once_leave_one_whole_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let cache = CompiledCache::new(dir.path().to_path_buf());
+        let (dir, engine, cache) = setup();
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| cache.load(&engine, "abc", EMPTY).unwrap());
             }
         });
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = file_names(dir.path());
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].ends_with(".cwasm"), "{names:?}");
         cache.load(&engine, "abc", b"not wasm").unwrap();
@@ -177,14 +177,10 @@ mod tests {
 
     #[test]
     fn only_the_most_recently_used_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let bytes = EMPTY;
-        let cache = CompiledCache::new(dir.path().to_path_buf());
+        let (dir, engine, cache) = setup();
         for i in 0..KEEP + 3 {
-            cache.load(&engine, &format!("{i:04}"), bytes).unwrap();
+            cache.load(&engine, &format!("{i:04}"), EMPTY).unwrap();
         }
-        let kept = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(kept, KEEP);
+        assert_eq!(file_names(dir.path()).len(), KEEP);
     }
 }
