@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::BatchConfig;
 use crate::ack::Ack;
-use crate::record::Batch;
+use crate::record::{Batch, Record};
 
 pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, output: mpsc::Sender<Batch>) {
     let linger = Duration::from_millis(config.linger_ms);
@@ -35,20 +35,26 @@ pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, o
         let Batch { records, acks } = chunk;
         // Whether the pending batch already holds clones of this chunk's acks.
         let mut holds_acks = false;
-        let count = records.len();
-        for (position, record) in records.into_iter().enumerate() {
+        let mut records = records.into_iter();
+        while records.len() > 0 {
+            let room = config.max_records - pending.records.len();
+            let (count, bytes) = fitting(records.as_slice(), room, pending_bytes, config.max_bytes);
             if pending.records.is_empty() {
                 deadline = Some(Instant::now() + linger);
-                // Room for what the chunk holds, so a new batch is not
-                // regrown (and its records moved again) as it fills.
-                pending.records.reserve((count - position).min(config.max_records));
             }
             if !holds_acks {
                 pending.acks.extend(acks.iter().cloned());
                 holds_acks = true;
             }
-            pending_bytes += record.size();
-            pending.records.push(record);
+            if pending.records.is_empty() && count == records.len() {
+                // The chunk (or what is left of it) becomes the batch: its
+                // vector is reused and its records are not moved one by one.
+                pending.records = records.by_ref().collect();
+            } else {
+                pending.records.reserve(count);
+                pending.records.extend(records.by_ref().take(count));
+            }
+            pending_bytes += bytes;
             if pending.records.len() >= config.max_records || pending_bytes >= config.max_bytes {
                 if send(&output, &mut pending, &mut pending_bytes).await.is_err() {
                     return;
@@ -62,6 +68,21 @@ pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, o
         Ack::all_done(acks);
     }
     let _ = send(&output, &mut pending, &mut pending_bytes).await;
+}
+
+/// How many of `records` the pending batch takes before it is full, and
+/// their bytes: up to `room` records, and up to the one that brings the
+/// batch to `max_bytes` (a batch's last record may cross it). At least one.
+fn fitting(records: &[Record], room: usize, pending_bytes: usize, max_bytes: usize) -> (usize, usize) {
+    let mut bytes = 0;
+    for (count, record) in records.iter().take(room.max(1)).enumerate() {
+        bytes += record.size();
+        if pending_bytes + bytes >= max_bytes {
+            return (count + 1, bytes);
+        }
+    }
+    let count = records.len().min(room.max(1));
+    (count, bytes)
 }
 
 async fn send(
@@ -88,7 +109,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::ack::AckStatus;
-    use crate::record::{Origin, Record};
+    use crate::record::Origin;
 
     fn records(n: usize) -> Vec<Record> {
         (0..n)
@@ -115,6 +136,29 @@ mod tests {
         Ack::all_done(first.acks);
         Ack::all_done(second.acks);
         assert_eq!(done.wait().await, AckStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn chunks_are_joined_and_split_in_order() {
+        let config = BatchConfig { max_records: 4, max_bytes: 1 << 20, linger_ms: 10_000 };
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(config, in_rx, out_tx));
+        // Chunks of 3, 3, 4 and 1: offsets 0..11 leave as 4 + 4 + 3.
+        let mut next = 0;
+        for len in [3, 3, 4, 1] {
+            let chunk = (next..next + len)
+                .map(|i| Record::new(format!("{i}"), Origin { source: "t".into(), partition: 0, offset: i }))
+                .collect();
+            next += len;
+            in_tx.send(Batch::new(chunk, vec![])).await.unwrap();
+        }
+        drop(in_tx);
+        task.await.unwrap();
+        let batches: Vec<Vec<i64>> = std::iter::from_fn(|| out_rx.try_recv().ok())
+            .map(|b| b.records.iter().map(|r| r.origin.offset).collect())
+            .collect();
+        assert_eq!(batches, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9, 10]]);
     }
 
     #[tokio::test]
