@@ -74,15 +74,15 @@ pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, o
 /// their bytes: up to `room` records, and up to the one that brings the
 /// batch to `max_bytes` (a batch's last record may cross it). At least one.
 fn fitting(records: &[Record], room: usize, pending_bytes: usize, max_bytes: usize) -> (usize, usize) {
+    let room = room.max(1);
     let mut bytes = 0;
-    for (count, record) in records.iter().take(room.max(1)).enumerate() {
+    for (count, record) in records.iter().take(room).enumerate() {
         bytes += record.size();
         if pending_bytes + bytes >= max_bytes {
             return (count + 1, bytes);
         }
     }
-    let count = records.len().min(room.max(1));
-    (count, bytes)
+    (records.len().min(room), bytes)
 }
 
 async fn send(
