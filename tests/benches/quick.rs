@@ -4,6 +4,10 @@
 //!
 //! - `boundary_ns_per_record`: passthrough at batch 1024, wasm minus the
 //!   same transform run natively on the same packed batch.
+//!   `passthrough_stage_call_ns_per_record`: the passthrough as a stage
+//!   calls it, on a new batch each call that it takes over and drops;
+//!   `…_shared_ns_per_record`: the same with outputs sharing their inputs'
+//!   bytes instead of taking them.
 //! - `logparse_wasm_over_native`, `enrich_wasm_over_native`,
 //!   `image_serialize_wasm_over_native` (verify + 128 px thumbnail, as the
 //!   shipped pipeline runs it), `image_hash_wasm_over_native` (sniff and
@@ -43,7 +47,10 @@ use sluice::record::{Origin, Record};
 use sluice::sources::{Source, SourceContext};
 use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
 use sluice_guest::testing::{self, TestRecord, pack, run_packed};
-use sluice_tests::bench::{alone, image_records, images, log_lines, median, side_by_side, small_records};
+use sluice_tests::bench::{
+    alone, image_records, images, log_lines, median, side_by_side, side_by_side_on_fresh_inputs,
+    small_records,
+};
 use sluice_tests::{fixture, guest, root};
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +92,13 @@ fn main() {
         );
         summary.insert("boundary_ns_per_record", boundary);
         summary.insert("passthrough_wasm_ns_per_record", passthrough_wasm);
+        let (shared, consuming) = stage_calls(&host);
+        println!(
+            "passthrough as a stage calls it (a new batch each call, dropped after): {consuming:.1} ns/record, \
+             {shared:.1} if outputs shared their inputs' bytes instead of taking them"
+        );
+        summary.insert("passthrough_stage_call_ns_per_record", consuming);
+        summary.insert("passthrough_stage_call_shared_ns_per_record", shared);
     }
 
     if runs("logparse") {
@@ -188,6 +202,25 @@ fn boundary(host: &WasmHost) -> (f64, f64, f64) {
         side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || run_packed(&mut native, &packed));
     let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
     (per_record(w) - per_record(n), per_record(w), per_record(n))
+}
+
+/// Passthrough per record as a pipeline stage runs it, with outputs
+/// sharing their inputs' key and value and (what the stage does) taking
+/// them over: on a new batch each call, dropped after it.
+fn stage_calls(host: &WasmHost) -> (f64, f64) {
+    const BATCH: usize = 1024;
+    let records = small_records(BATCH);
+    let (mut sharing, mut taking) =
+        (instance(host, "passthrough", "{}"), instance(host, "passthrough", "{}"));
+    let (shared, consuming) = side_by_side_on_fresh_inputs(
+        ROUNDS * 2,
+        200,
+        || records.clone(),
+        |batch| sharing.call(&batch).unwrap(),
+        |mut batch| taking.call_consuming(&mut batch).unwrap(),
+    );
+    let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
+    (per_record(shared), per_record(consuming))
 }
 
 fn mb_per_s(bytes: usize, d: Duration) -> f64 {

@@ -84,6 +84,39 @@ pub fn side_by_side<A, B>(
     (median(times_a), median(times_b))
 }
 
+/// Median time per call of `a` and of `b`, each called on a fresh input
+/// from `prepare` and dropping it, as a pipeline stage gets a new batch
+/// every time and drops it after: making the input is not timed, the call
+/// and the drops are. `rounds` alternating rounds of `calls` calls each.
+pub fn side_by_side_on_fresh_inputs<T, A, B>(
+    rounds: usize,
+    calls: u32,
+    mut prepare: impl FnMut() -> T,
+    mut a: impl FnMut(T) -> A,
+    mut b: impl FnMut(T) -> B,
+) -> (Duration, Duration) {
+    let mut round = |f: &mut dyn FnMut(T)| {
+        let mut timed = Duration::ZERO;
+        for _ in 0..calls {
+            let input = std::hint::black_box(prepare());
+            let started = Instant::now();
+            f(input);
+            timed += started.elapsed();
+        }
+        timed / calls
+    };
+    let mut a = |input| drop(std::hint::black_box(a(input)));
+    let mut b = |input| drop(std::hint::black_box(b(input)));
+    let mut times_a = Vec::with_capacity(rounds);
+    let mut times_b = Vec::with_capacity(rounds);
+    for _ in 0..=rounds {
+        times_a.push(round(&mut a));
+        times_b.push(round(&mut b));
+    }
+    // The first round of each warms up.
+    (median(times_a.split_off(1)), median(times_b.split_off(1)))
+}
+
 /// Median time per call of `f` over `rounds` rounds of about `round` each.
 pub fn alone<R>(rounds: usize, round: Duration, mut f: impl FnMut() -> R) -> Duration {
     time_round(round, &mut f);

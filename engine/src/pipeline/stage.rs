@@ -171,7 +171,7 @@ impl Stage {
     /// that cause the failure are dead-lettered and the rest go on. The
     /// failed call produced no output, so nothing is emitted twice. Records
     /// left when the stage gets quarantined are returned as `held`.
-    pub fn process(&mut self, records: Vec<Record>) -> StageOutput {
+    pub fn process(&mut self, mut records: Vec<Record>) -> StageOutput {
         let mut output = StageOutput::default();
         if records.is_empty() {
             return output;
@@ -180,14 +180,16 @@ impl Stage {
             output.held = records;
             return output;
         }
-        match self.call(&records) {
+        let total = records.len();
+        match self.call(&mut records) {
             Ok(call) => {
-                self.failures().passed(records.len());
+                self.failures().passed(total);
                 self.collect(call, &records, &mut output);
             }
-            Err(failure) if records.len() == 1 => self.crashed(&records[0], &failure, &mut output),
+            Err(failure) if total == 1 => self.crashed(&records[0], &failure, &mut output),
             Err(_) => {
-                for (index, record) in records.chunks(1).enumerate() {
+                for index in 0..total {
+                    let record = &mut records[index..=index];
                     match self.call(record) {
                         Ok(call) => {
                             self.failures().passed(1);
@@ -196,14 +198,14 @@ impl Stage {
                         Err(failure) => self.crashed(&record[0], &failure, &mut output),
                     }
                     if self.is_quarantined() {
-                        output.held = records[index + 1..].to_vec();
+                        output.held = records.split_off(index + 1);
                         break;
                     }
                 }
             }
         }
         // Held records count in when they run, after a new version is deployed.
-        add(&self.stats.records_in, records.len() - output.held.len());
+        add(&self.stats.records_in, total - output.held.len());
         add(&self.stats.records_out, output.records.len());
         add(&self.stats.records_failed, output.failed.len());
         output
@@ -232,7 +234,9 @@ impl Stage {
         self.stats.quarantined.store(false, Ordering::Relaxed);
     }
 
-    fn call(&mut self, records: &[Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
+    /// Calls the instance (a new one after a failed call), which takes over
+    /// the key and value of the records that succeed.
+    fn call(&mut self, records: &mut [Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
         let instance = match self.instance.take() {
             Some(instance) => instance,
             None => {
@@ -247,7 +251,7 @@ impl Stage {
         };
         let mut instance = instance;
         let started = Instant::now();
-        let result = instance.call(records);
+        let result = instance.call_consuming(records);
         add(&self.stats.busy_nanos, started.elapsed().as_nanos() as usize);
         add(&self.stats.calls, 1);
         match result {
@@ -264,6 +268,7 @@ impl Stage {
         }
     }
 
+    /// Takes a call's outputs, and dead-letters its failed inputs (which it left whole).
     fn collect(&self, call: crate::wasm::CallOutput, inputs: &[Record], output: &mut StageOutput) {
         output.records.extend(call.records);
         for (index, kind, message) in call.failures {

@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::abi::{self, CallOutput};
+use super::abi::{self, CallOutput, Inputs};
 use super::bindings::{Batch, Transform};
 use super::deadline::{Blocked, run_until};
 use super::error::{FailureKind, LoadError};
@@ -161,9 +161,23 @@ impl TransformInstance {
     }
 
     /// Runs one batch. Per-record results are in the output; an `Err` means
-    /// the whole call failed and this instance must be discarded.
+    /// the whole call failed and this instance must be discarded. Outputs
+    /// that keep an input's key or value share it with `records`.
     pub fn call(&mut self, records: &[Record]) -> Result<CallOutput, CallFailure> {
-        abi::pack(records, &mut self.scratch);
+        self.run(records)
+    }
+
+    /// Like [`call`](Self::call), for a caller done with `records` once
+    /// they succeed (a pipeline stage): outputs take over the key and value
+    /// they keep instead of sharing them, which leaves the inputs that
+    /// succeeded empty. Inputs that failed are left whole for their dead
+    /// letters, and so is every input when the call fails as a whole.
+    pub fn call_consuming(&mut self, records: &mut [Record]) -> Result<CallOutput, CallFailure> {
+        self.run(records)
+    }
+
+    fn run<I: Inputs>(&mut self, records: I) -> Result<CallOutput, CallFailure> {
+        abi::pack(records.records(), &mut self.scratch);
         let deadline = arm(&mut self.store, &self.limits, self.module.metered);
         let result = run_until(deadline, self.bindings.call_process(&mut self.store, &self.scratch));
         match result {
