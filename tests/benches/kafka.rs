@@ -4,7 +4,7 @@
 //! - `pipeline`: Kafka → passthrough wasm → Kafka, run by sluice, against a
 //!   consume-only baseline and a produce-only baseline (plain rdkafka
 //!   clients with the settings sluice uses: acks=all, idempotence). On a
-//!   tansu broker. Goal: at least 0.5× the slower baseline.
+//!   tansu broker. Goal: at least 0.8× the slower baseline.
 //! - `ingest`: REST ingest at acks=all (NDJSON, 1,000 records a request,
 //!   4 concurrent clients) against `kcat -P` producing the same records.
 //!   On rdkafka's mock cluster, because Debian's kcat cannot talk to tansu.
