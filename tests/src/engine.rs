@@ -105,7 +105,10 @@ impl Engine {
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+        // An engine serves once its pipelines are built, which includes
+        // compiling their modules: the Python and JavaScript components
+        // take tens of seconds on two cores that other tests are using.
+        let url = match rx.recv_timeout(Duration::from_secs(180)) {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
