@@ -83,10 +83,11 @@ pub struct Ingest {
     config: IngestConfig,
     /// Open topics: the configured ones, plus those pipelines deployed later read.
     topics: std::sync::RwLock<Vec<String>>,
-    /// Set by the producer's error callback when every broker is down.
+    /// Set by the producer's error callback when every broker is down, and
+    /// when a request's records time out; cleared by a successful probe.
     brokers_down: Arc<AtomicBool>,
-    /// When the brokers were last found reachable again after going down;
-    /// probes are rate-limited through this.
+    /// When the brokers were last probed while marked down; probes are
+    /// rate-limited through this.
     last_probe: Mutex<Option<Instant>>,
     /// Bytes of request bodies admitted and not answered yet.
     body_bytes: Arc<tokio::sync::Semaphore>,
@@ -284,8 +285,18 @@ impl Ingest {
             .with("written", written)
             .with("failed", failed));
         }
-        let (status, retry) =
-            if saturated { (StatusCode::TOO_MANY_REQUESTS, 1) } else { (StatusCode::SERVICE_UNAVAILABLE, 5) };
+        let (status, retry) = if saturated {
+            (StatusCode::TOO_MANY_REQUESTS, 1)
+        } else {
+            // Records the brokers did not acknowledge within the delivery
+            // timeout mean they are out of reach as far as ingest can tell,
+            // whether or not librdkafka has reported "all brokers down" yet
+            // (it only does once every broker handle it knows is down).
+            // The next request probes, at most once a second, instead of
+            // waiting out the timeout again.
+            self.brokers_down.store(true, Ordering::Relaxed);
+            (StatusCode::SERVICE_UNAVAILABLE, 5)
+        };
         Err(ApiError::new(
             status,
             format!("{} of {total} records were not written; retry those", failed.len()),
