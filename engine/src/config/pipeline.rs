@@ -137,7 +137,9 @@ pub struct StageConfig {
     /// Fuel (about one unit per wasm instruction) per call; unset disables
     /// metering, which is faster.
     pub max_fuel: Option<u64>,
-    /// Cap on the bytes produced from one input record.
+    /// Cap on the bytes produced from one input record: every output's key,
+    /// value and headers, counting those it keeps from the input (a
+    /// thousand copies of a record are a thousand times its size at the sink).
     #[serde(default = "defaults::max_output_bytes")]
     pub max_output_bytes: u64,
     #[serde(default)]

@@ -204,10 +204,14 @@ pub(crate) fn unpack<I: Inputs>(
         fail(&mut failed, index, FailureKind::Rejected(error.kind), error.message);
     }
 
-    // First pass: check. No input's outputs can be over the limit when all
-    // of them together are not: then sizes need not be counted per input.
-    let count_sizes = data.len() > max_output_bytes;
-    let mut output_bytes = vec![0usize; if count_sizes { input_count } else { 0 }];
+    // First pass: check, and bound the bytes of all outputs together. No
+    // input's outputs can be over the limit when all of them are not, so
+    // only then are they counted per input. The bound is of the outputs,
+    // not of the guest's buffer: outputs that keep their input's key or
+    // value, or name the same span of the buffer, each carry those bytes to
+    // the sink.
+    let mut written_bytes = 0usize;
+    let mut kept = 0usize;
     let (mut last_key, mut last_value) = match I::TAKES {
         true => (vec![NOT_KEPT; input_count], vec![NOT_KEPT; input_count]),
         false => (Vec::new(), Vec::new()),
@@ -223,20 +227,20 @@ pub(crate) fn unpack<I: Inputs>(
         previous_input = index;
         let headers = header_words(&batch.headers, words)
             .ok_or_else(|| invalid(format!("header range of output for input {index} is out of bounds")))?;
-        let mut size = 0;
         for h in headers.chunks_exact(HEADER_WORDS) {
-            size += check(h[0], h[1])? as usize + check(h[2], h[3])? as usize;
+            written_bytes += check(h[0], h[1])? as usize + check(h[2], h[3])? as usize;
             if std::str::from_utf8(span(h[0], h[1])).is_err() {
                 return Err(invalid("a header name is not valid UTF-8".to_string()));
             }
         }
         let (keeps_key, keeps_value) = (words[KEY_LEN] == INPUT_KEY, words[VALUE_LEN] == INPUT_VALUE);
         if !keeps_key && words[KEY_LEN] != NO_KEY {
-            size += check(words[KEY_OFFSET], words[KEY_LEN])? as usize;
+            written_bytes += check(words[KEY_OFFSET], words[KEY_LEN])? as usize;
         }
         if !keeps_value {
-            size += check(words[VALUE_OFFSET], words[VALUE_LEN])? as usize;
+            written_bytes += check(words[VALUE_OFFSET], words[VALUE_LEN])? as usize;
         }
+        kept += keeps_key as usize + keeps_value as usize;
         if I::TAKES {
             if keeps_key {
                 last_key[index] = output as u32;
@@ -245,17 +249,22 @@ pub(crate) fn unpack<I: Inputs>(
                 last_value[index] = output as u32;
             }
         }
-        if count_sizes {
-            let input = &inputs.records()[index];
-            if keeps_key {
-                size += input.key.as_ref().map_or(0, Bytes::len);
-            }
-            if keeps_value {
-                size += input.value.len();
-            }
-            output_bytes[index] += size;
-        }
     }
+    // Each kept key or value is at most the batch's largest key or value.
+    let largest_kept = match kept {
+        0 => 0,
+        _ => inputs
+            .records()
+            .iter()
+            .map(|r| r.value.len().max(r.key.as_ref().map_or(0, Bytes::len)))
+            .max()
+            .unwrap_or(0),
+    };
+    let bound = written_bytes.saturating_add(kept.saturating_mul(largest_kept));
+    let output_bytes = match bound > max_output_bytes {
+        true => bytes_per_input(&batch.records, &batch.headers, inputs.records()),
+        false => Vec::new(),
+    };
     for (index, bytes) in output_bytes.iter().enumerate() {
         if *bytes > max_output_bytes && failed.get(index).is_none_or(Option::is_none) {
             fail(
@@ -329,6 +338,36 @@ pub(crate) fn unpack<I: Inputs>(
         .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
         .collect();
     Ok(CallOutput { records, inputs: record_inputs, failures })
+}
+
+/// The bytes one output carries to the sink: its key, value and headers,
+/// whether written by the guest or kept from `input`. Its header range
+/// must have been checked.
+fn output_size(headers: &[u32], words: &[u32], input: &Record) -> usize {
+    let key = match words[KEY_LEN] {
+        NO_KEY => 0,
+        INPUT_KEY => input.key.as_ref().map_or(0, Bytes::len),
+        len => len as usize,
+    };
+    let value = match words[VALUE_LEN] {
+        INPUT_VALUE => input.value.len(),
+        len => len as usize,
+    };
+    let headers: usize = headers.chunks_exact(HEADER_WORDS).map(|h| h[1] as usize + h[3] as usize).sum();
+    key + value + headers
+}
+
+/// The bytes of each input's outputs together, for a call whose outputs
+/// are over the limit in total. The first pass checked every index and
+/// header range.
+fn bytes_per_input(records: &[u32], headers: &[u32], inputs: &[Record]) -> Vec<usize> {
+    let mut bytes = vec![0usize; inputs.len()];
+    for words in records.chunks_exact(RECORD_WORDS) {
+        let index = words[INPUT] as usize;
+        let headers = header_words(headers, words).unwrap_or_default();
+        bytes[index] = bytes[index].saturating_add(output_size(headers, words, &inputs[index]));
+    }
+    bytes
 }
 
 /// The header words of the output record described by `words`, if in bounds.
@@ -416,6 +455,28 @@ mod tests {
         let failure = unpack(out, &mut inputs[..], 1 << 20).unwrap_err();
         assert_eq!(failure.kind, FailureKind::InvalidOutput);
         assert_eq!(inputs, whole, "a failed call takes nothing: the retry needs every input");
+    }
+
+    #[test]
+    fn every_output_counts_toward_max_output_bytes_even_when_it_adds_nothing_to_the_buffer() {
+        let inputs = [input(Some("k"), "0123456789"), input(None, "ok")];
+        // Input 0 fans out ten times: by keeping its value (11 bytes with the
+        // key) and by naming one written span over and over (10 bytes).
+        // Neither grows the guest's 10-byte buffer; input 1 is kept once.
+        let kept = [(0, INPUT_KEY, 0, INPUT_VALUE, 0); 5];
+        let same_span = [(0, NO_KEY, 0, 10, 0); 5];
+        let words: Vec<_> =
+            kept.iter().chain(&same_span).copied().chain([(0, NO_KEY, 0, INPUT_VALUE, 1)]).collect();
+        let call = unpack(output(&words, b"abcdefghij"), &inputs[..], 100).unwrap();
+        assert_eq!(call.failures.len(), 1);
+        let (index, kind, message) = &call.failures[0];
+        assert_eq!((*index, kind), (0, &FailureKind::InvalidOutput));
+        assert!(message.contains("total 105 bytes, over max_output_bytes = 100"), "{message}");
+        assert_eq!(call.records.len(), 1, "the other input's output passes");
+
+        let call = unpack(output(&words, b"abcdefghij"), &inputs[..], 105).unwrap();
+        assert!(call.failures.is_empty(), "at the limit is within it");
+        assert_eq!(call.records.len(), 11);
     }
 
     #[test]

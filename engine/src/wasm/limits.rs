@@ -13,7 +13,8 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Fuel (roughly, wasm instructions) per call; `None` disables metering.
     pub max_fuel: Option<u64>,
-    /// Cap on the bytes of output produced from one input record.
+    /// Cap on the bytes of output produced from one input record, counting
+    /// what outputs keep of it (see `abi::unpack`).
     pub max_output_bytes: usize,
 }
 

@@ -113,6 +113,17 @@ fn output_over_max_output_bytes_is_refused() {
 }
 
 #[test]
+fn outputs_that_keep_their_inputs_value_count_toward_max_output_bytes() {
+    // "echo" forwards itself 100 times, which writes nothing to the guest's
+    // buffer: each copy still carries its bytes to the sink.
+    let outcome = run_lines(&["a", "echo", "b"], "max_output_bytes = 70");
+    assert_eq!(outcome.written, ["a", "b"]);
+    assert_eq!(outcome.dead[0]["error"]["kind"], "invalid-output");
+    let message = outcome.dead[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("total 400 bytes, over max_output_bytes = 70"), "{message}");
+}
+
+#[test]
 fn amplified_output_within_limits_passes() {
     let outcome = run_lines(&["amplify"], "");
     assert_eq!(outcome.written, ["x".repeat(700)]);

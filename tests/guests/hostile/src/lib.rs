@@ -36,6 +36,9 @@ impl Transform for Hostile {
             b"amplify" => {
                 out.push(vec![b'x'; 100 * record.value().len()]);
             }
+            // 100 copies that keep the input's value: the sink gets 100x the
+            // input while the guest's output buffer stays empty.
+            b"echo" => (0..100).for_each(|_| out.forward(record)),
             b"reject" => return Err(Error::new("refused", "the value was `reject`")),
             // Probes of the sandbox: they report what the guest can reach.
             b"clock" => {
