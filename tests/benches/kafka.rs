@@ -1,10 +1,13 @@
 //! Kafka benchmarks. Each compares sluice with a baseline in one run, on
 //! one broker, and prints the ratio:
 //!
-//! - `pipeline`: Kafka → passthrough wasm → Kafka, run by sluice, against a
-//!   consume-only baseline and a produce-only baseline (plain rdkafka
-//!   clients with the settings sluice uses: acks=all, idempotence). On a
-//!   tansu broker. Goal: at least 0.8× the slower baseline.
+//! - `pipeline-tansu`, `pipeline-mock`: Kafka → passthrough wasm → Kafka,
+//!   run by sluice, against a consume-only baseline and a produce-only
+//!   baseline (plain rdkafka clients with the settings sluice uses:
+//!   acks=all, idempotence), and a plain rdkafka relay. On a tansu broker (a
+//!   server storing in SQLite), and on rdkafka's mock cluster (in memory, in
+//!   this process): the difference shows which one bounds the ratio. Goal:
+//!   at least 0.8× the slower baseline.
 //! - `ingest`: REST ingest at acks=all (NDJSON, 1,000 records a request,
 //!   4 concurrent clients) against `kcat -P` producing the same records.
 //!   On rdkafka's mock cluster, because Debian's kcat cannot talk to tansu.
@@ -29,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 const PIPELINE_RECORDS: usize = 200_000;
+/// rdkafka's mock cluster keeps at most 5 MiB (or 100,000 records) per
+/// partition and drops the oldest beyond that (`rdkafka_mock.c`), which for
+/// these records is about 53,000 per partition: 40,000 in each of three fit.
+const MOCK_PIPELINE_RECORDS: usize = 120_000;
 const INGEST_RECORDS: usize = 200_000;
 
 fn value(i: usize) -> String {
@@ -45,8 +52,22 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument picks one benchmark.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
-    if wanted("pipeline") {
-        pipeline();
+    if wanted("pipeline-tansu") {
+        let broker = Tansu::start();
+        pipeline_on("tansu", PIPELINE_RECORDS, None, &broker.bootstrap, &|topic| {
+            broker.create_topic(topic, 3)
+        });
+    }
+    if wanted("pipeline-mock") {
+        let cluster = MockCluster::new(1).unwrap();
+        // Spread: a partition given more than its share would drop its oldest.
+        pipeline_on(
+            "rdkafka mock cluster",
+            MOCK_PIPELINE_RECORDS,
+            Some(3),
+            &cluster.bootstrap_servers(),
+            &|topic| cluster.create_topic(topic, 3, 1).unwrap(),
+        );
     }
     if wanted("ingest") {
         ingest();
@@ -91,8 +112,10 @@ fn send(
 }
 
 /// Produces `count` records to `topic` the way the Kafka sink does; returns
-/// the time until the last one was acknowledged.
-fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
+/// the time until the last one was acknowledged. With `spread`, record `i`
+/// goes to partition `i % spread` instead of where librdkafka's sticky
+/// partitioner puts it (whole batches of thousands to one partition).
+fn produce(bootstrap: &str, topic: &str, count: usize, spread: Option<usize>) -> Duration {
     let producer = producer(bootstrap);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = Instant::now();
@@ -100,7 +123,11 @@ fn produce(bootstrap: &str, topic: &str, count: usize) -> Duration {
         let mut deliveries = Vec::with_capacity(count);
         for i in 0..count {
             let payload = value(i);
-            deliveries.push(send(&producer, FutureRecord::to(topic).payload(payload.as_bytes())));
+            let mut record = FutureRecord::to(topic).payload(payload.as_bytes());
+            if let Some(partitions) = spread {
+                record = record.partition((i % partitions) as i32);
+            }
+            deliveries.push(send(&producer, record));
         }
         for delivery in deliveries {
             delivery.await.unwrap().unwrap();
@@ -150,17 +177,13 @@ fn relay(bootstrap: &str, from: &str, to: &str, count: usize) -> Duration {
     started.elapsed()
 }
 
-fn pipeline() {
-    let broker = Tansu::start();
-    pipeline_on("tansu", &broker.bootstrap, &|topic| broker.create_topic(topic, 3));
-}
-
-fn pipeline_on(broker: &str, bootstrap: &str, create_topic: &dyn Fn(&str)) {
+/// The pipeline and its baselines on one broker: `n` records of topic `in`,
+/// spread evenly over `spread` partitions if given.
+fn pipeline_on(broker: &str, n: usize, spread: Option<usize>, bootstrap: &str, create_topic: &dyn Fn(&str)) {
     for topic in ["in", "out", "relayed"] {
         create_topic(topic);
     }
-    let n = PIPELINE_RECORDS;
-    let produce_time = produce(bootstrap, "in", n);
+    let produce_time = produce(bootstrap, "in", n, spread);
     let consume_time = consume(bootstrap, "in", n);
     let relay_time = relay(bootstrap, "in", "relayed", n);
 
