@@ -1,10 +1,9 @@
-//! The wasmtime engine, the compiled-module cache and the epoch ticker.
+//! The wasmtime engine and the compiled-module cache.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
@@ -14,11 +13,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::TransformPre;
 use super::compiled_cache::CompiledCache;
 use super::config_spec::ConfigSpec;
+use super::epoch::EpochTicker;
 use super::error::LoadError;
 use super::instance::StoreState;
-
-/// How often the epoch advances; the granularity of `timeout_ms`.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Exports the `transform` world requires, with their WIT signatures for
 /// error messages.
@@ -52,6 +49,7 @@ struct HostInner {
 struct Runtime {
     engine: Engine,
     linker: Linker<StoreState>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// A validated, compiled transform, ready to instantiate.
@@ -62,6 +60,7 @@ pub struct Module {
     /// SHA-256 of the component bytes, hex-encoded.
     pub hash: String,
     pub(crate) engine: Engine,
+    pub(crate) ticker: Arc<EpochTicker>,
     pub(crate) pre: TransformPre<StoreState>,
     pub(crate) metered: bool,
     pub(crate) sandboxed: bool,
@@ -132,8 +131,8 @@ impl WasmHost {
         if let Some(runtime) = cell.get() {
             return Ok(runtime);
         }
-        let runtime = Runtime::new(metered, self.inner.sandboxed).map_err(LoadError::Invalid)?;
-        spawn_epoch_ticker(runtime.engine.clone(), self.inner.stop_ticker.clone());
+        let runtime = Runtime::new(metered, self.inner.sandboxed, self.inner.stop_ticker.clone())
+            .map_err(LoadError::Invalid)?;
         // Another thread may have won the race; its runtime is as good.
         Ok(cell.get_or_init(|| runtime))
     }
@@ -174,6 +173,7 @@ impl WasmHost {
             name: name.to_string(),
             hash,
             engine: runtime.engine.clone(),
+            ticker: runtime.ticker.clone(),
             pre,
             metered,
             sandboxed: self.inner.sandboxed,
@@ -191,11 +191,14 @@ impl WasmHost {
 impl Drop for HostInner {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+        for runtime in [self.plain.get(), self.metered.get()].into_iter().flatten() {
+            runtime.ticker.wake();
+        }
     }
 }
 
 impl Runtime {
-    fn new(metered: bool, sandboxed: bool) -> anyhow::Result<Runtime> {
+    fn new(metered: bool, sandboxed: bool, stop_ticker: Arc<AtomicBool>) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(sandboxed);
@@ -234,7 +237,8 @@ impl Runtime {
             StoreState,
             wasmtime::component::HasSelf<StoreState>,
         >(&mut linker, |state| state)?;
-        Ok(Runtime { engine, linker })
+        let ticker = EpochTicker::start(engine.clone(), stop_ticker);
+        Ok(Runtime { engine, linker, ticker })
     }
 }
 
@@ -305,19 +309,6 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), LoadError
         missing.join("`, `"),
         found.join(", ")
     )))
-}
-
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(EPOCH_TICK);
-            engine.increment_epoch();
-        }
-    });
-    if let Err(e) = spawned {
-        // Without the ticker no call can time out: fail loudly at start-up.
-        panic!("cannot start the epoch ticker thread: {e}");
-    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 use super::abi::{self, CallOutput, Inputs};
 use super::bindings::{Batch, Transform};
 use super::deadline::{Blocked, run_until};
+use super::epoch::EPOCH_TICK;
 use super::error::{FailureKind, LoadError};
-use super::host::{EPOCH_TICK, Module};
+use super::host::Module;
 use super::limits::{Limits, MemoryLimiter};
 use super::lookup::LookupState;
 use super::stdio::CapturedStderr;
@@ -127,6 +128,7 @@ impl TransformInstance {
             LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message))
         };
         // Instantiation and `init` share one budget, like a call.
+        let _ticking = module.ticker.running();
         let deadline = arm(&mut store, limits, module.metered);
         let started = run_until(deadline, async {
             let bindings = module.pre.instantiate_async(&mut store).await?;
@@ -178,8 +180,10 @@ impl TransformInstance {
 
     fn run<I: Inputs>(&mut self, records: I) -> Result<CallOutput, CallFailure> {
         abi::pack(records.records(), &mut self.scratch);
+        let ticking = self.module.ticker.running();
         let deadline = arm(&mut self.store, &self.limits, self.module.metered);
         let result = run_until(deadline, self.bindings.call_process(&mut self.store, &self.scratch));
+        drop(ticking);
         match result {
             Ok(Ok(output)) => abi::unpack(output, records, self.limits.max_output_bytes),
             Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, e)),

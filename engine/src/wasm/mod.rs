@@ -7,6 +7,7 @@ mod bindings;
 mod compiled_cache;
 pub mod config_spec;
 mod deadline;
+mod epoch;
 mod error;
 mod hash;
 mod host;
