@@ -12,7 +12,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 use super::abi::{self, CallOutput, Inputs};
 use super::bindings::{Batch, Transform};
 use super::deadline::{Blocked, run_until};
-use super::epoch::EPOCH_TICK;
+use super::epoch::{EPOCH_TICK, Ticking};
 use super::error::{FailureKind, LoadError};
 use super::host::Module;
 use super::limits::{Limits, MemoryLimiter};
@@ -128,8 +128,7 @@ impl TransformInstance {
             LoadError::InitFailed(format!("{}: {}", failure.kind, failure.message))
         };
         // Instantiation and `init` share one budget, like a call.
-        let _ticking = module.ticker.running();
-        let deadline = arm(&mut store, limits, module.metered);
+        let (deadline, _ticking) = arm(&mut store, limits, module);
         let started = run_until(deadline, async {
             let bindings = module.pre.instantiate_async(&mut store).await?;
             let init = bindings.call_init(&mut store, config_json).await?;
@@ -180,8 +179,7 @@ impl TransformInstance {
 
     fn run<I: Inputs>(&mut self, records: I) -> Result<CallOutput, CallFailure> {
         abi::pack(records.records(), &mut self.scratch);
-        let ticking = self.module.ticker.running();
-        let deadline = arm(&mut self.store, &self.limits, self.module.metered);
+        let (deadline, ticking) = arm(&mut self.store, &self.limits, &self.module);
         let result = run_until(deadline, self.bindings.call_process(&mut self.store, &self.scratch));
         drop(ticking);
         match result {
@@ -205,18 +203,19 @@ impl TransformInstance {
 }
 
 /// Gives the next call its full time and fuel budget; returns when its
-/// time is up.
-fn arm(store: &mut Store<StoreState>, limits: &Limits, metered: bool) -> Instant {
+/// time is up, and the guard that keeps the epoch advancing (without it
+/// the deadline never comes) until the call is over.
+fn arm<'m>(store: &mut Store<StoreState>, limits: &Limits, module: &'m Module) -> (Instant, Ticking<'m>) {
     let deadline = Instant::now() + limits.timeout;
     let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
     // +1: the current tick may be about to end.
     store.set_epoch_deadline(ticks.max(1) + 1);
-    if metered {
+    if module.metered {
         // Only fails when the engine does not meter fuel, which `metered` rules out.
         let _ = store.set_fuel(limits.max_fuel.unwrap_or(u64::MAX));
     }
     store.data().limiter.hit.store(false, Ordering::Relaxed);
-    deadline
+    (deadline, module.ticker.running())
 }
 
 /// A call abandoned at its deadline while it waited in a host call (a
