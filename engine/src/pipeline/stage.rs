@@ -188,17 +188,18 @@ impl Stage {
             }
             Err(failure) if total == 1 => self.crashed(&records[0], &failure, &mut output),
             Err(_) => {
-                for index in 0..total {
-                    let record = &mut records[index..=index];
-                    match self.call(record) {
+                let mut rest = std::mem::take(&mut records).into_iter();
+                while let Some(record) = rest.next() {
+                    let mut one = vec![record];
+                    match self.call(&mut one) {
                         Ok(call) => {
                             self.failures().passed(1);
-                            self.collect(call, record, &mut output);
+                            self.collect(call, &one, &mut output);
                         }
-                        Err(failure) => self.crashed(&record[0], &failure, &mut output),
+                        Err(failure) => self.crashed(&one[0], &failure, &mut output),
                     }
                     if self.is_quarantined() {
-                        output.held = records.split_off(index + 1);
+                        output.held = rest.collect();
                         break;
                     }
                 }
@@ -236,7 +237,7 @@ impl Stage {
 
     /// Calls the instance (a new one after a failed call), which takes over
     /// the key and value of the records that succeed.
-    fn call(&mut self, records: &mut [Record]) -> Result<crate::wasm::CallOutput, CallFailure> {
+    fn call(&mut self, records: &mut Vec<Record>) -> Result<crate::wasm::CallOutput, CallFailure> {
         let instance = match self.instance.take() {
             Some(instance) => instance,
             None => {
@@ -270,7 +271,13 @@ impl Stage {
 
     /// Takes a call's outputs, and dead-letters its failed inputs (which it left whole).
     fn collect(&self, call: crate::wasm::CallOutput, inputs: &[Record], output: &mut StageOutput) {
-        output.records.extend(call.records);
+        // Moving a batch's records costs a copy of each: the first call's
+        // outputs are kept as they are.
+        if output.records.is_empty() {
+            output.records = call.records;
+        } else {
+            output.records.extend(call.records);
+        }
         for (index, kind, message) in call.failures {
             output.failed.push(self.dead_letter(inputs[index].clone(), kind, message));
         }

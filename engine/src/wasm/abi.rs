@@ -112,6 +112,12 @@ pub(crate) trait Inputs {
     fn key(&mut self, index: usize, last: bool) -> Option<Bytes>;
     /// Input `index`'s value for an output; taken when no later output keeps it.
     fn value(&mut self, index: usize, last: bool) -> Bytes;
+    /// The inputs themselves, when the call owns them and each has exactly
+    /// one output: they become their outputs, changed in place, so nothing
+    /// is built, moved or dropped but what the guest changed.
+    fn in_place(&mut self) -> Option<&mut Vec<Record>> {
+        None
+    }
 }
 
 impl Inputs for &[Record] {
@@ -143,6 +149,26 @@ impl Inputs for &mut [Record] {
 
     fn value(&mut self, index: usize, last: bool) -> Bytes {
         if last { std::mem::take(&mut self[index].value) } else { self[index].value.clone() }
+    }
+}
+
+impl Inputs for &mut Vec<Record> {
+    const TAKES: bool = true;
+
+    fn records(&self) -> &[Record] {
+        self
+    }
+
+    fn key(&mut self, index: usize, last: bool) -> Option<Bytes> {
+        self.as_mut_slice().key(index, last)
+    }
+
+    fn value(&mut self, index: usize, last: bool) -> Bytes {
+        self.as_mut_slice().value(index, last)
+    }
+
+    fn in_place(&mut self) -> Option<&mut Vec<Record>> {
+        Some(self)
     }
 }
 
@@ -212,10 +238,8 @@ pub(crate) fn unpack<I: Inputs>(
     // the sink.
     let mut written_bytes = 0usize;
     let mut kept = 0usize;
-    let (mut last_key, mut last_value) = match I::TAKES {
-        true => (vec![NOT_KEPT; input_count], vec![NOT_KEPT; input_count]),
-        false => (Vec::new(), Vec::new()),
-    };
+    // Whether output n is input n's only output, for every n.
+    let mut one_to_one = count == input_count;
     let mut unordered = false;
     let mut previous_input = 0;
     for (output, words) in batch.records.chunks_exact(RECORD_WORDS).enumerate() {
@@ -224,6 +248,7 @@ pub(crate) fn unpack<I: Inputs>(
             return Err(invalid(format!("output for input {index} of a {input_count}-record batch")));
         }
         unordered |= index < previous_input;
+        one_to_one &= index == output;
         previous_input = index;
         let headers = header_words(&batch.headers, words)
             .ok_or_else(|| invalid(format!("header range of output for input {index} is out of bounds")))?;
@@ -241,14 +266,6 @@ pub(crate) fn unpack<I: Inputs>(
             written_bytes += check(words[VALUE_OFFSET], words[VALUE_LEN])? as usize;
         }
         kept += keeps_key as usize + keeps_value as usize;
-        if I::TAKES {
-            if keeps_key {
-                last_key[index] = output as u32;
-            }
-            if keeps_value {
-                last_value[index] = output as u32;
-            }
-        }
     }
     // Each kept key or value is at most the batch's largest key or value.
     let largest_kept = match kept {
@@ -278,7 +295,50 @@ pub(crate) fn unpack<I: Inputs>(
         }
     }
 
-    // Second pass: build the outputs of the inputs that did not fail.
+    // Second pass: the outputs of the inputs that did not fail. When each
+    // input has one output (a parser, an enricher, a passthrough), owned
+    // inputs are turned into their outputs where they lie.
+    if one_to_one && failed.is_empty() {
+        if let Some(records) = inputs.in_place() {
+            for (record, (words, &timestamp)) in
+                records.iter_mut().zip(batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps))
+            {
+                match words[KEY_LEN] {
+                    INPUT_KEY => {}
+                    NO_KEY => record.key = None,
+                    len => record.key = Some(slice(words[KEY_OFFSET], len)),
+                }
+                if words[VALUE_LEN] != INPUT_VALUE {
+                    record.value = slice(words[VALUE_OFFSET], words[VALUE_LEN]);
+                }
+                if words[HEADER_COUNT] != 0 || !record.headers.is_empty() {
+                    record.headers = headers_of(&batch.headers, words, &data);
+                }
+                record.timestamp = (timestamp != NO_TIMESTAMP).then_some(timestamp);
+            }
+            return Ok(CallOutput {
+                records: std::mem::take(records),
+                inputs: (0..count as u32).collect(),
+                failures: Vec::new(),
+            });
+        }
+    }
+    // Owned inputs give what they keep to their last output that keeps it.
+    let (mut last_key, mut last_value) = match I::TAKES {
+        true => (vec![NOT_KEPT; input_count], vec![NOT_KEPT; input_count]),
+        false => (Vec::new(), Vec::new()),
+    };
+    if I::TAKES {
+        for (output, words) in batch.records.chunks_exact(RECORD_WORDS).enumerate() {
+            let index = words[INPUT] as usize;
+            if words[KEY_LEN] == INPUT_KEY {
+                last_key[index] = output as u32;
+            }
+            if words[VALUE_LEN] == INPUT_VALUE {
+                last_value[index] = output as u32;
+            }
+        }
+    }
     let mut records: Vec<Record> = Vec::with_capacity(count);
     let mut record_inputs: Vec<u32> = Vec::with_capacity(count);
     for (output, (words, &timestamp)) in
@@ -288,20 +348,7 @@ pub(crate) fn unpack<I: Inputs>(
         if failed.get(index).is_some_and(Option::is_some) {
             continue;
         }
-        let mut headers = Vec::new();
-        // Most records have none; building an empty vector through an
-        // iterator showed in profiles.
-        if words[HEADER_COUNT] != 0 {
-            headers.extend(
-                header_words(&batch.headers, words).unwrap_or_default().chunks_exact(HEADER_WORDS).map(|h| {
-                    Header {
-                        // Checked to be UTF-8 by the first pass, so nothing is replaced.
-                        name: String::from_utf8_lossy(span(h[0], h[1])).into_owned(),
-                        value: slice(h[2], h[3]),
-                    }
-                }),
-            );
-        }
+        let headers = headers_of(&batch.headers, words, &data);
         let last = |kept: &[u32]| I::TAKES && kept[index] == output as u32;
         let key = match words[KEY_LEN] {
             NO_KEY => None,
@@ -368,6 +415,26 @@ fn bytes_per_input(records: &[u32], headers: &[u32], inputs: &[Record]) -> Vec<u
         bytes[index] = bytes[index].saturating_add(output_size(headers, words, &inputs[index]));
     }
     bytes
+}
+
+/// The headers of the output record described by `words`, whose spans
+/// and names the first pass of [`unpack`] checked.
+fn headers_of(headers: &[u32], words: &[u32], data: &Bytes) -> Vec<Header> {
+    // Most records have none; building an empty vector through an
+    // iterator showed in profiles.
+    if words[HEADER_COUNT] == 0 {
+        return Vec::new();
+    }
+    let slice = |offset: u32, len: u32| data.slice(offset as usize..offset as usize + len as usize);
+    header_words(headers, words)
+        .unwrap_or_default()
+        .chunks_exact(HEADER_WORDS)
+        .map(|h| Header {
+            // Checked to be UTF-8 by the first pass, so nothing is replaced.
+            name: String::from_utf8_lossy(&data[h[0] as usize..][..h[1] as usize]).into_owned(),
+            value: slice(h[2], h[3]),
+        })
+        .collect()
 }
 
 /// The header words of the output record described by `words`, if in bounds.
@@ -455,6 +522,54 @@ mod tests {
         let failure = unpack(out, &mut inputs[..], 1 << 20).unwrap_err();
         assert_eq!(failure.kind, FailureKind::InvalidOutput);
         assert_eq!(inputs, whole, "a failed call takes nothing: the retry needs every input");
+    }
+
+    #[test]
+    fn owned_inputs_with_one_output_each_become_their_outputs_in_place() {
+        let mut with_header = input(Some("k1"), "one");
+        with_header.headers.push(Header { name: "h".into(), value: Bytes::from_static(b"v") });
+        with_header.timestamp = Some(7);
+        let whole = vec![input(Some("k0"), "zero"), with_header, input(Some("k2"), "two")];
+        // Input 0 passes through; input 1 gets a new value, no key and no
+        // headers; input 2 a new key, a header and a timestamp.
+        let answer = || {
+            let mut out = output(
+                &[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, NO_KEY, 0, 3, 1), (3, 2, 0, INPUT_VALUE, 2)],
+                b"newk2hv",
+            );
+            out.records.records[2 * RECORD_WORDS + FIRST_HEADER] = 0;
+            out.records.records[2 * RECORD_WORDS + HEADER_COUNT] = 1;
+            out.records.headers = vec![5, 1, 6, 1];
+            out.records.timestamps[2] = 42;
+            out
+        };
+        let borrowed = unpack(answer(), &whole[..], 1 << 20).unwrap();
+
+        let mut inputs = whole.clone();
+        let first = inputs.as_ptr();
+        let zero = inputs[0].value.as_ptr();
+        let call = unpack(answer(), &mut inputs, 1 << 20).unwrap();
+        assert_eq!(call.records, borrowed.records, "the same outputs as a borrowing call");
+        assert_eq!(call.inputs, borrowed.inputs);
+        assert_eq!(call.records[2].headers[0].name, "h");
+        assert_eq!(call.records[2].timestamp, Some(42));
+        assert_eq!(call.records.as_ptr(), first, "the inputs' own vector, not a new one");
+        assert_eq!(call.records[0].value.as_ptr(), zero, "a kept value is not even moved");
+        assert!(inputs.is_empty());
+
+        // Two outputs for one input, or a failure: outputs are built apart,
+        // and a failed input stays whole for its dead letter.
+        let mut inputs = whole.clone();
+        let fan_out = output(&[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, INPUT_KEY, 0, INPUT_VALUE, 0)], b"");
+        let call = unpack(fan_out, &mut inputs, 1 << 20).unwrap();
+        assert_eq!(call.records, [whole[0].clone(), whole[0].clone()]);
+        assert_eq!(inputs.len(), 3);
+        let mut inputs = whole.clone();
+        let mut rejected = answer();
+        rejected.errors.push(RecordError { input: 1, kind: "invalid-input".into(), message: "no".into() });
+        let call = unpack(rejected, &mut inputs, 1 << 20).unwrap();
+        assert_eq!(call.records.len(), 2);
+        assert_eq!(inputs[1], whole[1], "a failed input keeps what its dead letter needs");
     }
 
     #[test]

@@ -171,9 +171,11 @@ impl TransformInstance {
     /// Like [`call`](Self::call), for a caller done with `records` once
     /// they succeed (a pipeline stage): outputs take over the key and value
     /// they keep instead of sharing them, which leaves the inputs that
-    /// succeeded empty. Inputs that failed are left whole for their dead
-    /// letters, and so is every input when the call fails as a whole.
-    pub fn call_consuming(&mut self, records: &mut [Record]) -> Result<CallOutput, CallFailure> {
+    /// succeeded empty. When every input has exactly one output, in order,
+    /// and none failed, the inputs become the outputs where they lie and
+    /// `records` is left empty. Inputs that failed are left whole for their
+    /// dead letters, and so is every input when the call fails as a whole.
+    pub fn call_consuming(&mut self, records: &mut Vec<Record>) -> Result<CallOutput, CallFailure> {
         self.run(records)
     }
 
