@@ -233,10 +233,7 @@ impl Runtime {
             wasmtime::component::HasSelf<StoreState>,
         >(&mut linker, |state| state)?;
         // The `hash` import; it answers only stages granted `hash`.
-        super::bindings::sluice::transform::hash::add_to_linker::<
-            StoreState,
-            wasmtime::component::HasSelf<StoreState>,
-        >(&mut linker, |state| state)?;
+        super::hash::add_to_linker(&mut linker)?;
         let ticker = EpochTicker::start(engine.clone(), stop_ticker);
         Ok(Runtime { engine, linker, ticker })
     }
