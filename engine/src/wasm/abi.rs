@@ -298,30 +298,31 @@ pub(crate) fn unpack<I: Inputs>(
     // Second pass: the outputs of the inputs that did not fail. When each
     // input has one output (a parser, an enricher, a passthrough), owned
     // inputs are turned into their outputs where they lie.
-    if one_to_one && failed.is_empty() {
-        if let Some(records) = inputs.in_place() {
-            for (record, (words, &timestamp)) in
-                records.iter_mut().zip(batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps))
-            {
-                match words[KEY_LEN] {
-                    INPUT_KEY => {}
-                    NO_KEY => record.key = None,
-                    len => record.key = Some(slice(words[KEY_OFFSET], len)),
-                }
-                if words[VALUE_LEN] != INPUT_VALUE {
-                    record.value = slice(words[VALUE_OFFSET], words[VALUE_LEN]);
-                }
-                if words[HEADER_COUNT] != 0 || !record.headers.is_empty() {
-                    record.headers = headers_of(&batch.headers, words, &data);
-                }
-                record.timestamp = (timestamp != NO_TIMESTAMP).then_some(timestamp);
+    if one_to_one
+        && failed.is_empty()
+        && let Some(records) = inputs.in_place()
+    {
+        for (record, (words, &timestamp)) in
+            records.iter_mut().zip(batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps))
+        {
+            match words[KEY_LEN] {
+                INPUT_KEY => {}
+                NO_KEY => record.key = None,
+                len => record.key = Some(slice(words[KEY_OFFSET], len)),
             }
-            return Ok(CallOutput {
-                records: std::mem::take(records),
-                inputs: (0..count as u32).collect(),
-                failures: Vec::new(),
-            });
+            if words[VALUE_LEN] != INPUT_VALUE {
+                record.value = slice(words[VALUE_OFFSET], words[VALUE_LEN]);
+            }
+            if words[HEADER_COUNT] != 0 || !record.headers.is_empty() {
+                record.headers = headers_of(&batch.headers, words, &data);
+            }
+            record.timestamp = (timestamp != NO_TIMESTAMP).then_some(timestamp);
         }
+        return Ok(CallOutput {
+            records: std::mem::take(records),
+            inputs: (0..count as u32).collect(),
+            failures: Vec::new(),
+        });
     }
     // Owned inputs give what they keep to their last output that keeps it.
     let (mut last_key, mut last_value) = match I::TAKES {
