@@ -136,7 +136,7 @@ impl Inputs for &[Record] {
     }
 }
 
-impl Inputs for &mut [Record] {
+impl Inputs for &mut Vec<Record> {
     const TAKES: bool = true;
 
     fn records(&self) -> &[Record] {
@@ -149,22 +149,6 @@ impl Inputs for &mut [Record] {
 
     fn value(&mut self, index: usize, last: bool) -> Bytes {
         if last { std::mem::take(&mut self[index].value) } else { self[index].value.clone() }
-    }
-}
-
-impl Inputs for &mut Vec<Record> {
-    const TAKES: bool = true;
-
-    fn records(&self) -> &[Record] {
-        self
-    }
-
-    fn key(&mut self, index: usize, last: bool) -> Option<Bytes> {
-        self.as_mut_slice().key(index, last)
-    }
-
-    fn value(&mut self, index: usize, last: bool) -> Bytes {
-        self.as_mut_slice().value(index, last)
     }
 
     fn in_place(&mut self) -> Option<&mut Vec<Record>> {
@@ -485,13 +469,13 @@ mod tests {
 
     #[test]
     fn consuming_outputs_take_what_they_keep_at_its_last_reference() {
-        let mut inputs = [input(Some("k0"), "zero"), input(None, "one")];
+        let mut inputs = vec![input(Some("k0"), "zero"), input(None, "one")];
         let zero = inputs[0].value.as_ptr();
         let out = output(
             &[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, NO_KEY, 0, INPUT_VALUE, 0), (0, INPUT_KEY, 0, 3, 1)],
             b"new",
         );
-        let records = unpack(out, &mut inputs[..], 1 << 20).unwrap().records;
+        let records = unpack(out, &mut inputs, 1 << 20).unwrap().records;
         let pairs: Vec<_> = records.iter().map(|r| (r.key.as_deref(), &r.value[..])).collect();
         assert_eq!(pairs, [(Some(&b"k0"[..]), &b"zero"[..]), (None, &b"zero"[..]), (None, &b"new"[..])]);
         // Both outputs of input 0 hold its value itself, not a copy; the
@@ -503,12 +487,12 @@ mod tests {
 
     #[test]
     fn consuming_leaves_failed_inputs_and_failed_calls_whole() {
-        let whole = [input(Some("k0"), "zero"), input(Some("k1"), "one")];
+        let whole = vec![input(Some("k0"), "zero"), input(Some("k1"), "one")];
         // Input 0 is rejected although the guest also kept its value; input 1 passes.
         let mut out = output(&[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, INPUT_KEY, 0, INPUT_VALUE, 1)], b"");
         out.errors.push(RecordError { input: 0, kind: "invalid-input".into(), message: "no".into() });
         let mut inputs = whole.clone();
-        let call = unpack(out, &mut inputs[..], 1 << 20).unwrap();
+        let call = unpack(out, &mut inputs, 1 << 20).unwrap();
         assert_eq!(call.records, [whole[1].clone()]);
         assert_eq!(call.failures.len(), 1);
         assert_eq!(inputs[0], whole[0], "a failed input keeps what its dead letter needs");
@@ -520,7 +504,7 @@ mod tests {
             b"new",
         );
         let mut inputs = whole.clone();
-        let failure = unpack(out, &mut inputs[..], 1 << 20).unwrap_err();
+        let failure = unpack(out, &mut inputs, 1 << 20).unwrap_err();
         assert_eq!(failure.kind, FailureKind::InvalidOutput);
         assert_eq!(inputs, whole, "a failed call takes nothing: the retry needs every input");
     }
