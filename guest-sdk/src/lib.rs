@@ -40,7 +40,7 @@ pub mod testing;
 
 pub use config::Config;
 pub use error::Error;
-pub use output::{Emitted, Output, ValueWriter};
+pub use output::{Emitted, Output, Sink, ValueWriter};
 pub use record::Record;
 
 /// Bindings generated from `wit/transform.wit`. Public so that

@@ -198,6 +198,52 @@ impl ValueWriter<'_> {
     }
 }
 
+/// Where a transform's encoder writes bytes: the output buffer in the
+/// component ([`ValueWriter`], through [`Output::push_with`]), a `Vec<u8>`
+/// when the same code runs natively (tests, benchmarks). Encoding into the
+/// output buffer directly saves building a value first and copying it in.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    fn put_byte(&mut self, byte: u8);
+    /// Makes room for `additional` more bytes, so a large value (an image)
+    /// is copied in once instead of into a buffer that keeps doubling.
+    fn reserve(&mut self, additional: usize);
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional);
+    }
+}
+
+// Always inlined: in a component, LLVM left `put` as a function of its
+// own, and a call there costs more than the copy of a short field.
+impl Sink for ValueWriter<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline(always)]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional);
+    }
+}
+
 impl io::Write for ValueWriter<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -6,6 +6,8 @@
 //! a handful of zig-zag varints and length-prefixed byte strings. The tests
 //! check this encoding against `apache-avro` in both directions.
 
+use sluice_guest::Sink;
+
 /// The schema, as shipped in `pipelines/schemas/image.avsc`.
 pub const SCHEMA: &str = include_str!("../../../schemas/image.avsc");
 
@@ -71,8 +73,10 @@ pub struct ImageRecord<'a> {
 }
 
 impl ImageRecord<'_> {
-    /// Appends the record's Avro binary encoding to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the record's Avro binary encoding to `out`: in a component,
+    /// the output buffer itself, so the image is copied once, not first
+    /// into a buffer of its own.
+    pub fn encode(&self, out: &mut impl Sink) {
         out.reserve(self.data.len() + self.thumbnail.map_or(0, <[u8]>::len) + 256);
         write_bytes(out, self.id.as_bytes());
         match self.filename {
@@ -159,21 +163,21 @@ fn error(field: &'static str, message: impl Into<String>) -> DecodeError {
     DecodeError { field, message: message.into() }
 }
 
-fn write_long(out: &mut Vec<u8>, value: i64) {
+fn write_long(out: &mut impl Sink, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     loop {
         if zigzag < 0x80 {
-            out.push(zigzag as u8);
+            out.put_byte(zigzag as u8);
             return;
         }
-        out.push((zigzag as u8 & 0x7f) | 0x80);
+        out.put_byte((zigzag as u8 & 0x7f) | 0x80);
         zigzag >>= 7;
     }
 }
 
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+fn write_bytes(out: &mut impl Sink, bytes: &[u8]) {
     write_long(out, bytes.len() as i64);
-    out.extend_from_slice(bytes);
+    out.put(bytes);
 }
 
 struct Reader<'a> {

@@ -15,7 +15,7 @@ pub mod sniff;
 
 use image_record::{Format, ImageRecord};
 use serde::Deserialize;
-use sluice_guest::{Config, Error, Output, Record, Transform};
+use sluice_guest::{Config, Error, Output, Record, Sink, Transform};
 
 /// The stage's `[stage.config]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,32 +59,38 @@ impl SerializeConfig {
 
 pub struct ImageSerialize {
     config: SerializeConfig,
-    buffer: Vec<u8>,
 }
 
 impl Transform for ImageSerialize {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(ImageSerialize { config: SerializeConfig::from_config(config)?, buffer: Vec::new() })
+        Ok(ImageSerialize { config: SerializeConfig::from_config(config)? })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Output) -> Result<(), Error> {
-        self.buffer.clear();
         let filename = record.header_str("filename");
-        serialize(
-            record.value(),
-            record.key(),
-            filename,
-            record.header_str("content-type"),
-            record.timestamp(),
-            &self.config,
-            &mut self.buffer,
-        )?;
-        let mut emitted = out.push(&self.buffer).header("content-type", "avro/binary");
+        // The record is encoded straight into the output buffer. When the
+        // image is refused nothing has been written yet (every check comes
+        // before the encoding), and the SDK drops the empty record anyway:
+        // a failed record's outputs are rolled back.
+        let mut result = Ok(());
+        let mut emitted = out
+            .push_with(|value| {
+                result = serialize(
+                    record.value(),
+                    record.key(),
+                    filename,
+                    record.header_str("content-type"),
+                    record.timestamp(),
+                    &self.config,
+                    value,
+                );
+            })
+            .header("content-type", "avro/binary");
         if let Some(name) = filename {
             emitted = emitted.header("filename", name);
         }
         let _ = emitted;
-        Ok(())
+        result
     }
 }
 
@@ -109,7 +115,7 @@ pub fn serialize(
     claimed_type: Option<&str>,
     timestamp: Option<i64>,
     config: &SerializeConfig,
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
 ) -> Result<(), Error> {
     let header = sniff::sniff(data)?;
     if config.check_claims {

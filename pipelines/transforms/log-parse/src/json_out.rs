@@ -7,44 +7,11 @@
 
 use std::net::Ipv6Addr;
 
-use sluice_guest::{Error, ValueWriter};
+use sluice_guest::{Error, Sink};
 
 use crate::chunk16;
 use crate::event::{Escaping, Event, split_url};
 use crate::time::Timestamp;
-
-/// Where JSON is written: a `Vec<u8>` natively, the SDK's output buffer in
-/// the component.
-pub trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-    fn put_byte(&mut self, byte: u8);
-}
-
-impl Sink for Vec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-
-    #[inline]
-    fn put_byte(&mut self, byte: u8) {
-        self.push(byte);
-    }
-}
-
-// Always inlined: in the component, LLVM left `put` as a function of its
-// own, and a call there costs more than the copy.
-impl Sink for ValueWriter<'_> {
-    #[inline(always)]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-
-    #[inline(always)]
-    fn put_byte(&mut self, byte: u8) {
-        self.push(byte);
-    }
-}
 
 /// Writes the ECS document for `event`. Absent fields are left out, and so
 /// are objects that would be empty.

@@ -31,7 +31,7 @@ use sluice_guest::{Config, Error, Output, Record, Transform};
 
 pub use config::{Format, OnParseFailure, ParseConfig};
 pub use event::{Escaping, Event};
-pub use json_out::Sink;
+pub use sluice_guest::Sink;
 
 /// Parses one line and appends its JSON document to `out`.
 ///
