@@ -4,6 +4,7 @@ pub mod bench;
 pub mod broker;
 pub mod engine;
 pub mod hdfs;
+pub mod ingest;
 pub mod opensearch;
 pub mod prometheus;
 
@@ -18,6 +19,18 @@ pub fn guest(name: &str) -> PathBuf {
     let path = if library.exists() { library } else { dir.join(format!("{name}.wasm")) };
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Writes `toml` as `pipeline.toml` in `dir` and returns its path.
+pub fn write_pipeline(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
 }
 
 /// One wasm host for the whole test binary, so each module is compiled once

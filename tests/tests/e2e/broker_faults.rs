@@ -1,45 +1,26 @@
 //! Broker faults, injected with rdkafka's mock cluster (a real Kafka
 //! protocol server in this process, with error injection): failing
 //! produce, fetch and commit requests, a moving group coordinator and a
-//! slow broker are retried through without loss; a broker that is down
-//! turns ingest into 503 + Retry-After until it is back.
+//! slow broker are retried through without loss. A broker that is down is
+//! tested in its own binary, `tests/broker_outage.rs`, and says why.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use sluice_tests::engine::Engine;
-use sluice_tests::guest;
 
-use super::{SLUICE, post_ids, post_ndjson, toml_path, wait_for_ids, write_pipeline};
+use sluice_tests::ingest::{kafka_to_file_pipeline, post_ids_answer};
 
-fn pipeline(dir: &Path) -> std::path::PathBuf {
-    write_pipeline(
-        dir,
-        &format!(
-            "name = \"faulty\"\n[source]\ntype = \"kafka\"\ntopics = [\"in\"]\ncommit_interval_ms = 100\n\
-             [batch]\nlinger_ms = 5\n[[stage]]\nname = \"copy\"\nmodule = {}\n\
-             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
-            toml_path(&guest("passthrough"))
-        ),
-    )
-}
-
-/// Posts ids as NDJSON; returns the status and the Retry-After header.
-fn post(http: &reqwest::blocking::Client, engine: &Engine, ids: &[u64]) -> (u16, Option<String>) {
-    let response = post_ids(http, &engine.url, ids);
-    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
-    (response.status().as_u16(), retry)
-}
+use super::{SLUICE, post_ids, post_ndjson, wait_for_ids};
 
 #[test]
 fn failing_requests_and_a_moving_coordinator_lose_nothing() {
     let cluster = MockCluster::new(3).unwrap();
     cluster.create_topic("in", 3, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = kafka_to_file_pipeline(dir.path());
     let log = dir.path().join("engine.log");
     let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
     let http = reqwest::blocking::Client::new();
@@ -61,7 +42,7 @@ fn failing_requests_and_a_moving_coordinator_lose_nothing() {
             _ => {}
         }
         let ids: Vec<u64> = (round * 50..round * 50 + 50).collect();
-        let (status, _) = post(&http, &engine, &ids);
+        let (status, _) = post_ids_answer(&http, &engine, &ids);
         assert_eq!(status, 200, "round {round}: librdkafka retries transient errors within the request");
         expected.extend(ids);
         std::thread::sleep(Duration::from_millis(200));
@@ -69,50 +50,6 @@ fn failing_requests_and_a_moving_coordinator_lose_nothing() {
     let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 90);
     let missing: Vec<u64> = expected.difference(&seen).copied().collect();
     assert!(missing.is_empty(), "lost {missing:?}; see {}", log.display());
-    drop(engine);
-}
-
-#[test]
-fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("in", 1, 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
-    let log = dir.path().join("engine.log");
-    let args = ["--brokers", &cluster.bootstrap_servers(), "--ingest-delivery-timeout-ms", "3000"];
-    let engine = Engine::start(SLUICE, &[&pipeline], &args, &log);
-    let http = reqwest::blocking::Client::new();
-
-    assert_eq!(post(&http, &engine, &[0, 1, 2]).0, 200);
-    cluster.broker_down(1).unwrap();
-    // The first request may wait out the delivery timeout; it must then
-    // fail with 503, and later ones are refused at once.
-    let (status, retry) = post(&http, &engine, &[3, 4]);
-    assert_eq!(status, 503);
-    assert!(retry.is_some(), "Retry-After is set");
-    let started = Instant::now();
-    let (status, retry) = post(&http, &engine, &[3, 4]);
-    assert_eq!((status, retry.is_some()), (503, true));
-    assert!(started.elapsed() < Duration::from_secs(3), "refused without waiting for the timeout");
-
-    cluster.broker_up(1).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, _) = post(&http, &engine, &[5, 6]);
-        if status == 200 {
-            break;
-        }
-        assert!(matches!(status, 503 | 429), "only retryable answers meanwhile, got {status}");
-        assert!(Instant::now() < deadline, "ingest did not resume after the broker came back");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // What was acknowledged arrives; what was refused may or may not have
-    // been written (the client was told to retry).
-    let acknowledged: BTreeSet<u64> = [0, 1, 2, 5, 6].into();
-    let seen = wait_for_ids(&[&dir.path().join("out.ndjson")], &acknowledged, 90);
-    assert!(acknowledged.is_subset(&seen), "acknowledged records arrive: {seen:?}");
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(log_text.contains("ingest producer"), "the broker failure is logged");
     drop(engine);
 }
 
@@ -131,7 +68,7 @@ fn beyond_its_limits_ingest_answers_429_with_retry_after_and_buffers_nothing() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("in", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = kafka_to_file_pipeline(dir.path());
     let log = dir.path().join("engine.log");
     let bootstrap = cluster.bootstrap_servers();
     // 30 records, or 2,000 bytes of bodies, in flight at most.
@@ -139,14 +76,14 @@ fn beyond_its_limits_ingest_answers_429_with_retry_after_and_buffers_nothing() {
         ["--brokers", &bootstrap, "--ingest-max-in-flight", "30", "--ingest-max-in-flight-bytes", "2000"];
     let engine = Engine::start(SLUICE, &[&pipeline], &args, &log);
     let http = reqwest::blocking::Client::new();
-    assert_eq!(post(&http, &engine, &[0]).0, 200);
+    assert_eq!(post_ids_answer(&http, &engine, &[0]).0, 200);
 
     // A slow broker keeps the first request's records in flight.
     cluster.broker_round_trip_time(1, Duration::from_millis(1500)).unwrap();
     let first = post_in_background(&engine, (1..21).collect());
     std::thread::sleep(Duration::from_millis(300));
     // 20 records in flight + 20 more passes max_in_flight = 30.
-    let (status, retry) = post(&http, &engine, &(100..120).collect::<Vec<_>>());
+    let (status, retry) = post_ids_answer(&http, &engine, &(100..120).collect::<Vec<_>>());
     assert_eq!((status, retry.as_deref()), (429, Some("1")), "records in flight");
     assert_eq!(first.join().unwrap().0, 200);
 
@@ -183,7 +120,7 @@ fn records_the_brokers_refuse_for_good_get_an_error_without_retry_after() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("in", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = kafka_to_file_pipeline(dir.path());
     let log = dir.path().join("engine.log");
     let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
     let http = reqwest::blocking::Client::new();
@@ -230,11 +167,11 @@ fn a_failed_offset_commit_is_retried_even_when_nothing_new_arrives() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("in", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = kafka_to_file_pipeline(dir.path());
     let log = dir.path().join("engine.log");
     let engine = Engine::start(SLUICE, &[&pipeline], &["--brokers", &cluster.bootstrap_servers()], &log);
     let http = reqwest::blocking::Client::new();
-    assert_eq!(post(&http, &engine, &[0, 1, 2]).0, 200);
+    assert_eq!(post_ids_answer(&http, &engine, &[0, 1, 2]).0, 200);
     let expected: BTreeSet<u64> = [0, 1, 2].into();
     wait_for_ids(&[&dir.path().join("out.ndjson")], &expected, 60);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -245,7 +182,7 @@ fn a_failed_offset_commit_is_retried_even_when_nothing_new_arrives() {
     // The next commits fail; then the partition goes quiet.
     use RDKafkaRespErr::*;
     cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[RD_KAFKA_RESP_ERR_INVALID_COMMIT_OFFSET_SIZE; 3]);
-    assert_eq!(post(&http, &engine, &[3, 4]).0, 200);
+    assert_eq!(post_ids_answer(&http, &engine, &[3, 4]).0, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while committed(&cluster.bootstrap_servers(), "sluice-faulty", "in") != 5 {
         assert!(
