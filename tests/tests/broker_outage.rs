@@ -1,25 +1,38 @@
-//! A broker that is down turns ingest into 503 + Retry-After until it is
-//! back, and what was acknowledged arrives.
+//! Brokers that are down: ingest answers 503 + Retry-After until the
+//! broker is back, and what was acknowledged arrives; a Kafka sink whose
+//! broker never acknowledges fails the run instead of losing records.
 //!
-//! In a test binary of its own: rdkafka's `MockCluster::broker_down`
+//! In a test binary of its own, one test at a time: rdkafka's `MockCluster::broker_down`
 //! closes the mock broker's listening socket and binds a new one to the
 //! same port at once. A process spawned by another test at that moment
 //! still holds the old socket between `fork` and `exec`, the bind fails
 //! and librdkafka aborts the whole process (reproduced: one thread taking
 //! a mock broker down and up while another spawns processes aborts within
-//! a thousand cycles). Here nothing else spawns while the broker goes down.
+//! a thousand cycles). Here nothing else spawns while a broker goes down.
 
 use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
+use sluice::pipeline::Pipeline;
 use sluice_tests::engine::Engine;
 use sluice_tests::ingest::{kafka_to_file_pipeline, post_ids_answer, wait_for_ids};
+use sluice_tests::{guest, toml_path, write_pipeline};
+use tokio_util::sync::CancellationToken;
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 
+/// Held by each test for its whole run: the harness runs tests in parallel,
+/// and one test's engine start must not overlap another's `broker_down`.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
+    let _alone = one_at_a_time();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("in", 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -60,4 +73,32 @@ fn a_broker_that_is_down_gets_503_with_retry_after_and_service_resumes() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("ingest producer"), "the broker failure is logged");
     drop(engine);
+}
+
+#[test]
+fn unacknowledged_records_fail_the_run() {
+    let _alone = one_at_a_time();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("out", 1, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in").join("one.txt"), "value").unwrap();
+    let path = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"to-kafka\"\n[source]\ntype = \"file\"\npath = \"in\"\nread = \"files\"\n\
+             [[stage]]\nname = \"copy\"\nmodule = {}\n\
+             [sink]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopic = \"out\"\n\
+             [sink.options]\n\"message.timeout.ms\" = \"1500\"\n",
+            toml_path(&guest("passthrough")),
+            cluster.bootstrap_servers()
+        ),
+    );
+    let config = sluice::config::load_file(&path).unwrap().remove(0);
+    let pipeline = Pipeline::build(config, sluice_tests::host()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime.block_on(pipeline.run(CancellationToken::new())).expect_err("no broker acknowledges");
+    let message = format!("{error:#}");
+    assert!(message.contains("topic `out` did not acknowledge record"), "{message}");
 }
