@@ -28,6 +28,15 @@ pub fn write_pipeline(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// Loads and runs the pipelines in `file` to completion in-process.
+pub fn run_pipeline_file(file: &Path) -> anyhow::Result<sluice::pipeline::PipelineReport> {
+    let mut configs = sluice::config::load_file(file).map_err(|d| anyhow::anyhow!("{d}"))?;
+    assert_eq!(configs.len(), 1);
+    let pipeline = sluice::pipeline::Pipeline::build(configs.remove(0), host())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(pipeline.run(tokio_util::sync::CancellationToken::new()))
+}
+
 /// A TOML string literal for a path.
 pub fn toml_path(path: &Path) -> String {
     toml::Value::String(path.display().to_string()).to_string()

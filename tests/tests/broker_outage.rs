@@ -15,11 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
-use sluice::pipeline::Pipeline;
 use sluice_tests::engine::Engine;
 use sluice_tests::ingest::{kafka_to_file_pipeline, post_ids_answer, wait_for_ids};
-use sluice_tests::{guest, toml_path, write_pipeline};
-use tokio_util::sync::CancellationToken;
+use sluice_tests::{guest, run_pipeline_file, toml_path, write_pipeline};
 
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 
@@ -95,10 +93,7 @@ fn unacknowledged_records_fail_the_run() {
             cluster.bootstrap_servers()
         ),
     );
-    let config = sluice::config::load_file(&path).unwrap().remove(0);
-    let pipeline = Pipeline::build(config, sluice_tests::host()).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let error = runtime.block_on(pipeline.run(CancellationToken::new())).expect_err("no broker acknowledges");
+    let error = run_pipeline_file(&path).expect_err("no broker acknowledges");
     let message = format!("{error:#}");
     assert!(message.contains("topic `out` did not acknowledge record"), "{message}");
 }

@@ -29,23 +29,8 @@ mod startup;
 mod transform_cli;
 mod weblogs;
 
-use std::path::Path;
-
-use sluice::config;
-use sluice::pipeline::{Pipeline, PipelineReport};
-use tokio_util::sync::CancellationToken;
-
 /// The test binary's copy of the CLI.
 pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice-under-test");
 
 pub use sluice_tests::ingest::{ids_in, post_ids, post_ndjson, wait_for_ids};
-pub use sluice_tests::{toml_path, write_pipeline};
-
-/// Loads and runs the pipelines in `file` to completion in-process.
-pub fn run_pipeline_file(file: &Path) -> anyhow::Result<PipelineReport> {
-    let mut configs = config::load_file(file).map_err(|d| anyhow::anyhow!("{d}"))?;
-    assert_eq!(configs.len(), 1);
-    let pipeline = Pipeline::build(configs.remove(0), sluice_tests::host())?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(pipeline.run(CancellationToken::new()))
-}
+pub use sluice_tests::{run_pipeline_file, toml_path, write_pipeline};
