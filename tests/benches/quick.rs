@@ -45,7 +45,7 @@ use sluice::pipeline::stage::Stage;
 use sluice::pipeline::{History, Pipeline};
 use sluice::record::{Origin, Record};
 use sluice::sources::{Source, SourceContext};
-use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+use sluice::wasm::{Grants, Limits, PackedBatch, TransformInstance, WasmHost};
 use sluice_guest::testing::{self, TestRecord, pack, run_packed};
 use sluice_tests::bench::{
     alone, image_records, images, log_lines, median, side_by_side, side_by_side_on_fresh_inputs,
@@ -99,6 +99,10 @@ fn main() {
         );
         summary.insert("passthrough_stage_call_ns_per_record", consuming);
         summary.insert("passthrough_stage_call_shared_ns_per_record", shared);
+        let (packed, packed_wasm, packed_native) = boundary_packed(&host);
+        println!(
+            "boundary between two stages (packed in, packed out): wasm {packed_wasm:.1} ns/record, native {packed_native:.1}: {packed:.1} ns/record"
+        );
     }
 
     if runs("logparse") {
@@ -200,6 +204,32 @@ fn boundary(host: &WasmHost) -> (f64, f64, f64) {
     let mut native = passthrough::Passthrough;
     let (w, n) =
         side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || run_packed(&mut native, &packed));
+    let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
+    (per_record(w) - per_record(n), per_record(w), per_record(n))
+}
+
+/// Boundary cost per record between two wasm stages: the batch arrives
+/// packed (the previous stage's output) and leaves packed.
+fn boundary_packed(host: &WasmHost) -> (f64, f64, f64) {
+    const BATCH: usize = 1024;
+    let records = small_records(BATCH);
+    let mut wasm = instance(host, "passthrough", "{}");
+    let input = PackedBatch::from_records(&records).unwrap();
+    let test_records: Vec<TestRecord> = records
+        .iter()
+        .map(|r| {
+            TestRecord::new(r.value.to_vec()).with_key(r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default())
+        })
+        .collect();
+    let packed = pack(&test_records);
+    let mut native = passthrough::Passthrough;
+    let (w, n) = side_by_side_on_fresh_inputs(
+        ROUNDS * 2,
+        200,
+        || input.clone(),
+        |batch| wasm.call_packed(batch).unwrap(),
+        |_| run_packed(&mut native, &packed),
+    );
     let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
     (per_record(w) - per_record(n), per_record(w), per_record(n))
 }

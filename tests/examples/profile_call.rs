@@ -2,12 +2,13 @@
 //! `perf record cargo run --release -p sluice-tests --example profile_call -- GUEST [BATCH] [SECONDS] [LINES-FILE]`.
 //!
 //! `LINES-FILE` may be `images`: the fixture images, as REST ingest makes
-//! them records. `PROFILE_CONFIG` is the stage's config as JSON (default
+//! them records. With `PROFILE_PACKED` set, the batch is called packed, as
+//! a stage between two stages calls it. `PROFILE_CONFIG` is the stage's config as JSON (default
 //! `{}`); the host's hash is granted, as the shipped pipelines do.
 
 use bytes::Bytes;
 use sluice::record::{Origin, Record};
-use sluice::wasm::{Grants, Limits, TransformInstance, WasmHost};
+use sluice::wasm::{Grants, Limits, PackedBatch, TransformInstance, WasmHost};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -44,10 +45,15 @@ fn main() {
         return;
     }
     let mut instance = TransformInstance::new(&module, &limits, &grants, &config).unwrap();
+    let packed =
+        std::env::var("PROFILE_PACKED").is_ok().then(|| PackedBatch::from_records(&records).unwrap());
     let started = std::time::Instant::now();
     let mut calls = 0u64;
     while started.elapsed().as_secs() < seconds {
-        std::hint::black_box(instance.call(&records).unwrap());
+        match &packed {
+            Some(packed) => drop(std::hint::black_box(instance.call_packed(packed.clone()).unwrap())),
+            None => drop(std::hint::black_box(instance.call(&records).unwrap())),
+        }
         calls += 1;
     }
     let elapsed = started.elapsed();

@@ -15,7 +15,13 @@ use super::BatchConfig;
 use crate::ack::Ack;
 use crate::record::{Batch, Record};
 
-pub(crate) async fn run(config: BatchConfig, mut input: mpsc::Receiver<Batch>, output: mpsc::Sender<Batch>) {
+/// Batches what `input` brings into `output`, whose items are made from
+/// batches (a pipeline's [`Handoff`](super::handoff::Handoff)).
+pub(crate) async fn run<T: From<Batch>>(
+    config: BatchConfig,
+    mut input: mpsc::Receiver<Batch>,
+    output: mpsc::Sender<T>,
+) {
     let linger = Duration::from_millis(config.linger_ms);
     let mut pending = Batch::default();
     let mut pending_bytes = 0usize;
@@ -85,8 +91,8 @@ fn fitting(records: &[Record], room: usize, pending_bytes: usize, max_bytes: usi
     (records.len().min(room), bytes)
 }
 
-async fn send(
-    output: &mpsc::Sender<Batch>,
+async fn send<T: From<Batch>>(
+    output: &mpsc::Sender<T>,
     pending: &mut Batch,
     pending_bytes: &mut usize,
 ) -> Result<(), ()> {
@@ -95,7 +101,7 @@ async fn send(
         Ack::all_done(std::mem::take(&mut pending.acks));
         return Ok(());
     }
-    output.send(std::mem::take(pending)).await.map_err(|_| ())
+    output.send(T::from(std::mem::take(pending))).await.map_err(|_| ())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -123,7 +129,7 @@ mod tests {
     async fn cuts_at_max_records_and_lingers_the_rest() {
         let config = BatchConfig { max_records: 4, max_bytes: 1 << 20, linger_ms: 50 };
         let (in_tx, in_rx) = mpsc::channel(8);
-        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel::<Batch>(8);
         tokio::spawn(run(config, in_rx, out_tx));
         let (ack, done) = Ack::new();
         in_tx.send(Batch::new(records(6), vec![ack])).await.unwrap();
@@ -142,7 +148,7 @@ mod tests {
     async fn chunks_are_joined_and_split_in_order() {
         let config = BatchConfig { max_records: 4, max_bytes: 1 << 20, linger_ms: 10_000 };
         let (in_tx, in_rx) = mpsc::channel(8);
-        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel::<Batch>(8);
         let task = tokio::spawn(run(config, in_rx, out_tx));
         // Chunks of 3, 3, 4 and 1: offsets 0..11 leave as 4 + 4 + 3.
         let mut next = 0;
@@ -165,7 +171,7 @@ mod tests {
     async fn cuts_at_max_bytes_and_flushes_on_close() {
         let config = BatchConfig { max_records: 100, max_bytes: 3, linger_ms: 10_000 };
         let (in_tx, in_rx) = mpsc::channel(8);
-        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel::<Batch>(8);
         let task = tokio::spawn(run(config, in_rx, out_tx));
         in_tx.send(Batch::new(records(4), vec![])).await.unwrap();
         drop(in_tx);

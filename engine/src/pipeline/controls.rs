@@ -12,8 +12,9 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use super::dead_letter_log::{DEAD_LETTERS_KEPT, DeadLetterLog, LoggedDeadLetter};
+use super::handoff::Payload;
 use super::stage::Stage;
-use crate::record::{Batch, Record};
+use crate::record::Batch;
 
 /// Everything the control plane can reach in one run of a pipeline.
 pub struct PipelineControls {
@@ -131,7 +132,7 @@ impl Tap {
         self.sender.subscribe()
     }
 
-    pub(crate) fn observe(&self, stage: &str, side: TapSide, records: &[Record]) {
+    pub(crate) fn observe(&self, stage: &str, side: TapSide, records: &Payload) {
         if self.sender.receiver_count() == 0 || records.is_empty() {
             return;
         }
@@ -148,9 +149,9 @@ impl Tap {
         };
         // Spread the sample over the batch rather than taking its head.
         let step = (records.len() / allowed.max(1)).max(1);
-        for record in records.iter().step_by(step).take(allowed) {
-            let truncated = record.value.len() > TAP_MAX_VALUE_BYTES;
-            let mut shown = record.clone();
+        for index in (0..records.len()).step_by(step).take(allowed) {
+            let mut shown = records.record(index);
+            let truncated = shown.value.len() > TAP_MAX_VALUE_BYTES;
             shown.value = shown.value.slice(..shown.value.len().min(TAP_MAX_VALUE_BYTES));
             let tapped = TappedRecord { stage: stage.to_string(), side, record: shown.to_json(), truncated };
             let _ = self.sender.send(Arc::new(tapped));
@@ -161,7 +162,7 @@ impl Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Origin;
+    use crate::record::{Origin, Record};
 
     #[test]
     fn tap_samples_at_most_the_rate_and_only_when_watched() {
@@ -169,6 +170,8 @@ mod tests {
         let records: Vec<Record> = (0..100)
             .map(|i| Record::new("x", Origin { source: "t".into(), partition: 0, offset: i }))
             .collect();
+        let packed = Payload::Packed(crate::wasm::PackedBatch::from_records(&records[..3]).unwrap());
+        let records = Payload::Records(records);
         tap.observe("parse", TapSide::In, &records); // nobody listens: nothing kept
         let mut rx = tap.subscribe();
         tap.observe("parse", TapSide::In, &records);
@@ -178,7 +181,9 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, TAP_RECORDS_PER_SECOND as usize);
-        tap.observe("parse", TapSide::Out, &records[..3]);
-        assert_eq!(rx.try_recv().unwrap().side, TapSide::Out);
+        tap.observe("parse", TapSide::Out, &packed);
+        let tapped = rx.try_recv().unwrap();
+        assert_eq!(tapped.side, TapSide::Out);
+        assert_eq!(tapped.record["value"], "x", "a packed batch's records are tapped too");
     }
 }

@@ -5,6 +5,7 @@ pub mod batcher;
 pub mod controls;
 pub mod dead_letter;
 pub mod dead_letter_log;
+pub mod handoff;
 pub mod partitions;
 pub mod quarantine;
 mod runtime;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::controls::{PipelineControls, SwapRequest};
 use super::dead_letter::DeadLetterBatch;
+use super::handoff::Handoff;
 use super::partitions::{PartitionEventReceiver, PartitionEvents};
 use super::stage::Stage;
 use super::stage_pool::StageLinks;
@@ -174,7 +175,7 @@ impl Pipeline {
         let partition_events = partitions.subscribe();
         let (source_tx, source_rx) = mpsc::channel::<Batch>(QUEUE);
         controls.set_replay(&source_tx);
-        let (batch_tx, mut next_rx) = mpsc::channel::<Batch>(QUEUE);
+        let (batch_tx, mut next_rx) = mpsc::channel::<Handoff>(QUEUE);
         let source_ctx = SourceContext {
             pipeline: name.clone(),
             shutdown: stop.clone(),
@@ -187,8 +188,9 @@ impl Pipeline {
         let batcher_task = tokio::spawn(super::batcher::run(config.batch.clone(), source_rx, batch_tx));
 
         let mut stage_threads = Vec::new();
+        let stage_count = stages.len();
         for (index, (stage, swaps)) in stages.into_iter().zip(swaps).enumerate() {
-            let (tx, rx) = mpsc::channel::<Batch>(QUEUE);
+            let (tx, rx) = mpsc::channel::<Handoff>(QUEUE);
             let input = std::mem::replace(&mut next_rx, rx);
             let links = StageLinks {
                 input,
@@ -197,6 +199,7 @@ impl Pipeline {
                 index,
                 runtime: tokio::runtime::Handle::current(),
                 output: tx,
+                pack_outputs: index + 1 < stage_count,
                 dead_letters: dead_tx.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
@@ -291,7 +294,7 @@ async fn stop_on_error(
 
 async fn run_sink(
     mut sink: Box<dyn Sink>,
-    mut input: mpsc::Receiver<Batch>,
+    mut input: mpsc::Receiver<Handoff>,
     mut partitions: PartitionEventReceiver,
 ) -> anyhow::Result<()> {
     let mut ticker = sink.tick_interval().map(tokio::time::interval);
@@ -305,7 +308,7 @@ async fn run_sink(
                 None => events_open = false,
             },
             batch = input.recv() => match batch {
-                Some(batch) => sink.write(batch).await?,
+                Some(batch) => sink.write(batch.into_batch()).await?,
                 None => break,
             },
             _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => sink.tick().await?,

@@ -7,13 +7,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::dead_letter::{DeadLetter, ModuleRef};
+use super::handoff::Payload;
 use super::quarantine::FailureWindow;
 use super::stats::{StageStats, add};
 use crate::config::{Diagnostic, OnError, PipelineConfig, StageConfig};
 use crate::record::Record;
 use crate::wasm::config_spec::ConfigProblem;
 use crate::wasm::instance_grants;
-use crate::wasm::{CallFailure, FailureKind, Limits, LoadError, Module, TransformInstance, WasmHost};
+use crate::wasm::{
+    CallFailure, CallOutput, FailedPackedCall, FailureKind, Limits, LoadError, Module, PackedBatch,
+    PackedCall, TransformInstance, WasmHost,
+};
 
 /// A stage that could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +48,8 @@ pub struct Stage {
 
 /// What a stage made of one batch.
 #[derive(Debug, Default)]
-pub struct StageOutput {
-    pub records: Vec<Record>,
+pub struct StageOutput<R = Vec<Record>> {
+    pub records: R,
     pub failed: Vec<DeadLetter>,
     /// Records not processed because the stage is quarantined, in order:
     /// they wait for a new module version.
@@ -171,37 +175,62 @@ impl Stage {
     /// that cause the failure are dead-lettered and the rest go on. The
     /// failed call produced no output, so nothing is emitted twice. Records
     /// left when the stage gets quarantined are returned as `held`.
-    pub fn process(&mut self, mut records: Vec<Record>) -> StageOutput {
+    pub fn process(&mut self, records: Vec<Record>) -> StageOutput {
+        let StageOutput { records, failed, held } = self.run(Payload::Records(records), false);
+        StageOutput { records: records.into_records(), failed, held }
+    }
+
+    /// Like [`process`](Self::process), for records built or packed; with
+    /// `pack_outputs` (the next step is a wasm stage too) the outputs are
+    /// left packed for it.
+    pub fn run(&mut self, input: Payload, pack_outputs: bool) -> StageOutput<Payload> {
         let mut output = StageOutput::default();
-        if records.is_empty() {
+        if input.is_empty() {
             return output;
         }
         if self.is_quarantined() {
-            output.held = records;
+            output.held = input.into_records();
             return output;
         }
-        let total = records.len();
-        match self.call(&mut records) {
-            Ok(call) => {
-                self.failures().passed(total);
-                self.collect(call, &records, &mut output);
+        let total = input.len();
+        let packed = match input {
+            Payload::Records(records) if !pack_outputs => {
+                output.records = Payload::Records(self.run_records(records, &mut output));
+                None
             }
-            Err(failure) if total == 1 => self.crashed(&records[0], &failure, &mut output),
-            Err(_) => {
-                let mut rest = std::mem::take(&mut records).into_iter();
-                while let Some(record) = rest.next() {
-                    let mut one = vec![record];
-                    match self.call(&mut one) {
-                        Ok(call) => {
-                            self.failures().passed(1);
-                            self.collect(call, &one, &mut output);
+            Payload::Records(records) => match PackedBatch::from_records(&records) {
+                Some(packed) => Some(packed),
+                // Too large for the batch encoding's offsets: it goes as records.
+                None => {
+                    output.records = Payload::Records(self.run_records(records, &mut output));
+                    None
+                }
+            },
+            Payload::Packed(packed) => Some(packed),
+        };
+        if let Some(packed) = packed {
+            match self.call_packed(packed) {
+                Ok(call) => {
+                    self.failures().passed(total);
+                    for (record, kind, message) in call.failures {
+                        output.failed.push(self.dead_letter(record, kind, message));
+                    }
+                    output.records = match pack_outputs {
+                        true => Payload::Packed(call.batch),
+                        false => Payload::Records(call.batch.into_records()),
+                    };
+                }
+                Err(failed) => {
+                    let FailedPackedCall { failure, inputs } = *failed;
+                    let records = inputs.into_records();
+                    let outputs = match records.len() {
+                        1 => {
+                            self.crashed(&records[0], &failure, &mut output);
+                            Vec::new()
                         }
-                        Err(failure) => self.crashed(&one[0], &failure, &mut output),
-                    }
-                    if self.is_quarantined() {
-                        output.held = rest.collect();
-                        break;
-                    }
+                        _ => self.one_by_one(records, &mut output),
+                    };
+                    output.records = Payload::Records(outputs);
                 }
             }
         }
@@ -212,9 +241,48 @@ impl Stage {
         output
     }
 
+    /// Runs built records; returns the outputs, and puts failures and held
+    /// records in `output`.
+    fn run_records(&mut self, mut records: Vec<Record>, output: &mut StageOutput<Payload>) -> Vec<Record> {
+        let total = records.len();
+        match self.call(&mut records) {
+            Ok(call) => {
+                self.failures().passed(total);
+                self.collect(call, &records, output)
+            }
+            Err(failure) if total == 1 => {
+                self.crashed(&records[0], &failure, output);
+                Vec::new()
+            }
+            Err(_) => self.one_by_one(records, output),
+        }
+    }
+
+    /// After a call failed as a whole: each record on its own, until the
+    /// stage is quarantined (the rest is held).
+    fn one_by_one(&mut self, records: Vec<Record>, output: &mut StageOutput<Payload>) -> Vec<Record> {
+        let mut outputs = Vec::new();
+        let mut rest = records.into_iter();
+        while let Some(record) = rest.next() {
+            let mut one = vec![record];
+            match self.call(&mut one) {
+                Ok(call) => {
+                    self.failures().passed(1);
+                    outputs.extend(self.collect(call, &one, output));
+                }
+                Err(failure) => self.crashed(&one[0], &failure, output),
+            }
+            if self.is_quarantined() {
+                output.held = rest.collect();
+                break;
+            }
+        }
+        outputs
+    }
+
     /// A record made the module crash: it is dead-lettered, and counts
     /// towards quarantine.
-    fn crashed(&mut self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
+    fn crashed(&mut self, record: &Record, failure: &CallFailure, output: &mut StageOutput<Payload>) {
         self.fail(record, failure, output);
         let crashed = self.failures().crashed();
         if crashed {
@@ -237,53 +305,61 @@ impl Stage {
 
     /// Calls the instance (a new one after a failed call), which takes over
     /// the key and value of the records that succeed.
-    fn call(&mut self, records: &mut Vec<Record>) -> Result<crate::wasm::CallOutput, CallFailure> {
-        let instance = match self.instance.take() {
-            Some(instance) => instance,
-            None => {
-                add(&self.stats.recycles, 1);
-                TransformInstance::new(&self.module, &self.limits, &self.grants, &self.config_json).map_err(
-                    |e| CallFailure {
-                        kind: FailureKind::Trap,
-                        message: format!("cannot recreate the instance: {e}"),
-                    },
-                )?
-            }
-        };
-        let mut instance = instance;
+    fn call(&mut self, records: &mut Vec<Record>) -> Result<CallOutput, CallFailure> {
+        let mut instance = self.take_instance()?;
         let started = Instant::now();
         let result = instance.call_consuming(records);
+        self.called(instance, started, result.as_ref().err());
+        result
+    }
+
+    /// Calls the instance on a packed batch, which comes back when the call fails.
+    fn call_packed(&mut self, batch: PackedBatch) -> Result<PackedCall, Box<FailedPackedCall>> {
+        let mut instance = match self.take_instance() {
+            Ok(instance) => instance,
+            Err(failure) => return Err(FailedPackedCall::new(failure, batch)),
+        };
+        let started = Instant::now();
+        let result = instance.call_packed(batch);
+        self.called(instance, started, result.as_ref().err().map(|failed| &failed.failure));
+        result
+    }
+
+    /// The instance kept from the last call, or a new one after a failed call.
+    fn take_instance(&mut self) -> Result<TransformInstance, CallFailure> {
+        if let Some(instance) = self.instance.take() {
+            return Ok(instance);
+        }
+        add(&self.stats.recycles, 1);
+        TransformInstance::new(&self.module, &self.limits, &self.grants, &self.config_json).map_err(|e| {
+            CallFailure { kind: FailureKind::Trap, message: format!("cannot recreate the instance: {e}") }
+        })
+    }
+
+    /// Counts a call that started at `started`, and keeps its instance for
+    /// the next one unless it failed.
+    fn called(&mut self, instance: TransformInstance, started: Instant, failure: Option<&CallFailure>) {
         add(&self.stats.busy_nanos, started.elapsed().as_nanos() as usize);
         add(&self.stats.calls, 1);
-        match result {
-            Ok(call) => {
-                self.instance = Some(instance);
-                Ok(call)
-            }
-            Err(failure) => {
+        match failure {
+            None => self.instance = Some(instance),
+            Some(failure) => {
                 // A trapped instance cannot be entered again; drop it.
                 add(&self.stats.failed_calls, 1);
                 tracing::warn!(stage = %self.name, kind = %failure.kind, "transform call failed: {}", failure.message);
-                Err(failure)
             }
         }
     }
 
-    /// Takes a call's outputs, and dead-letters its failed inputs (which it left whole).
-    fn collect(&self, call: crate::wasm::CallOutput, inputs: &[Record], output: &mut StageOutput) {
-        // Moving a batch's records costs a copy of each: the first call's
-        // outputs are kept as they are.
-        if output.records.is_empty() {
-            output.records = call.records;
-        } else {
-            output.records.extend(call.records);
-        }
+    /// Dead-letters a call's failed inputs (which it left whole) and returns its outputs.
+    fn collect(&self, call: CallOutput, inputs: &[Record], output: &mut StageOutput<Payload>) -> Vec<Record> {
         for (index, kind, message) in call.failures {
             output.failed.push(self.dead_letter(inputs[index].clone(), kind, message));
         }
+        call.records
     }
 
-    fn fail(&self, record: &Record, failure: &CallFailure, output: &mut StageOutput) {
+    fn fail(&self, record: &Record, failure: &CallFailure, output: &mut StageOutput<Payload>) {
         output.failed.push(self.dead_letter(record.clone(), failure.kind.clone(), failure.message.clone()));
     }
 

@@ -35,12 +35,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::controls::{PipelineControls, SwapRequest, TapSide};
 use super::dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterSender};
+use super::handoff::{Handoff, Payload};
 use super::runtime::StoppedByStage;
 use super::stage::{Stage, StageOutput};
 use super::stats::{PipelineStats, add};
 use crate::ack::Ack;
 use crate::config::OnError;
-use crate::record::Batch;
 
 /// Batches a worker may have queued besides the one it runs, so it never
 /// waits for the coordinator between two batches.
@@ -48,7 +48,7 @@ const QUEUED_PER_WORKER: usize = 1;
 
 /// Everything a stage's coordinator is connected to.
 pub(super) struct StageLinks {
-    pub input: mpsc::Receiver<Batch>,
+    pub input: mpsc::Receiver<Handoff>,
     /// Modules to swap in, between batches.
     pub swaps: mpsc::Receiver<SwapRequest>,
     pub controls: Arc<PipelineControls>,
@@ -56,7 +56,9 @@ pub(super) struct StageLinks {
     pub index: usize,
     /// Lets the coordinator wait on its input, results and swaps at once.
     pub runtime: tokio::runtime::Handle,
-    pub output: mpsc::Sender<Batch>,
+    pub output: mpsc::Sender<Handoff>,
+    /// Whether the next step is a wasm stage too, which takes the outputs packed.
+    pub pack_outputs: bool,
     pub dead_letters: DeadLetterSender,
     pub stats: Arc<PipelineStats>,
     pub stop: CancellationToken,
@@ -72,10 +74,13 @@ pub(super) fn spawn(
     let workers = stage.workers;
     let blueprint = stage.blueprint();
     let (results_tx, results) = mpsc::unbounded_channel();
-    let mut pool = vec![WorkerHandle::spawn(&blueprint.name, 0, stage, results_tx.clone())?];
+    let pack = links.pack_outputs;
+    let mut pool = vec![WorkerHandle::spawn(&blueprint.name, 0, stage, pack, results_tx.clone())?];
     for number in 1..workers {
         match blueprint.fork() {
-            Ok(stage) => pool.push(WorkerHandle::spawn(&blueprint.name, number, stage, results_tx.clone())?),
+            Ok(stage) => {
+                pool.push(WorkerHandle::spawn(&blueprint.name, number, stage, pack, results_tx.clone())?)
+            }
             Err(e) => {
                 // The first instance initialised; a later one failing is odd
                 // (an `init` that is not deterministic) but not fatal.
@@ -105,7 +110,7 @@ pub(super) fn spawn(
 /// A batch handed to a worker, numbered in arrival order.
 struct Job {
     seq: u64,
-    batch: Batch,
+    batch: Handoff,
 }
 
 enum Message {
@@ -118,7 +123,7 @@ enum Message {
 struct Finished {
     seq: u64,
     worker: usize,
-    output: StageOutput,
+    output: StageOutput<Payload>,
     acks: Vec<Ack>,
     elapsed: Duration,
 }
@@ -134,6 +139,7 @@ impl WorkerHandle {
         name: &str,
         number: usize,
         stage: Stage,
+        pack_outputs: bool,
         results: mpsc::UnboundedSender<Result<Finished, WorkerPanicked>>,
     ) -> anyhow::Result<WorkerHandle> {
         let (jobs, inbox) = std::sync::mpsc::channel::<Message>();
@@ -141,7 +147,7 @@ impl WorkerHandle {
             .name(format!("stage-{name}-{number}"))
             // Room for the guest's wasm stack (max_wasm_stack) on top of ours.
             .stack_size(8 << 20)
-            .spawn(move || work(number, stage, inbox, results))
+            .spawn(move || work(number, stage, pack_outputs, inbox, results))
             .context("cannot start a stage worker thread")?;
         Ok(WorkerHandle { jobs, in_flight: 0 })
     }
@@ -151,19 +157,21 @@ impl WorkerHandle {
 fn work(
     number: usize,
     mut stage: Stage,
+    pack_outputs: bool,
     inbox: std::sync::mpsc::Receiver<Message>,
     results: mpsc::UnboundedSender<Result<Finished, WorkerPanicked>>,
 ) {
     while let Ok(message) = inbox.recv() {
         match message {
             Message::Swap(new) => stage = *new,
-            Message::Run(Job { seq, batch: Batch { records, acks } }) => {
+            Message::Run(Job { seq, batch: Handoff { records, acks } }) => {
                 let started = Instant::now();
                 // A bug in the host must not leave the coordinator waiting
                 // for this batch forever: it hears of it and fails the
                 // pipeline (the batch's acks are dropped, so not committed).
-                let output =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(records)));
+                let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    stage.run(records, pack_outputs)
+                }));
                 let finished = match output {
                     Ok(output) => {
                         Ok(Finished { seq, worker: number, output, acks, elapsed: started.elapsed() })
@@ -189,7 +197,7 @@ struct WorkerPanicked {
 /// Results held back until a new module version arrives, in order.
 enum Waiting {
     /// Records the quarantined stage did not process.
-    Held(Batch),
+    Held(Handoff),
     /// A later batch's result, which must not overtake them.
     Finished(Finished),
 }
@@ -214,7 +222,7 @@ struct Coordinator {
 /// What woke the coordinator; one per wake-up, so size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Event {
-    Input(Option<Batch>),
+    Input(Option<Handoff>),
     Finished(Result<Finished, WorkerPanicked>),
     Swap(SwapRequest),
 }
@@ -362,14 +370,15 @@ impl Coordinator {
         let tap = &self.links.controls.stages[self.links.index].tap;
         tap.observe(&self.blueprint.name, TapSide::Out, &records);
         if !held.is_empty() {
-            self.waiting.push_back(Waiting::Held(Batch::new(held, acks.clone())));
+            self.waiting
+                .push_back(Waiting::Held(Handoff { records: Payload::Records(held), acks: acks.clone() }));
         }
         if records.is_empty() {
             // Filtered out (or dead-lettered, which holds its own clones).
             Ack::all_done(acks);
             return Ok(());
         }
-        if self.links.output.blocking_send(Batch::new(records, acks)).is_err() {
+        if self.links.output.blocking_send(Handoff { records, acks }).is_err() {
             anyhow::bail!("stage `{}`: the next step stopped", self.blueprint.name);
         }
         Ok(())
@@ -421,7 +430,8 @@ impl Coordinator {
                     self.finished.insert(seq, Finished { seq, ..finished });
                     if !held.is_empty() {
                         let seq = self.take_seq();
-                        self.dispatch(Job { seq, batch: Batch::new(held, acks) })?;
+                        let batch = Handoff { records: Payload::Records(held), acks };
+                        self.dispatch(Job { seq, batch })?;
                     }
                 }
             }
@@ -443,7 +453,7 @@ impl Coordinator {
             .waiting
             .iter()
             .map(|w| match w {
-                Waiting::Held(batch) => batch.len(),
+                Waiting::Held(batch) => batch.records.len(),
                 Waiting::Finished(f) => f.output.held.len(),
             })
             .sum();

@@ -9,9 +9,11 @@
 
 use bytes::Bytes;
 
+use super::bindings::sluice::transform::types::RecordError;
 use super::bindings::{Batch, BatchOutput};
 use super::error::FailureKind;
 use super::instance::CallFailure;
+use super::packed::{MAX_DATA_BYTES, PackedBatch};
 use crate::record::{Header, Record};
 
 /// What one call produced.
@@ -55,7 +57,7 @@ impl CallOutput {
 /// The batch encoding of `guest-sdk/wit/transform.wit` (its `batch`
 /// record): the guest SDK's definition, shared so the two sides cannot drift.
 #[path = "../../../guest-sdk/src/layout.rs"]
-mod layout;
+pub(super) mod layout;
 
 use layout::*;
 
@@ -159,23 +161,84 @@ impl Inputs for &mut Vec<Record> {
 /// Marks "no output keeps this input's key (or value)".
 const NOT_KEPT: u32 = u32::MAX;
 
-/// Turns the guest's answer into records.
-///
-/// Two passes: the first checks every index, span and header name, and
-/// settles which inputs failed, before anything is built; the second
-/// builds the outputs of the inputs that did not fail. So an `Err` (the
-/// whole call fails) leaves `inputs` untouched for the one-by-one retry,
-/// and inputs that failed keep their key and value for their dead letters,
-/// whichever [`Inputs`] is used.
-pub(crate) fn unpack<I: Inputs>(
-    output: BatchOutput,
-    mut inputs: I,
+/// What the first pass over a guest's answer found.
+struct Checked {
+    /// Output records.
+    count: usize,
+    /// Per input, why it failed; empty when none did.
+    failed: Vec<Option<(FailureKind, String)>>,
+    /// Whether output n is input n's only output, for every n.
+    one_to_one: bool,
+    /// Whether some output comes before an output of an earlier input.
+    unordered: bool,
+    /// Bytes of the inputs' keys and values that outputs keep, when
+    /// [`InputSizes::COUNTS_KEPT`].
+    kept_bytes: usize,
+}
+
+impl Checked {
+    fn failed(&self, index: usize) -> bool {
+        self.failed.get(index).is_some_and(Option::is_some)
+    }
+
+    fn failures(self) -> Vec<(usize, FailureKind, String)> {
+        self.failed
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
+            .collect()
+    }
+}
+
+/// The sizes of a call's inputs, which outputs that keep an input's key or
+/// value carry on.
+pub(super) trait InputSizes {
+    /// Whether [`check`] adds up the kept bytes (a packed call copies them).
+    const COUNTS_KEPT: bool;
+    fn count(&self) -> usize;
+    /// Bytes of input `index`'s key (0 without one) and of its value.
+    fn key_and_value_len(&self, index: usize) -> (usize, usize);
+}
+
+impl InputSizes for [Record] {
+    const COUNTS_KEPT: bool = false;
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn key_and_value_len(&self, index: usize) -> (usize, usize) {
+        let record = &self[index];
+        (record.key.as_ref().map_or(0, Bytes::len), record.value.len())
+    }
+}
+
+impl InputSizes for PackedBatch {
+    const COUNTS_KEPT: bool = true;
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn key_and_value_len(&self, index: usize) -> (usize, usize) {
+        let ((_, key_len), (_, value_len)) = self.spans(index);
+        (if key_len == NO_KEY { 0 } else { key_len as usize }, value_len as usize)
+    }
+}
+
+/// First pass over the guest's answer: checks every index, span and header
+/// name, and settles which inputs failed (rejected by the guest, or over
+/// `max_output_bytes`), before anything is built. So an `Err` (the whole
+/// call fails) leaves the inputs untouched for the one-by-one retry.
+fn check<S: InputSizes + ?Sized>(
+    batch: &Batch,
+    errors: Vec<RecordError>,
+    inputs: &S,
     max_output_bytes: usize,
-) -> Result<CallOutput, CallFailure> {
+) -> Result<Checked, CallFailure> {
     let invalid = |message: String| CallFailure { kind: FailureKind::InvalidOutput, message };
-    let BatchOutput { records: batch, errors } = output;
-    let data = Bytes::from(batch.data);
-    let input_count = inputs.records().len();
+    let data = &batch.data;
+    let input_count = inputs.count();
     let check = |offset: u32, len: u32| -> Result<u32, CallFailure> {
         match (offset as usize).checked_add(len as usize) {
             Some(end) if end <= data.len() => Ok(len),
@@ -185,11 +248,8 @@ pub(crate) fn unpack<I: Inputs>(
             ))),
         }
     };
-    // Spans the first pass checked.
-    let span = |offset: u32, len: u32| &data[offset as usize..][..len as usize];
-    let slice = |offset: u32, len: u32| data.slice_ref(span(offset, len));
     let count = batch.records.len() / RECORD_WORDS;
-    if batch.records.len() % RECORD_WORDS != 0 || batch.timestamps.len() != count {
+    if !batch.records.len().is_multiple_of(RECORD_WORDS) || batch.timestamps.len() != count {
         return Err(invalid(format!(
             "{} record words and {} timestamps do not describe whole records",
             batch.records.len(),
@@ -214,19 +274,18 @@ pub(crate) fn unpack<I: Inputs>(
         fail(&mut failed, index, FailureKind::Rejected(error.kind), error.message);
     }
 
-    // First pass: check, and bound the bytes of all outputs together. No
-    // input's outputs can be over the limit when all of them are not, so
-    // only then are they counted per input. The bound is of the outputs,
-    // not of the guest's buffer: outputs that keep their input's key or
-    // value, or name the same span of the buffer, each carry those bytes to
-    // the sink.
+    // Bound the bytes of all outputs together. No input's outputs can be
+    // over the limit when all of them are not, so only then are they
+    // counted per input. The bound is of the outputs, not of the guest's
+    // buffer: outputs that keep their input's key or value, or name the
+    // same span of the buffer, each carry those bytes to the sink.
     let mut written_bytes = 0usize;
     let mut kept = 0usize;
-    // Whether output n is input n's only output, for every n.
+    let mut kept_bytes = 0usize;
     let mut one_to_one = count == input_count;
     let mut unordered = false;
     let mut previous_input = 0;
-    for (output, words) in batch.records.chunks_exact(RECORD_WORDS).enumerate() {
+    for (output, words) in batch.records.as_chunks::<RECORD_WORDS>().0.iter().enumerate() {
         let index = words[INPUT] as usize;
         if index >= input_count {
             return Err(invalid(format!("output for input {index} of a {input_count}-record batch")));
@@ -238,7 +297,7 @@ pub(crate) fn unpack<I: Inputs>(
             .ok_or_else(|| invalid(format!("header range of output for input {index} is out of bounds")))?;
         for h in headers.chunks_exact(HEADER_WORDS) {
             written_bytes += check(h[0], h[1])? as usize + check(h[2], h[3])? as usize;
-            if std::str::from_utf8(span(h[0], h[1])).is_err() {
+            if std::str::from_utf8(&data[h[0] as usize..][..h[1] as usize]).is_err() {
                 return Err(invalid("a header name is not valid UTF-8".to_string()));
             }
         }
@@ -250,20 +309,30 @@ pub(crate) fn unpack<I: Inputs>(
             written_bytes += check(words[VALUE_OFFSET], words[VALUE_LEN])? as usize;
         }
         kept += keeps_key as usize + keeps_value as usize;
+        if S::COUNTS_KEPT && (keeps_key || keeps_value) {
+            let (key, value) = inputs.key_and_value_len(index);
+            kept_bytes += if keeps_key { key } else { 0 } + if keeps_value { value } else { 0 };
+        }
     }
-    // Each kept key or value is at most the batch's largest key or value.
-    let largest_kept = match kept {
+    // Counted, the kept bytes are exact; otherwise each kept key or value
+    // is at most the batch's largest key or value.
+    let kept_bound = match kept {
         0 => 0,
-        _ => inputs
-            .records()
-            .iter()
-            .map(|r| r.value.len().max(r.key.as_ref().map_or(0, Bytes::len)))
-            .max()
-            .unwrap_or(0),
+        _ if S::COUNTS_KEPT => kept_bytes,
+        _ => {
+            let largest = (0..input_count)
+                .map(|i| {
+                    let (key, value) = inputs.key_and_value_len(i);
+                    key.max(value)
+                })
+                .max()
+                .unwrap_or(0);
+            kept.saturating_mul(largest)
+        }
     };
-    let bound = written_bytes.saturating_add(kept.saturating_mul(largest_kept));
+    let bound = written_bytes.saturating_add(kept_bound);
     let output_bytes = match bound > max_output_bytes {
-        true => bytes_per_input(&batch.records, &batch.headers, inputs.records()),
+        true => bytes_per_input(&batch.records, &batch.headers, inputs),
         false => Vec::new(),
     };
     for (index, bytes) in output_bytes.iter().enumerate() {
@@ -278,12 +347,33 @@ pub(crate) fn unpack<I: Inputs>(
             );
         }
     }
+    Ok(Checked { count, failed, one_to_one, unordered, kept_bytes })
+}
+
+/// Turns the guest's answer into records.
+///
+/// [`check`] first, then the outputs of the inputs that did not fail are
+/// built. So an `Err` (the whole call fails) leaves `inputs` untouched for
+/// the one-by-one retry, and inputs that failed keep their key and value
+/// for their dead letters, whichever [`Inputs`] is used.
+pub(crate) fn unpack<I: Inputs>(
+    output: BatchOutput,
+    mut inputs: I,
+    max_output_bytes: usize,
+) -> Result<CallOutput, CallFailure> {
+    let BatchOutput { records: batch, errors } = output;
+    let checked = check(&batch, errors, inputs.records(), max_output_bytes)?;
+    let (count, one_to_one, unordered) = (checked.count, checked.one_to_one, checked.unordered);
+    let data = Bytes::from(batch.data);
+    let input_count = inputs.records().len();
+    // Spans the first pass checked.
+    let slice = |offset: u32, len: u32| data.slice(offset as usize..offset as usize + len as usize);
 
     // Second pass: the outputs of the inputs that did not fail. When each
     // input has one output (a parser, an enricher, a passthrough), owned
     // inputs are turned into their outputs where they lie.
     if one_to_one
-        && failed.is_empty()
+        && checked.failed.is_empty()
         && let Some(records) = inputs.in_place()
     {
         for (record, (words, &timestamp)) in
@@ -330,7 +420,7 @@ pub(crate) fn unpack<I: Inputs>(
         batch.records.chunks_exact(RECORD_WORDS).zip(&batch.timestamps).enumerate()
     {
         let index = words[INPUT] as usize;
-        if failed.get(index).is_some_and(Option::is_some) {
+        if checked.failed(index) {
             continue;
         }
         let headers = headers_of(&batch.headers, words, &data);
@@ -364,25 +454,205 @@ pub(crate) fn unpack<I: Inputs>(
         records = order.iter().filter_map(|&i| slots[i].take()).collect();
         record_inputs = order.iter().map(|&i| record_inputs[i]).collect();
     }
-    let failures = failed
-        .into_iter()
+    Ok(CallOutput { records, inputs: record_inputs, failures: checked.failures() })
+}
+
+/// A packed call that failed as a whole, with its inputs as they were.
+#[derive(Debug)]
+pub struct FailedPackedCall {
+    pub failure: CallFailure,
+    pub inputs: PackedBatch,
+}
+
+impl FailedPackedCall {
+    pub fn new(failure: CallFailure, inputs: PackedBatch) -> Box<FailedPackedCall> {
+        Box::new(FailedPackedCall { failure, inputs })
+    }
+}
+
+/// What a call on a packed batch produced.
+#[derive(Debug)]
+pub struct PackedCall {
+    /// Outputs of the inputs that succeeded, in input order, packed for
+    /// the next stage.
+    pub batch: PackedBatch,
+    /// The inputs that failed, as records for their dead letters, with the reason.
+    pub failures: Vec<(Record, FailureKind, String)>,
+}
+
+/// Turns the guest's answer to a packed batch into the packed batch the
+/// next stage gets, after the same [`check`] as [`unpack`].
+///
+/// The guest's words become the new batch's: outputs of inputs that
+/// failed are left out and outputs are put in input order. What an
+/// output keeps of its input has to be in the new batch's one buffer
+/// too, so either the kept bytes are copied after the guest's, or the
+/// guest's after the input's (whose buffer the outputs then take over),
+/// whichever copies less: a passthrough or a filter copies nothing but
+/// its words. A failed call gives `inputs` back as they were.
+pub(crate) fn unpack_packed(
+    output: BatchOutput,
+    inputs: PackedBatch,
+    max_output_bytes: usize,
+) -> Result<PackedCall, Box<FailedPackedCall>> {
+    let BatchOutput { records: mut batch, errors } = output;
+    let checked = match check(&batch, errors, &inputs, max_output_bytes) {
+        Ok(checked) => checked,
+        Err(failure) => return Err(FailedPackedCall::new(failure, inputs)),
+    };
+    let kept_bytes = checked.kept_bytes;
+    let after_input = batch.data.len() <= kept_bytes;
+    let total = match after_input {
+        true => inputs.wire.data.len() + batch.data.len(),
+        false => batch.data.len() + kept_bytes,
+    };
+    if total > MAX_DATA_BYTES {
+        let message = format!(
+            "the outputs, with the keys and values they keep, are {total} bytes, over the {MAX_DATA_BYTES} a batch can hold"
+        );
+        return Err(FailedPackedCall::new(CallFailure { kind: FailureKind::InvalidOutput, message }, inputs));
+    }
+    let failures = checked
+        .failed
+        .iter()
         .enumerate()
-        .filter_map(|(index, failure)| failure.map(|(kind, message)| (index, kind, message)))
+        .filter_map(|(index, failure)| {
+            let (kind, message) = failure.clone()?;
+            Some((inputs.record(index), kind, message))
+        })
         .collect();
-    Ok(CallOutput { records, inputs: record_inputs, failures })
+    let reuse_origins = checked.one_to_one && checked.failed.is_empty();
+    let PackedBatch { wire: input, origins: input_origins } = inputs;
+    let Batch { data: input_data, records: input_words, .. } = input;
+    // The buffer the outputs take, how far the guest's bytes moved in it,
+    // and where kept bytes are copied from (nowhere when they stay put).
+    let (mut data, shift, kept_from) = match after_input {
+        true => {
+            let mut data = input_data;
+            let shift = data.len() as u32;
+            data.extend_from_slice(&batch.data);
+            (data, shift, Vec::new())
+        }
+        false => {
+            let mut data = std::mem::take(&mut batch.data);
+            data.reserve(kept_bytes);
+            (data, 0, input_data)
+        }
+    };
+    let mut kept_bytes = KeptBytes { data: &mut data, from: (!after_input).then_some(&kept_from[..]), shift };
+    if shift != 0 {
+        for h in batch.headers.chunks_exact_mut(HEADER_WORDS) {
+            h[0] += shift;
+            h[2] += shift;
+        }
+    }
+    let Batch { records: words, timestamps, .. } = &mut batch;
+    if reuse_origins {
+        // Output n is input n's only output: nothing moves.
+        let outputs = words.as_chunks_mut::<RECORD_WORDS>().0;
+        for (output, input) in outputs.iter_mut().zip(input_words.as_chunks::<RECORD_WORDS>().0) {
+            kept_bytes.resolve(output, input);
+        }
+        batch.data = data;
+        return Ok(PackedCall { batch: PackedBatch { wire: batch, origins: input_origins }, failures });
+    }
+    let mut origins = Vec::with_capacity(checked.count);
+    // The input of each output, to restore input order when the guest did not keep it.
+    let mut sources = Vec::new();
+    let mut kept = 0;
+    for output in 0..checked.count {
+        let at = output * RECORD_WORDS;
+        let index = words[at + INPUT] as usize;
+        if checked.failed(index) {
+            continue;
+        }
+        kept_bytes.resolve(
+            &mut words.as_chunks_mut::<RECORD_WORDS>().0[output],
+            &input_words.as_chunks::<RECORD_WORDS>().0[index],
+        );
+        if kept != output {
+            words.copy_within(at..at + RECORD_WORDS, kept * RECORD_WORDS);
+            timestamps[kept] = timestamps[output];
+        }
+        words[kept * RECORD_WORDS + INPUT] = kept as u32;
+        origins.push(input_origins[index].clone());
+        if checked.unordered {
+            sources.push(index);
+        }
+        kept += 1;
+    }
+    words.truncate(kept * RECORD_WORDS);
+    timestamps.truncate(kept);
+    if checked.unordered {
+        let mut order: Vec<usize> = (0..kept).collect();
+        order.sort_by_key(|&output| sources[output]);
+        let (old_words, old_timestamps, old_origins) =
+            (std::mem::take(words), std::mem::take(timestamps), std::mem::take(&mut origins));
+        for (position, &output) in order.iter().enumerate() {
+            words.extend_from_slice(&old_words[output * RECORD_WORDS..][..RECORD_WORDS]);
+            words[position * RECORD_WORDS + INPUT] = position as u32;
+            timestamps.push(old_timestamps[output]);
+            origins.push(old_origins[output].clone());
+        }
+    }
+    batch.data = data;
+    Ok(PackedCall { batch: PackedBatch { wire: batch, origins }, failures })
+}
+
+/// Where the keys and values outputs keep of their inputs end up in a
+/// packed call's new buffer.
+struct KeptBytes<'a> {
+    data: &'a mut Vec<u8>,
+    /// The input's buffer, to copy kept bytes from; `None` when the new
+    /// buffer is the input's, the guest's bytes appended to it.
+    from: Option<&'a [u8]>,
+    /// How far the guest's bytes moved in the new buffer.
+    shift: u32,
+}
+
+impl KeptBytes<'_> {
+    /// Rewrites the spans of `output` (checked) to the new buffer.
+    #[inline(always)]
+    fn resolve(&mut self, output: &mut [u32; RECORD_WORDS], input: &[u32; RECORD_WORDS]) {
+        match output[KEY_LEN] {
+            NO_KEY => {}
+            INPUT_KEY => [output[KEY_OFFSET], output[KEY_LEN]] = self.kept(input[KEY_OFFSET], input[KEY_LEN]),
+            _ => output[KEY_OFFSET] += self.shift,
+        }
+        match output[VALUE_LEN] {
+            INPUT_VALUE => {
+                [output[VALUE_OFFSET], output[VALUE_LEN]] = self.kept(input[VALUE_OFFSET], input[VALUE_LEN])
+            }
+            _ => output[VALUE_OFFSET] += self.shift,
+        }
+    }
+
+    /// The span, in the new buffer, of the input's span `offset..+len`
+    /// (`NO_KEY` for a key the input does not have).
+    #[inline(always)]
+    fn kept(&mut self, offset: u32, len: u32) -> [u32; 2] {
+        match self.from {
+            Some(from) if len != NO_KEY => {
+                let start = self.data.len() as u32;
+                self.data.extend_from_slice(&from[offset as usize..][..len as usize]);
+                [start, len]
+            }
+            _ => [offset, len],
+        }
+    }
 }
 
 /// The bytes one output carries to the sink: its key, value and headers,
-/// whether written by the guest or kept from `input`. Its header range
-/// must have been checked.
-fn output_size(headers: &[u32], words: &[u32], input: &Record) -> usize {
+/// whether written by the guest or kept from its input, whose key and
+/// value are `input` bytes long. Its header range must have been checked.
+fn output_size(headers: &[u32], words: &[u32], (input_key, input_value): (usize, usize)) -> usize {
     let key = match words[KEY_LEN] {
         NO_KEY => 0,
-        INPUT_KEY => input.key.as_ref().map_or(0, Bytes::len),
+        INPUT_KEY => input_key,
         len => len as usize,
     };
     let value = match words[VALUE_LEN] {
-        INPUT_VALUE => input.value.len(),
+        INPUT_VALUE => input_value,
         len => len as usize,
     };
     let headers: usize = headers.chunks_exact(HEADER_WORDS).map(|h| h[1] as usize + h[3] as usize).sum();
@@ -392,12 +662,13 @@ fn output_size(headers: &[u32], words: &[u32], input: &Record) -> usize {
 /// The bytes of each input's outputs together, for a call whose outputs
 /// are over the limit in total. The first pass checked every index and
 /// header range.
-fn bytes_per_input(records: &[u32], headers: &[u32], inputs: &[Record]) -> Vec<usize> {
-    let mut bytes = vec![0usize; inputs.len()];
+fn bytes_per_input<S: InputSizes + ?Sized>(records: &[u32], headers: &[u32], inputs: &S) -> Vec<usize> {
+    let mut bytes = vec![0usize; inputs.count()];
     for words in records.chunks_exact(RECORD_WORDS) {
         let index = words[INPUT] as usize;
         let headers = header_words(headers, words).unwrap_or_default();
-        bytes[index] = bytes[index].saturating_add(output_size(headers, words, &inputs[index]));
+        let size = output_size(headers, words, inputs.key_and_value_len(index));
+        bytes[index] = bytes[index].saturating_add(size);
     }
     bytes
 }
@@ -433,7 +704,6 @@ fn header_words<'a>(headers: &'a [u32], words: &[u32]) -> Option<&'a [u32]> {
 mod tests {
     use super::*;
     use crate::record::Origin;
-    use crate::wasm::bindings::sluice::transform::types::RecordError;
 
     fn input(key: Option<&'static str>, value: &'static str) -> Record {
         let mut record = Record::new(value, Origin { source: "t".into(), partition: 0, offset: 0 });
@@ -586,5 +856,121 @@ mod tests {
             let failure = unpack(output(&[words], b"new"), &inputs[..], 1 << 20).unwrap_err();
             assert_eq!(failure.kind, FailureKind::InvalidOutput, "{words:?}: {}", failure.message);
         }
+    }
+
+    /// A packed call's outputs and failures are those of the same answer
+    /// unpacked into records; a whole-call failure gives the inputs back.
+    fn assert_packed_agrees(answer: impl Fn() -> BatchOutput, inputs: &[Record], max_output_bytes: usize) {
+        let packed = PackedBatch::from_records(inputs).unwrap();
+        match (unpack(answer(), inputs, max_output_bytes), unpack_packed(answer(), packed, max_output_bytes))
+        {
+            (Ok(records), Ok(packed)) => {
+                let failures: Vec<_> = records
+                    .failures
+                    .iter()
+                    .map(|(i, kind, message)| (inputs[*i].clone(), kind.clone(), message.clone()))
+                    .collect();
+                assert_eq!(packed.failures, failures);
+                assert_eq!(packed.batch.size(), records.records.iter().map(Record::size).sum::<usize>());
+                assert_eq!(packed.batch.into_records(), records.records);
+            }
+            (Err(records), Err(packed)) => {
+                assert_eq!(packed.failure, records);
+                assert_eq!(
+                    packed.inputs.into_records(),
+                    inputs,
+                    "a failed packed call gives its inputs back whole"
+                );
+            }
+            (records, packed) => panic!("records: {records:?}\npacked: {packed:?}"),
+        }
+    }
+
+    #[test]
+    fn packed_calls_agree_with_record_calls() {
+        let mut with_header = input(Some("k1"), "one");
+        with_header.headers.push(Header { name: "h".into(), value: Bytes::from_static(b"v") });
+        with_header.timestamp = Some(7);
+        let inputs = vec![input(Some("k0"), "zero"), with_header, input(None, "two")];
+        let cases: Vec<(BatchOutput, usize)> = vec![
+            // A passthrough: nothing written, everything kept.
+            (
+                output(
+                    &[
+                        (0, INPUT_KEY, 0, INPUT_VALUE, 0),
+                        (0, INPUT_KEY, 0, INPUT_VALUE, 1),
+                        (0, INPUT_KEY, 0, INPUT_VALUE, 2),
+                    ],
+                    b"",
+                ),
+                1 << 20,
+            ),
+            // Fan-out and a filter: input 0 twice, input 1 not at all.
+            (
+                output(
+                    &[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, NO_KEY, 0, 3, 0), (0, INPUT_KEY, 3, 2, 2)],
+                    b"newab",
+                ),
+                1 << 20,
+            ),
+            // Out of input order, a new key, and more written than kept.
+            (
+                output(
+                    &[(0, 2, 2, 20, 2), (0, INPUT_KEY, 0, 22, 0), (22, 0, 0, INPUT_VALUE, 1)],
+                    b"abcdefghijklmnopqrstuvwxyz",
+                ),
+                1 << 20,
+            ),
+            // Over max_output_bytes: input 0's two outputs fail it.
+            (
+                output(
+                    &[(0, INPUT_KEY, 0, 10, 0), (0, INPUT_KEY, 0, 10, 0), (0, NO_KEY, 0, INPUT_VALUE, 1)],
+                    b"0123456789",
+                ),
+                20,
+            ),
+            // A span outside the buffer: the whole call fails.
+            (output(&[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, NO_KEY, 2, 9, 1)], b"new"), 1 << 20),
+            // An output for an input the batch does not have.
+            (output(&[(0, NO_KEY, 0, INPUT_VALUE, 3)], b""), 1 << 20),
+        ];
+        for (case, (answer, max_output_bytes)) in cases.into_iter().enumerate() {
+            println!("case {case}");
+            assert_packed_agrees(
+                || BatchOutput { records: answer.records.clone(), errors: answer.errors.clone() },
+                &inputs,
+                max_output_bytes,
+            );
+            // The same, with input 1 rejected by the guest.
+            let mut rejected = BatchOutput { records: answer.records.clone(), errors: answer.errors.clone() };
+            rejected.errors.push(RecordError {
+                input: 1,
+                kind: "invalid-input".into(),
+                message: "no".into(),
+            });
+            assert_packed_agrees(
+                || BatchOutput { records: rejected.records.clone(), errors: rejected.errors.clone() },
+                &inputs,
+                max_output_bytes,
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_header_moves_with_the_guests_bytes() {
+        // The guest keeps each value and adds a header: its 2 bytes go after
+        // the input's, so the header's spans move with them.
+        let inputs = vec![input(Some("key"), "a longer value"), input(None, "another")];
+        let answer = || {
+            let mut out =
+                output(&[(0, INPUT_KEY, 0, INPUT_VALUE, 0), (0, INPUT_KEY, 0, INPUT_VALUE, 1)], b"hv");
+            out.records.records[HEADER_COUNT] = 1;
+            out.records.headers = vec![0, 1, 1, 1];
+            out
+        };
+        assert_packed_agrees(answer, &inputs, 1 << 20);
+        let call = unpack_packed(answer(), PackedBatch::from_records(&inputs).unwrap(), 1 << 20).unwrap();
+        let first = &call.batch.into_records()[0];
+        assert_eq!((first.headers[0].name.as_str(), &first.headers[0].value[..]), ("h", &b"v"[..]));
     }
 }

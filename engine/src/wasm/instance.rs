@@ -9,14 +9,15 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::abi::{self, CallOutput, Inputs};
-use super::bindings::{Batch, Transform};
+use super::abi::{self, CallOutput, FailedPackedCall, Inputs, PackedCall};
+use super::bindings::{Batch, BatchOutput, Transform};
 use super::deadline::{Blocked, run_until};
 use super::epoch::{EPOCH_TICK, Ticking};
 use super::error::{FailureKind, LoadError};
 use super::host::Module;
 use super::limits::{Limits, MemoryLimiter};
 use super::lookup::LookupState;
+use super::packed::{self, PackedBatch};
 use super::stdio::CapturedStderr;
 use crate::lookup::Lookups;
 use crate::record::Record;
@@ -148,12 +149,7 @@ impl TransformInstance {
             bindings,
             module: module.clone(),
             limits: limits.clone(),
-            scratch: Batch {
-                data: Vec::new(),
-                records: Vec::new(),
-                timestamps: Vec::new(),
-                headers: Vec::new(),
-            },
+            scratch: packed::empty_wire(),
         })
     }
 
@@ -179,13 +175,32 @@ impl TransformInstance {
         self.run(records)
     }
 
+    /// Runs a batch already in the guest's layout (the previous stage's
+    /// output) and leaves the outputs in that layout, for the next stage.
+    /// The same checks and limits as [`call`](Self::call); when the call
+    /// fails, `batch` comes back with the failure, as it was.
+    pub fn call_packed(&mut self, batch: PackedBatch) -> Result<PackedCall, Box<FailedPackedCall>> {
+        match self.process(&batch.wire) {
+            Ok(output) => abi::unpack_packed(output, batch, self.limits.max_output_bytes),
+            Err(failure) => Err(FailedPackedCall::new(failure, batch)),
+        }
+    }
+
     fn run<I: Inputs>(&mut self, records: I) -> Result<CallOutput, CallFailure> {
-        abi::pack(records.records(), &mut self.scratch);
+        let mut scratch = std::mem::replace(&mut self.scratch, packed::empty_wire());
+        abi::pack(records.records(), &mut scratch);
+        let output = self.process(&scratch);
+        self.scratch = scratch;
+        abi::unpack(output?, records, self.limits.max_output_bytes)
+    }
+
+    /// Calls the guest's `process` on `batch` under the instance's limits.
+    fn process(&mut self, batch: &Batch) -> Result<BatchOutput, CallFailure> {
         let (deadline, ticking) = arm(&mut self.store, &self.limits, &self.module);
-        let result = run_until(deadline, self.bindings.call_process(&mut self.store, &self.scratch));
+        let result = run_until(deadline, self.bindings.call_process(&mut self.store, batch));
         drop(ticking);
         match result {
-            Ok(Ok(output)) => abi::unpack(output, records, self.limits.max_output_bytes),
+            Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, e)),
             Err(blocked) => Err(blocked_failure(&self.limits, blocked)),
         }

@@ -14,10 +14,12 @@ mod host;
 mod instance;
 mod limits;
 mod lookup;
+mod packed;
 mod stdio;
 
-pub use abi::{CallOutput, RecordOutcome};
+pub use abi::{CallOutput, FailedPackedCall, PackedCall, RecordOutcome};
 pub use error::{FailureKind, LoadError};
 pub use host::{Module, WasmHost};
 pub use instance::{CallFailure, Grants, TransformInstance, instance_grants};
 pub use limits::Limits;
+pub use packed::PackedBatch;

@@ -1,11 +1,11 @@
 //! The batch ABI round-trips any record byte-exact through a passthrough
-//! module: empty and binary values, absent and empty keys, zero to many
-//! headers, huge records.
+//! module, as records and packed: empty and binary values, absent and
+//! empty keys, zero to many headers, huge records.
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice::record::{Header, Origin, Record};
-use sluice::wasm::{Grants, Limits, TransformInstance};
+use sluice::wasm::{Grants, Limits, PackedBatch, TransformInstance};
 use sluice_tests::guest;
 
 fn instance() -> TransformInstance {
@@ -44,6 +44,14 @@ fn assert_round_trip(instance: &mut TransformInstance, inputs: &[Record]) {
     let mut batch = inputs.to_vec();
     let output = instance.call_consuming(&mut batch).expect("passthrough does not fail");
     assert_eq!(output.records, inputs);
+    // Packed, as stages between stages pass batches on, twice over: the
+    // second call gets the first's output as it is.
+    let packed = PackedBatch::from_records(inputs).unwrap();
+    let once = instance.call_packed(packed).expect("passthrough does not fail");
+    assert!(once.failures.is_empty());
+    let twice = instance.call_packed(once.batch).expect("passthrough does not fail");
+    assert!(twice.failures.is_empty());
+    assert_eq!(twice.batch.into_records(), inputs);
 }
 
 /// Key, value, headers and timestamp of a generated record.

@@ -284,3 +284,73 @@ fn fan_out_and_drop_on_two_workers_arrive_counted_in_the_file_and_blackhole_sink
         }
     }
 }
+
+/// Three stages in a row, so records pass packed from the first to the
+/// second and from the second to the third (`pipeline/handoff.rs`): the
+/// middle one rejects some records, traps on others (its packed batch is
+/// then retried record by record), and fans `echo` out a hundredfold,
+/// which the last one rejects. Every record arrives or is dead-lettered
+/// once, by the stage that failed it, in order.
+#[test]
+fn records_passed_packed_between_stages_are_written_or_dead_lettered_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let (mut kept, mut middle, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    for n in 0..3_000u64 {
+        match n {
+            _ if n % 97 == 13 => text.push_str("reject\n"),
+            _ if n % 389 == 7 => text.push_str("trap\n"),
+            _ if n % 701 == 5 => text.push_str("echo\n"),
+            _ => {
+                text.push_str(&format!("{{\"id\":{n}}}\n"));
+                kept.push(n);
+                continue;
+            }
+        }
+        match n % 701 == 5 && n % 97 != 13 && n % 389 != 7 {
+            true => last.extend(std::iter::repeat_n(n, 100)),
+            false => middle.push(n),
+        }
+    }
+    std::fs::write(dir.path().join("in.log"), text).unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!(
+            "name = \"chain\"\n[source]\ntype = \"file\"\npath = \"in.log\"\n[batch]\nmax_records = 50\n\
+             [[stage]]\nname = \"first\"\nmodule = {passthrough}\n\
+             [[stage]]\nname = \"middle\"\nmodule = {hostile}\nparallelism = 2\n\
+             [stage.quarantine]\nfailure_ratio = 0.9\n\
+             [[stage]]\nname = \"last\"\nmodule = {fanout}\nparallelism = 2\n[stage.config]\ncopies = 2\n\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
+            passthrough = toml_path(&guest("passthrough")),
+            hostile = toml_path(&guest("hostile")),
+            fanout = toml_path(&guest("fanout")),
+        ),
+    );
+    let report = run_pipeline_file(&pipeline).unwrap();
+    assert_eq!(report.read, 3_000);
+    let written: Vec<(u64, u64)> = read_ndjson(&dir.path().join("out.ndjson"))
+        .iter()
+        .map(|v| (v["id"].as_u64().unwrap(), v["copy"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(u64, u64)> = kept.iter().flat_map(|&id| [(id, 0), (id, 1)]).collect();
+    assert_eq!(written, expected, "every good line twice, in file order");
+    assert_eq!(report.written, expected.len() as u64);
+
+    let dead = read_ndjson(&dir.path().join("dead.ndjson"));
+    let by_stage = |stage: &str| -> Vec<i64> {
+        dead.iter().filter(|d| d["stage"] == stage).map(|d| d["origin"]["offset"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(dead.len(), middle.len() + last.len());
+    assert_eq!(report.dead_lettered as usize, dead.len());
+    // File offsets count lines from 1.
+    let lines = |ns: &[u64]| ns.iter().map(|&n| n as i64 + 1).collect::<Vec<_>>();
+    let mut failed_in_middle = by_stage("middle");
+    failed_in_middle.sort();
+    assert_eq!(failed_in_middle, lines(&middle), "rejected and trapping lines, once each");
+    assert_eq!(by_stage("last"), lines(&last), "each echo's hundred copies, refused by the last stage");
+    let counters: Vec<_> =
+        report.stages.iter().map(|s| (s.counters.records_in, s.counters.records_out)).collect();
+    let into_last = (kept.len() + last.len()) as u64;
+    assert_eq!(counters, [(3_000, 3_000), (3_000, into_last), (into_last, 2 * kept.len() as u64)]);
+}
