@@ -2,12 +2,21 @@
 //! each measured side by side in this one run, written as one flat JSON
 //! object to `target/bench/summary.json` (and printed).
 //!
-//! - `boundary_ns_per_record`: passthrough at batch 1024, wasm minus the
-//!   same transform run natively on the same packed batch.
-//!   `passthrough_stage_call_ns_per_record`: the passthrough as a stage
-//!   calls it, on a new batch each call that it takes over and drops;
-//!   `…_shared_ns_per_record`: the same with outputs sharing their inputs'
-//!   bytes instead of taking them.
+//! - `boundary_ns_per_record`: passthrough at batch 1024 as a stage between
+//!   two wasm stages runs it (the batch arrives packed, as the stage before
+//!   returned it, and leaves packed for the next: `pipeline/handoff.rs`),
+//!   wasm minus the same transform run natively on the same packed batch.
+//!   `boundary_records_ns_per_record`: the same with built records in and
+//!   out (the borrowing call tools and tests use; what
+//!   `boundary_ns_per_record` measured before stages passed batches on
+//!   packed). `passthrough_stage_call_ns_per_record`: the passthrough as
+//!   a stage with a sink after it calls it, on a new batch each call that
+//!   it takes over and drops; `…_shared_ns_per_record`: the same with
+//!   outputs sharing their inputs' bytes instead of taking them.
+//!   `two_stages_{records,packed}_ns_per_record`: two passthrough stages
+//!   in a row, from new records to records, with records between them or
+//!   as a pipeline hands batches on (packed unless every output is its
+//!   input in place, which a passthrough's are).
 //! - `logparse_wasm_over_native`, `enrich_wasm_over_native`,
 //!   `image_serialize_wasm_over_native` (verify + 128 px thumbnail, as the
 //!   shipped pipeline runs it), `image_hash_wasm_over_native` (sniff and
@@ -45,7 +54,7 @@ use sluice::pipeline::stage::Stage;
 use sluice::pipeline::{History, Pipeline};
 use sluice::record::{Origin, Record};
 use sluice::sources::{Source, SourceContext};
-use sluice::wasm::{Grants, Limits, PackedBatch, TransformInstance, WasmHost};
+use sluice::wasm::{Grants, Limits, PackedBatch, StageCall, TransformInstance, WasmHost};
 use sluice_guest::testing::{self, TestRecord, pack, run_packed};
 use sluice_tests::bench::{
     alone, image_records, images, log_lines, median, side_by_side, side_by_side_on_fresh_inputs,
@@ -86,23 +95,34 @@ fn main() {
     let runs = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
 
     if runs("boundary") {
-        let (boundary, passthrough_wasm, passthrough_native) = boundary(&host);
+        let (packed, packed_wasm, packed_native) = boundary_packed(&host);
         println!(
-            "boundary, batch 1024: wasm {passthrough_wasm:.1} ns/record, native {passthrough_native:.1}: {boundary:.1} ns/record"
+            "boundary between two stages, batch 1024 (packed in, packed out): wasm {packed_wasm:.1} ns/record, \
+             native {packed_native:.1}: {packed:.1} ns/record"
         );
-        summary.insert("boundary_ns_per_record", boundary);
-        summary.insert("passthrough_wasm_ns_per_record", passthrough_wasm);
+        summary.insert("boundary_ns_per_record", packed);
+        summary.insert("passthrough_wasm_ns_per_record", packed_wasm);
+        let (records, records_wasm, records_native) = boundary(&host);
+        println!(
+            "boundary with records in and out: wasm {records_wasm:.1} ns/record, native {records_native:.1}: \
+             {records:.1} ns/record"
+        );
+        summary.insert("boundary_records_ns_per_record", records);
+        summary.insert("passthrough_records_wasm_ns_per_record", records_wasm);
         let (shared, consuming) = stage_calls(&host);
         println!(
-            "passthrough as a stage calls it (a new batch each call, dropped after): {consuming:.1} ns/record, \
-             {shared:.1} if outputs shared their inputs' bytes instead of taking them"
+            "passthrough as a stage before a sink calls it (a new batch each call, dropped after): {consuming:.1} \
+             ns/record, {shared:.1} if outputs shared their inputs' bytes instead of taking them"
         );
         summary.insert("passthrough_stage_call_ns_per_record", consuming);
         summary.insert("passthrough_stage_call_shared_ns_per_record", shared);
-        let (packed, packed_wasm, packed_native) = boundary_packed(&host);
+        let (records, packed) = two_stages(&host);
         println!(
-            "boundary between two stages (packed in, packed out): wasm {packed_wasm:.1} ns/record, native {packed_native:.1}: {packed:.1} ns/record"
+            "two passthrough stages in a row, records to records: {records:.1} ns/record with records between \
+             them, {packed:.1} as a pipeline hands batches on (packed when that saves work)"
         );
+        summary.insert("two_stages_records_ns_per_record", records);
+        summary.insert("two_stages_packed_ns_per_record", packed);
     }
 
     if runs("logparse") {
@@ -232,6 +252,37 @@ fn boundary_packed(host: &WasmHost) -> (f64, f64, f64) {
     );
     let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
     (per_record(w) - per_record(n), per_record(w), per_record(n))
+}
+
+/// Two stages in a row, per record, from a new batch of records to records
+/// for a sink: with records between them (each takes over its input, as a
+/// stage with a sink after it does), and as a pipeline runs them, the
+/// first stage leaving what it outputs packed when that saves work.
+fn two_stages(host: &WasmHost) -> (f64, f64) {
+    const BATCH: usize = 1024;
+    let records = small_records(BATCH);
+    let (mut first, mut second) = (instance(host, "passthrough", "{}"), instance(host, "passthrough", "{}"));
+    let (mut packed_first, mut packed_second) =
+        (instance(host, "passthrough", "{}"), instance(host, "passthrough", "{}"));
+    let (built, packed) = side_by_side_on_fresh_inputs(
+        ROUNDS * 2,
+        200,
+        || records.clone(),
+        |mut batch| {
+            let mut between = first.call_consuming(&mut batch).unwrap().records;
+            second.call_consuming(&mut between).unwrap().records
+        },
+        |mut batch| match packed_first.call_for_next_stage(&mut batch).unwrap() {
+            StageCall::Records(mut between) => {
+                packed_second.call_consuming(&mut between.records).unwrap().records
+            }
+            StageCall::Packed(between) => {
+                packed_second.call_packed(between.batch).unwrap().batch.into_records()
+            }
+        },
+    );
+    let per_record = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
+    (per_record(built), per_record(packed))
 }
 
 /// Passthrough per record as a pipeline stage runs it, with outputs

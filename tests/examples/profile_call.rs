@@ -2,13 +2,17 @@
 //! `perf record cargo run --release -p sluice-tests --example profile_call -- GUEST [BATCH] [SECONDS] [LINES-FILE]`.
 //!
 //! `LINES-FILE` may be `images`: the fixture images, as REST ingest makes
-//! them records. With `PROFILE_PACKED` set, the batch is called packed, as
-//! a stage between two stages calls it. `PROFILE_CONFIG` is the stage's config as JSON (default
+//! them records. `PROFILE_CONFIG` is the stage's config as JSON (default
 //! `{}`); the host's hash is granted, as the shipped pipelines do.
+//!
+//! `PROFILE_PACKED=1` calls the batch packed, as a stage between two wasm
+//! stages gets it. `PROFILE_CHAIN=records|stages` runs two instances in a
+//! row (the second of `PROFILE_SECOND`, default the same guest), with
+//! records between them or as a pipeline's stages hand batches on.
 
 use bytes::Bytes;
 use sluice::record::{Origin, Record};
-use sluice::wasm::{Grants, Limits, PackedBatch, TransformInstance, WasmHost};
+use sluice::wasm::{Grants, Limits, PackedBatch, StageCall, TransformInstance, WasmHost};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -42,6 +46,42 @@ fn main() {
             "instantiate + init + first call: {:.1} us",
             started.elapsed().as_secs_f64() * 1e6 / count as f64
         );
+        return;
+    }
+    if let Ok(chain) = std::env::var("PROFILE_CHAIN") {
+        // Two instances in a row, from new records to records, with records
+        // between them (`records`) or as a pipeline runs them (`stages`:
+        // the first leaves its outputs packed when that saves work).
+        let mut first = TransformInstance::new(&module, &limits, &grants, &config).unwrap();
+        // `PROFILE_SECOND`: another guest for the second stage.
+        let second_module = match std::env::var("PROFILE_SECOND") {
+            Ok(name) => host.load_file(&sluice_tests::guest(&name), false).unwrap(),
+            Err(_) => module.clone(),
+        };
+        let mut second = TransformInstance::new(&second_module, &limits, &grants, "{}").unwrap();
+        let started = std::time::Instant::now();
+        let mut calls = 0u64;
+        while started.elapsed().as_secs() < seconds {
+            let mut batch = records.clone();
+            let out = match chain.as_str() {
+                "records" => {
+                    let mut between = first.call_consuming(&mut batch).unwrap().records;
+                    second.call_consuming(&mut between).unwrap().records
+                }
+                _ => match first.call_for_next_stage(&mut batch).unwrap() {
+                    StageCall::Records(mut between) => {
+                        second.call_consuming(&mut between.records).unwrap().records
+                    }
+                    StageCall::Packed(between) => {
+                        second.call_packed(between.batch).unwrap().batch.into_records()
+                    }
+                },
+            };
+            drop(std::hint::black_box(out));
+            calls += 1;
+        }
+        let per_record = started.elapsed().as_nanos() as f64 / (calls as f64 * size as f64);
+        println!("{chain}: {calls} calls, {per_record:.1} ns/record");
         return;
     }
     let mut instance = TransformInstance::new(&module, &limits, &grants, &config).unwrap();

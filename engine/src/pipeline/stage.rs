@@ -16,7 +16,7 @@ use crate::wasm::config_spec::ConfigProblem;
 use crate::wasm::instance_grants;
 use crate::wasm::{
     CallFailure, CallOutput, FailedPackedCall, FailureKind, Limits, LoadError, Module, PackedBatch,
-    PackedCall, TransformInstance, WasmHost,
+    PackedCall, StageCall, TransformInstance, WasmHost,
 };
 
 /// A stage that could not be set up.
@@ -193,47 +193,10 @@ impl Stage {
             return output;
         }
         let total = input.len();
-        let packed = match input {
-            Payload::Records(records) if !pack_outputs => {
-                output.records = Payload::Records(self.run_records(records, &mut output));
-                None
-            }
-            Payload::Records(records) => match PackedBatch::from_records(&records) {
-                Some(packed) => Some(packed),
-                // Too large for the batch encoding's offsets: it goes as records.
-                None => {
-                    output.records = Payload::Records(self.run_records(records, &mut output));
-                    None
-                }
-            },
-            Payload::Packed(packed) => Some(packed),
+        output.records = match input {
+            Payload::Records(records) => self.run_records(records, pack_outputs, &mut output),
+            Payload::Packed(batch) => self.run_packed(batch, pack_outputs, &mut output),
         };
-        if let Some(packed) = packed {
-            match self.call_packed(packed) {
-                Ok(call) => {
-                    self.failures().passed(total);
-                    for (record, kind, message) in call.failures {
-                        output.failed.push(self.dead_letter(record, kind, message));
-                    }
-                    output.records = match pack_outputs {
-                        true => Payload::Packed(call.batch),
-                        false => Payload::Records(call.batch.into_records()),
-                    };
-                }
-                Err(failed) => {
-                    let FailedPackedCall { failure, inputs } = *failed;
-                    let records = inputs.into_records();
-                    let outputs = match records.len() {
-                        1 => {
-                            self.crashed(&records[0], &failure, &mut output);
-                            Vec::new()
-                        }
-                        _ => self.one_by_one(records, &mut output),
-                    };
-                    output.records = Payload::Records(outputs);
-                }
-            }
-        }
         // Held records count in when they run, after a new version is deployed.
         add(&self.stats.records_in, total - output.held.len());
         add(&self.stats.records_out, output.records.len());
@@ -241,20 +204,76 @@ impl Stage {
         output
     }
 
-    /// Runs built records; returns the outputs, and puts failures and held
-    /// records in `output`.
-    fn run_records(&mut self, mut records: Vec<Record>, output: &mut StageOutput<Payload>) -> Vec<Record> {
+    /// Runs built records; returns the outputs (packed, when `pack_outputs`
+    /// and the guest wrote new values), and puts failures and held records
+    /// in `output`.
+    fn run_records(
+        &mut self,
+        mut records: Vec<Record>,
+        pack_outputs: bool,
+        output: &mut StageOutput<Payload>,
+    ) -> Payload {
         let total = records.len();
-        match self.call(&mut records) {
-            Ok(call) => {
+        let result = match pack_outputs {
+            true => self.call_for_next_stage(&mut records),
+            false => self.call(&mut records).map(StageCall::Records),
+        };
+        match result {
+            Ok(StageCall::Records(call)) => {
                 self.failures().passed(total);
-                self.collect(call, &records, output)
+                Payload::Records(self.collect(call, &records, output))
+            }
+            Ok(StageCall::Packed(call)) => {
+                self.failures().passed(total);
+                self.collect_packed(call, true, output)
             }
             Err(failure) if total == 1 => {
                 self.crashed(&records[0], &failure, output);
-                Vec::new()
+                Payload::default()
             }
-            Err(_) => self.one_by_one(records, output),
+            Err(_) => Payload::Records(self.one_by_one(records, output)),
+        }
+    }
+
+    /// Runs a batch the stage before left packed.
+    fn run_packed(
+        &mut self,
+        batch: PackedBatch,
+        pack_outputs: bool,
+        output: &mut StageOutput<Payload>,
+    ) -> Payload {
+        let total = batch.len();
+        match self.call_packed(batch) {
+            Ok(call) => {
+                self.failures().passed(total);
+                self.collect_packed(call, pack_outputs, output)
+            }
+            Err(failed) => {
+                let FailedPackedCall { failure, inputs } = *failed;
+                let records = inputs.into_records();
+                if records.len() == 1 {
+                    self.crashed(&records[0], &failure, output);
+                    return Payload::default();
+                }
+                Payload::Records(self.one_by_one(records, output))
+            }
+        }
+    }
+
+    /// Dead-letters a packed call's failed inputs and returns its outputs,
+    /// packed or built.
+    fn collect_packed(
+        &self,
+        call: PackedCall,
+        pack_outputs: bool,
+        output: &mut StageOutput<Payload>,
+    ) -> Payload {
+        for (record, kind, message) in call.failures {
+            output.failed.push(self.dead_letter(record, kind, message));
+        }
+        match pack_outputs {
+            true => Payload::Packed(call.batch),
+            false => Payload::Records(call.batch.into_records()),
         }
     }
 
@@ -309,6 +328,15 @@ impl Stage {
         let mut instance = self.take_instance()?;
         let started = Instant::now();
         let result = instance.call_consuming(records);
+        self.called(instance, started, result.as_ref().err());
+        result
+    }
+
+    /// Like [`call`](Self::call), leaving outputs packed when that saves work.
+    fn call_for_next_stage(&mut self, records: &mut Vec<Record>) -> Result<StageCall, CallFailure> {
+        let mut instance = self.take_instance()?;
+        let started = Instant::now();
+        let result = instance.call_for_next_stage(records);
         self.called(instance, started, result.as_ref().err());
         result
     }

@@ -350,6 +350,21 @@ fn check<S: InputSizes + ?Sized>(
     Ok(Checked { count, failed, one_to_one, unordered, kept_bytes })
 }
 
+/// Whether the guest's answer has exactly one output per input, in order,
+/// each keeping its input's value, and no rejections: outputs that are
+/// their inputs, changed at most in their key, headers or timestamp.
+pub(crate) fn forwards_in_place(output: &BatchOutput, inputs: usize) -> bool {
+    let words = &output.records.records;
+    output.errors.is_empty()
+        && words.len() == inputs * RECORD_WORDS
+        && words
+            .as_chunks::<RECORD_WORDS>()
+            .0
+            .iter()
+            .enumerate()
+            .all(|(index, words)| words[INPUT] as usize == index && words[VALUE_LEN] == INPUT_VALUE)
+}
+
 /// Turns the guest's answer into records.
 ///
 /// [`check`] first, then the outputs of the inputs that did not fail are
@@ -954,6 +969,21 @@ mod tests {
                 max_output_bytes,
             );
         }
+    }
+
+    #[test]
+    fn only_one_output_per_input_in_order_keeping_its_value_forwards_in_place() {
+        let kept = (0, INPUT_KEY, 0, INPUT_VALUE, 0);
+        let in_place =
+            |words: &[(u32, u32, u32, u32, u32)], inputs| forwards_in_place(&output(words, b"k"), inputs);
+        assert!(in_place(&[kept, (0, 1, 0, INPUT_VALUE, 1)], 2), "a new key is changed in place");
+        assert!(!in_place(&[kept, (0, INPUT_KEY, 0, 1, 1)], 2), "a new value");
+        assert!(!in_place(&[kept], 2), "an input filtered out");
+        assert!(!in_place(&[kept, kept, (0, INPUT_KEY, 0, INPUT_VALUE, 1)], 2), "fan-out");
+        assert!(!in_place(&[(0, INPUT_KEY, 0, INPUT_VALUE, 1), kept], 2), "out of order");
+        let mut rejected = output(&[kept], b"");
+        rejected.errors.push(RecordError { input: 0, kind: "invalid-input".into(), message: "no".into() });
+        assert!(!forwards_in_place(&rejected, 1), "a rejection");
     }
 
     #[test]

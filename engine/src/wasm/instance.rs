@@ -74,6 +74,13 @@ pub fn instance_grants(capabilities: &[String], lookups: Lookups) -> Grants {
     }
 }
 
+/// What [`TransformInstance::call_for_next_stage`] made of a batch.
+#[derive(Debug)]
+pub enum StageCall {
+    Records(CallOutput),
+    Packed(PackedCall),
+}
+
 /// A failed call: every record of it failed the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
@@ -183,6 +190,40 @@ impl TransformInstance {
         match self.process(&batch.wire) {
             Ok(output) => abi::unpack_packed(output, batch, self.limits.max_output_bytes),
             Err(failure) => Err(FailedPackedCall::new(failure, batch)),
+        }
+    }
+
+    /// Like [`call_consuming`](Self::call_consuming), for a stage whose
+    /// next step is a wasm stage too: outputs that are their inputs, in
+    /// place and in order (a passthrough, a stage that only adds
+    /// headers), stay records, which costs nothing but what the guest
+    /// changed; other outputs are left packed for the next stage, which
+    /// saves building records only for it to pack them again.
+    pub fn call_for_next_stage(&mut self, records: &mut Vec<Record>) -> Result<StageCall, CallFailure> {
+        let Some(mut batch) = PackedBatch::from_records_into(
+            records,
+            std::mem::replace(&mut self.scratch, packed::empty_wire()),
+        ) else {
+            return self.call_consuming(records).map(StageCall::Records);
+        };
+        let output = match self.process(&batch.wire) {
+            Ok(output) => output,
+            Err(failure) => {
+                self.scratch = std::mem::replace(&mut batch.wire, packed::empty_wire());
+                return Err(failure);
+            }
+        };
+        if abi::forwards_in_place(&output, records.len()) {
+            self.scratch = batch.wire;
+            return abi::unpack(output, records, self.limits.max_output_bytes).map(StageCall::Records);
+        }
+        match abi::unpack_packed(output, batch, self.limits.max_output_bytes) {
+            Ok(call) => {
+                // The outputs are in the batch; the inputs that failed were copied.
+                records.clear();
+                Ok(StageCall::Packed(call))
+            }
+            Err(failed) => Err(failed.failure),
         }
     }
 

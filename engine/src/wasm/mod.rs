@@ -20,6 +20,6 @@ mod stdio;
 pub use abi::{CallOutput, FailedPackedCall, PackedCall, RecordOutcome};
 pub use error::{FailureKind, LoadError};
 pub use host::{Module, WasmHost};
-pub use instance::{CallFailure, Grants, TransformInstance, instance_grants};
+pub use instance::{CallFailure, Grants, StageCall, TransformInstance, instance_grants};
 pub use limits::Limits;
 pub use packed::PackedBatch;

@@ -28,11 +28,15 @@ impl PackedBatch {
     /// Packs `records`, or `None` when their bytes do not fit the
     /// encoding's 32-bit offsets (such a batch stays as records).
     pub fn from_records(records: &[Record]) -> Option<PackedBatch> {
+        Self::from_records_into(records, empty_wire())
+    }
+
+    /// Like [`from_records`](Self::from_records), reusing `wire`'s buffers.
+    pub(super) fn from_records_into(records: &[Record], mut wire: Batch) -> Option<PackedBatch> {
         let bytes: usize = records.iter().map(Record::size).sum();
         if bytes > MAX_DATA_BYTES {
             return None;
         }
-        let mut wire = empty_wire();
         super::abi::pack(records, &mut wire);
         Some(PackedBatch { wire, origins: records.iter().map(|r| r.origin.clone()).collect() })
     }

@@ -285,12 +285,13 @@ fn fan_out_and_drop_on_two_workers_arrive_counted_in_the_file_and_blackhole_sink
     }
 }
 
-/// Three stages in a row, so records pass packed from the first to the
-/// second and from the second to the third (`pipeline/handoff.rs`): the
-/// middle one rejects some records, traps on others (its packed batch is
-/// then retried record by record), and fans `echo` out a hundredfold,
-/// which the last one rejects. Every record arrives or is dead-lettered
-/// once, by the stage that failed it, in order.
+/// Four stages in a row, so batches pass from stage to stage both as
+/// records and packed (`pipeline/handoff.rs`: a batch leaves a stage
+/// packed unless each output is its input, in place): the second stage
+/// rejects some records, traps on others (its batch is then retried
+/// record by record) and fans `echo` out a hundredfold, which the last one
+/// rejects; the third passes on what it gets. Every record arrives or is
+/// dead-lettered once, by the stage that failed it, in order.
 #[test]
 fn records_passed_packed_between_stages_are_written_or_dead_lettered_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,6 +321,7 @@ fn records_passed_packed_between_stages_are_written_or_dead_lettered_once_in_ord
              [[stage]]\nname = \"first\"\nmodule = {passthrough}\n\
              [[stage]]\nname = \"middle\"\nmodule = {hostile}\nparallelism = 2\n\
              [stage.quarantine]\nfailure_ratio = 0.9\n\
+             [[stage]]\nname = \"relay\"\nmodule = {passthrough}\n\
              [[stage]]\nname = \"last\"\nmodule = {fanout}\nparallelism = 2\n[stage.config]\ncopies = 2\n\
              [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.ndjson\"\n",
             passthrough = toml_path(&guest("passthrough")),
@@ -352,5 +354,8 @@ fn records_passed_packed_between_stages_are_written_or_dead_lettered_once_in_ord
     let counters: Vec<_> =
         report.stages.iter().map(|s| (s.counters.records_in, s.counters.records_out)).collect();
     let into_last = (kept.len() + last.len()) as u64;
-    assert_eq!(counters, [(3_000, 3_000), (3_000, into_last), (into_last, 2 * kept.len() as u64)]);
+    assert_eq!(
+        counters,
+        [(3_000, 3_000), (3_000, into_last), (into_last, into_last), (into_last, 2 * kept.len() as u64)]
+    );
 }
