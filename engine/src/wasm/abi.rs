@@ -502,9 +502,12 @@ pub struct PackedCall {
 /// failed are left out and outputs are put in input order. What an
 /// output keeps of its input has to be in the new batch's one buffer
 /// too, so either the kept bytes are copied after the guest's, or the
-/// guest's after the input's (whose buffer the outputs then take over),
-/// whichever copies less: a passthrough or a filter copies nothing but
-/// its words. A failed call gives `inputs` back as they were.
+/// guest's after the input's (whose buffer the outputs then take over).
+/// The second is chosen when it costs less counting the next stage's
+/// copy of the whole buffer into its guest: a passthrough, or a filter
+/// that keeps most records, copies nothing but its words; a filter that
+/// keeps few copies those few rather than hand on a buffer of bytes no
+/// record refers to. A failed call gives `inputs` back as they were.
 pub(crate) fn unpack_packed(
     output: BatchOutput,
     inputs: PackedBatch,
@@ -516,7 +519,10 @@ pub(crate) fn unpack_packed(
         Err(failure) => return Err(FailedPackedCall::new(failure, inputs)),
     };
     let kept_bytes = checked.kept_bytes;
-    let after_input = batch.data.len() <= kept_bytes;
+    // Appending costs the guest's bytes once here and the input's and the
+    // guest's in the next lowering; copying costs the kept bytes here and
+    // the guest's and the kept ones in the next lowering.
+    let after_input = inputs.wire.data.len() + batch.data.len() < 2 * kept_bytes;
     let total = match after_input {
         true => inputs.wire.data.len() + batch.data.len(),
         false => batch.data.len() + kept_bytes,
@@ -984,6 +990,26 @@ mod tests {
         let mut rejected = output(&[kept], b"");
         rejected.errors.push(RecordError { input: 0, kind: "invalid-input".into(), message: "no".into() });
         assert!(!forwards_in_place(&rejected, 1), "a rejection");
+    }
+
+    #[test]
+    fn a_batch_handed_on_carries_the_input_buffer_only_when_most_of_it_is_kept() {
+        let long = |n: u8| {
+            let mut record = input(None, "");
+            record.value = Bytes::from(vec![n; 100]);
+            record
+        };
+        let inputs = vec![long(0), long(1), long(2), long(3)];
+        let keep = |indices: &[u32]| {
+            let words: Vec<_> = indices.iter().map(|&i| (0, NO_KEY, 0, INPUT_VALUE, i)).collect();
+            unpack_packed(output(&words, b""), PackedBatch::from_records(&inputs).unwrap(), 1 << 20).unwrap()
+        };
+        // Three of four kept: the input's buffer is handed on as it is.
+        assert_eq!(keep(&[0, 1, 3]).batch.wire.data.len(), 400);
+        // One of four: its 100 bytes are copied, not the 400 of the input.
+        let one = keep(&[2]).batch;
+        assert_eq!(one.wire.data.len(), 100);
+        assert_eq!(one.into_records()[0].value, inputs[2].value);
     }
 
     #[test]
