@@ -1,11 +1,14 @@
 //! What passes from one step of a pipeline to the next.
 //!
 //! Sources, the batcher and sinks deal in [`Record`]s. Between two wasm
-//! stages, records stay packed as the first stage's guest returned them
-//! ([`PackedBatch`]), and the next stage lowers them into its guest as they
-//! are: building a `Record` per output only for the next stage to pack it
-//! again would cost more than a light transform's own work. The last stage
-//! builds records for the sink.
+//! stages, a batch stays packed as the first stage's guest returned it
+//! ([`PackedBatch`]), and the next stage lowers it into its guest as it
+//! is: building a `Record` per output only for the next stage to pack it
+//! again can cost more than a light transform's own work. The exception
+//! is a batch whose outputs are its inputs, in place and in order (a
+//! passthrough): its records are kept, which costs nothing (see
+//! `TransformInstance::call_for_next_stage`). The last stage builds
+//! records for the sink.
 
 use crate::ack::Ack;
 use crate::record::{Batch, Record};

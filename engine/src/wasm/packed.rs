@@ -3,10 +3,10 @@
 //!
 //! A stage's guest returns its outputs packed: one byte buffer and a few
 //! words per record. Building a [`Record`] for each output only for the
-//! next stage to pack it again costs more than the guest's own work for
-//! a light transform (a passthrough, a filter). So between two wasm stages
-//! the output stays in this form and is lowered into the next guest as it
-//! is; records are built once, by the last stage, for the sink.
+//! next stage to pack it again can cost more than a light transform's own
+//! work (a filter, a router). So between two wasm stages the output can
+//! stay in this form and be lowered into the next guest as it is; records
+//! are built once, by the last stage, for the sink.
 
 use bytes::Bytes;
 
