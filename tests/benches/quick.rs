@@ -209,18 +209,23 @@ fn instance(host: &WasmHost, name: &str, config: &str) -> TransformInstance {
     TransformInstance::new(&module, &Limits::default(), &Grants::default(), config).unwrap()
 }
 
-/// Boundary cost per record, and the two timings it is the difference of.
-fn boundary(host: &WasmHost) -> (f64, f64, f64) {
-    const BATCH: usize = 1024;
-    let records = small_records(BATCH);
-    let mut wasm = instance(host, "passthrough", "{}");
+/// `records` packed by the guest SDK's own code, for the native side.
+fn packed_natively(records: &[Record]) -> sluice_guest::bindings::Batch {
     let test_records: Vec<TestRecord> = records
         .iter()
         .map(|r| {
             TestRecord::new(r.value.to_vec()).with_key(r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default())
         })
         .collect();
-    let packed = pack(&test_records);
+    pack(&test_records)
+}
+
+/// Boundary cost per record, and the two timings it is the difference of.
+fn boundary(host: &WasmHost) -> (f64, f64, f64) {
+    const BATCH: usize = 1024;
+    let records = small_records(BATCH);
+    let mut wasm = instance(host, "passthrough", "{}");
+    let packed = packed_natively(&records);
     let mut native = passthrough::Passthrough;
     let (w, n) =
         side_by_side(ROUNDS, ROUND, || wasm.call(&records).unwrap(), || run_packed(&mut native, &packed));
@@ -235,13 +240,7 @@ fn boundary_packed(host: &WasmHost) -> (f64, f64, f64) {
     let records = small_records(BATCH);
     let mut wasm = instance(host, "passthrough", "{}");
     let input = PackedBatch::from_records(&records).unwrap();
-    let test_records: Vec<TestRecord> = records
-        .iter()
-        .map(|r| {
-            TestRecord::new(r.value.to_vec()).with_key(r.key.as_ref().map(|k| k.to_vec()).unwrap_or_default())
-        })
-        .collect();
-    let packed = pack(&test_records);
+    let packed = packed_natively(&records);
     let mut native = passthrough::Passthrough;
     let (w, n) = side_by_side_on_fresh_inputs(
         ROUNDS * 2,

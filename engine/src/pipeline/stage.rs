@@ -325,18 +325,22 @@ impl Stage {
     /// Calls the instance (a new one after a failed call), which takes over
     /// the key and value of the records that succeed.
     fn call(&mut self, records: &mut Vec<Record>) -> Result<CallOutput, CallFailure> {
-        let mut instance = self.take_instance()?;
-        let started = Instant::now();
-        let result = instance.call_consuming(records);
-        self.called(instance, started, result.as_ref().err());
-        result
+        self.with_instance(|instance| instance.call_consuming(records))
     }
 
     /// Like [`call`](Self::call), leaving outputs packed when that saves work.
     fn call_for_next_stage(&mut self, records: &mut Vec<Record>) -> Result<StageCall, CallFailure> {
+        self.with_instance(|instance| instance.call_for_next_stage(records))
+    }
+
+    /// Makes `call` on the instance, counted (see [`called`](Self::called)).
+    fn with_instance<T>(
+        &mut self,
+        call: impl FnOnce(&mut TransformInstance) -> Result<T, CallFailure>,
+    ) -> Result<T, CallFailure> {
         let mut instance = self.take_instance()?;
         let started = Instant::now();
-        let result = instance.call_for_next_stage(records);
+        let result = call(&mut instance);
         self.called(instance, started, result.as_ref().err());
         result
     }
