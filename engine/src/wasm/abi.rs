@@ -13,7 +13,6 @@ use super::bindings::sluice::transform::types::RecordError;
 use super::bindings::{Batch, BatchOutput};
 use super::error::FailureKind;
 use super::instance::CallFailure;
-use super::packed::{MAX_DATA_BYTES, PackedBatch};
 use crate::record::{Header, Record};
 
 /// What one call produced.
@@ -162,26 +161,26 @@ impl Inputs for &mut Vec<Record> {
 const NOT_KEPT: u32 = u32::MAX;
 
 /// What the first pass over a guest's answer found.
-struct Checked {
+pub(super) struct Checked {
     /// Output records.
-    count: usize,
+    pub(super) count: usize,
     /// Per input, why it failed; empty when none did.
-    failed: Vec<Option<(FailureKind, String)>>,
+    pub(super) failed: Vec<Option<(FailureKind, String)>>,
     /// Whether output n is input n's only output, for every n.
-    one_to_one: bool,
+    pub(super) one_to_one: bool,
     /// Whether some output comes before an output of an earlier input.
-    unordered: bool,
+    pub(super) unordered: bool,
     /// Bytes of the inputs' keys and values that outputs keep, when
     /// [`InputSizes::COUNTS_KEPT`].
-    kept_bytes: usize,
+    pub(super) kept_bytes: usize,
 }
 
 impl Checked {
-    fn failed(&self, index: usize) -> bool {
+    pub(super) fn failed(&self, index: usize) -> bool {
         self.failed.get(index).is_some_and(Option::is_some)
     }
 
-    fn failures(self) -> Vec<(usize, FailureKind, String)> {
+    pub(super) fn failures(self) -> Vec<(usize, FailureKind, String)> {
         self.failed
             .into_iter()
             .enumerate()
@@ -213,24 +212,11 @@ impl InputSizes for [Record] {
     }
 }
 
-impl InputSizes for PackedBatch {
-    const COUNTS_KEPT: bool = true;
-
-    fn count(&self) -> usize {
-        self.len()
-    }
-
-    fn key_and_value_len(&self, index: usize) -> (usize, usize) {
-        let ((_, key_len), (_, value_len)) = self.spans(index);
-        (if key_len == NO_KEY { 0 } else { key_len as usize }, value_len as usize)
-    }
-}
-
 /// First pass over the guest's answer: checks every index, span and header
 /// name, and settles which inputs failed (rejected by the guest, or over
 /// `max_output_bytes`), before anything is built. So an `Err` (the whole
 /// call fails) leaves the inputs untouched for the one-by-one retry.
-fn check<S: InputSizes + ?Sized>(
+pub(super) fn check<S: InputSizes + ?Sized>(
     batch: &Batch,
     errors: Vec<RecordError>,
     inputs: &S,
@@ -472,197 +458,6 @@ pub(crate) fn unpack<I: Inputs>(
     Ok(CallOutput { records, inputs: record_inputs, failures: checked.failures() })
 }
 
-/// A packed call that failed as a whole, with its inputs as they were.
-#[derive(Debug)]
-pub struct FailedPackedCall {
-    pub failure: CallFailure,
-    pub inputs: PackedBatch,
-}
-
-impl FailedPackedCall {
-    pub fn new(failure: CallFailure, inputs: PackedBatch) -> Box<FailedPackedCall> {
-        Box::new(FailedPackedCall { failure, inputs })
-    }
-}
-
-/// What a call on a packed batch produced.
-#[derive(Debug)]
-pub struct PackedCall {
-    /// Outputs of the inputs that succeeded, in input order, packed for
-    /// the next stage.
-    pub batch: PackedBatch,
-    /// The inputs that failed, as records for their dead letters, with the reason.
-    pub failures: Vec<(Record, FailureKind, String)>,
-}
-
-/// Turns the guest's answer to a packed batch into the packed batch the
-/// next stage gets, after the same [`check`] as [`unpack`].
-///
-/// The guest's words become the new batch's: outputs of inputs that
-/// failed are left out and outputs are put in input order. What an
-/// output keeps of its input has to be in the new batch's one buffer
-/// too, so either the kept bytes are copied after the guest's, or the
-/// guest's after the input's (whose buffer the outputs then take over).
-/// The second is chosen when it costs less counting the next stage's
-/// copy of the whole buffer into its guest: a passthrough, or a filter
-/// that keeps most records, copies nothing but its words; a filter that
-/// keeps few copies those few rather than hand on a buffer of bytes no
-/// record refers to. A failed call gives `inputs` back as they were.
-pub(crate) fn unpack_packed(
-    output: BatchOutput,
-    inputs: PackedBatch,
-    max_output_bytes: usize,
-) -> Result<PackedCall, Box<FailedPackedCall>> {
-    let BatchOutput { records: mut batch, errors } = output;
-    let checked = match check(&batch, errors, &inputs, max_output_bytes) {
-        Ok(checked) => checked,
-        Err(failure) => return Err(FailedPackedCall::new(failure, inputs)),
-    };
-    let kept_bytes = checked.kept_bytes;
-    // Appending costs the guest's bytes once here and the input's and the
-    // guest's in the next lowering; copying costs the kept bytes here and
-    // the guest's and the kept ones in the next lowering.
-    let after_input = inputs.wire.data.len() + batch.data.len() < 2 * kept_bytes;
-    let total = match after_input {
-        true => inputs.wire.data.len() + batch.data.len(),
-        false => batch.data.len() + kept_bytes,
-    };
-    if total > MAX_DATA_BYTES {
-        let message = format!(
-            "the outputs, with the keys and values they keep, are {total} bytes, over the {MAX_DATA_BYTES} a batch can hold"
-        );
-        return Err(FailedPackedCall::new(CallFailure { kind: FailureKind::InvalidOutput, message }, inputs));
-    }
-    let failures = checked
-        .failed
-        .iter()
-        .enumerate()
-        .filter_map(|(index, failure)| {
-            let (kind, message) = failure.clone()?;
-            Some((inputs.record(index), kind, message))
-        })
-        .collect();
-    let reuse_origins = checked.one_to_one && checked.failed.is_empty();
-    let PackedBatch { wire: input, origins: input_origins } = inputs;
-    let Batch { data: input_data, records: input_words, .. } = input;
-    // The buffer the outputs take, how far the guest's bytes moved in it,
-    // and where kept bytes are copied from (nowhere when they stay put).
-    let (mut data, shift, kept_from) = match after_input {
-        true => {
-            let mut data = input_data;
-            let shift = data.len() as u32;
-            data.extend_from_slice(&batch.data);
-            (data, shift, Vec::new())
-        }
-        false => {
-            let mut data = std::mem::take(&mut batch.data);
-            data.reserve(kept_bytes);
-            (data, 0, input_data)
-        }
-    };
-    let mut kept_bytes = KeptBytes { data: &mut data, from: (!after_input).then_some(&kept_from[..]), shift };
-    if shift != 0 {
-        for h in batch.headers.chunks_exact_mut(HEADER_WORDS) {
-            h[0] += shift;
-            h[2] += shift;
-        }
-    }
-    let Batch { records: words, timestamps, .. } = &mut batch;
-    if reuse_origins {
-        // Output n is input n's only output: nothing moves.
-        let outputs = words.as_chunks_mut::<RECORD_WORDS>().0;
-        for (output, input) in outputs.iter_mut().zip(input_words.as_chunks::<RECORD_WORDS>().0) {
-            kept_bytes.resolve(output, input);
-        }
-        batch.data = data;
-        return Ok(PackedCall { batch: PackedBatch { wire: batch, origins: input_origins }, failures });
-    }
-    let mut origins = Vec::with_capacity(checked.count);
-    // The input of each output, to restore input order when the guest did not keep it.
-    let mut sources = Vec::new();
-    let mut kept = 0;
-    for output in 0..checked.count {
-        let at = output * RECORD_WORDS;
-        let index = words[at + INPUT] as usize;
-        if checked.failed(index) {
-            continue;
-        }
-        kept_bytes.resolve(
-            &mut words.as_chunks_mut::<RECORD_WORDS>().0[output],
-            &input_words.as_chunks::<RECORD_WORDS>().0[index],
-        );
-        if kept != output {
-            words.copy_within(at..at + RECORD_WORDS, kept * RECORD_WORDS);
-            timestamps[kept] = timestamps[output];
-        }
-        words[kept * RECORD_WORDS + INPUT] = kept as u32;
-        origins.push(input_origins[index].clone());
-        if checked.unordered {
-            sources.push(index);
-        }
-        kept += 1;
-    }
-    words.truncate(kept * RECORD_WORDS);
-    timestamps.truncate(kept);
-    if checked.unordered {
-        let mut order: Vec<usize> = (0..kept).collect();
-        order.sort_by_key(|&output| sources[output]);
-        let (old_words, old_timestamps, old_origins) =
-            (std::mem::take(words), std::mem::take(timestamps), std::mem::take(&mut origins));
-        for (position, &output) in order.iter().enumerate() {
-            words.extend_from_slice(&old_words[output * RECORD_WORDS..][..RECORD_WORDS]);
-            words[position * RECORD_WORDS + INPUT] = position as u32;
-            timestamps.push(old_timestamps[output]);
-            origins.push(old_origins[output].clone());
-        }
-    }
-    batch.data = data;
-    Ok(PackedCall { batch: PackedBatch { wire: batch, origins }, failures })
-}
-
-/// Where the keys and values outputs keep of their inputs end up in a
-/// packed call's new buffer.
-struct KeptBytes<'a> {
-    data: &'a mut Vec<u8>,
-    /// The input's buffer, to copy kept bytes from; `None` when the new
-    /// buffer is the input's, the guest's bytes appended to it.
-    from: Option<&'a [u8]>,
-    /// How far the guest's bytes moved in the new buffer.
-    shift: u32,
-}
-
-impl KeptBytes<'_> {
-    /// Rewrites the spans of `output` (checked) to the new buffer.
-    #[inline(always)]
-    fn resolve(&mut self, output: &mut [u32; RECORD_WORDS], input: &[u32; RECORD_WORDS]) {
-        match output[KEY_LEN] {
-            NO_KEY => {}
-            INPUT_KEY => [output[KEY_OFFSET], output[KEY_LEN]] = self.kept(input[KEY_OFFSET], input[KEY_LEN]),
-            _ => output[KEY_OFFSET] += self.shift,
-        }
-        match output[VALUE_LEN] {
-            INPUT_VALUE => {
-                [output[VALUE_OFFSET], output[VALUE_LEN]] = self.kept(input[VALUE_OFFSET], input[VALUE_LEN])
-            }
-            _ => output[VALUE_OFFSET] += self.shift,
-        }
-    }
-
-    /// The span, in the new buffer, of the input's span `offset..+len`
-    /// (`NO_KEY` for a key the input does not have).
-    #[inline(always)]
-    fn kept(&mut self, offset: u32, len: u32) -> [u32; 2] {
-        match self.from {
-            Some(from) if len != NO_KEY => {
-                let start = self.data.len() as u32;
-                self.data.extend_from_slice(&from[offset as usize..][..len as usize]);
-                [start, len]
-            }
-            _ => [offset, len],
-        }
-    }
-}
-
 /// The bytes one output carries to the sink: its key, value and headers,
 /// whether written by the guest or kept from its input, whose key and
 /// value are `input` bytes long. Its header range must have been checked.
@@ -725,6 +520,7 @@ fn header_words<'a>(headers: &'a [u32], words: &[u32]) -> Option<&'a [u32]> {
 mod tests {
     use super::*;
     use crate::record::Origin;
+    use crate::wasm::packed::{PackedBatch, unpack_packed};
 
     fn input(key: Option<&'static str>, value: &'static str) -> Record {
         let mut record = Record::new(value, Origin { source: "t".into(), partition: 0, offset: 0 });

@@ -9,7 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::abi::{self, CallOutput, FailedPackedCall, Inputs, PackedCall};
+use super::abi::{self, CallOutput, Inputs};
 use super::bindings::{Batch, BatchOutput, Transform};
 use super::deadline::{Blocked, run_until};
 use super::epoch::{EPOCH_TICK, Ticking};
@@ -17,7 +17,7 @@ use super::error::{FailureKind, LoadError};
 use super::host::Module;
 use super::limits::{Limits, MemoryLimiter};
 use super::lookup::LookupState;
-use super::packed::{self, PackedBatch};
+use super::packed::{self, FailedPackedCall, PackedBatch, PackedCall};
 use super::stdio::CapturedStderr;
 use crate::lookup::Lookups;
 use crate::record::Record;
@@ -188,7 +188,7 @@ impl TransformInstance {
     /// fails, `batch` comes back with the failure, as it was.
     pub fn call_packed(&mut self, batch: PackedBatch) -> Result<PackedCall, Box<FailedPackedCall>> {
         match self.process(&batch.wire) {
-            Ok(output) => abi::unpack_packed(output, batch, self.limits.max_output_bytes),
+            Ok(output) => packed::unpack_packed(output, batch, self.limits.max_output_bytes),
             Err(failure) => Err(FailedPackedCall::new(failure, batch)),
         }
     }
@@ -217,7 +217,7 @@ impl TransformInstance {
             self.scratch = batch.wire;
             return abi::unpack(output, records, self.limits.max_output_bytes).map(StageCall::Records);
         }
-        match abi::unpack_packed(output, batch, self.limits.max_output_bytes) {
+        match packed::unpack_packed(output, batch, self.limits.max_output_bytes) {
             Ok(call) => {
                 // The outputs are in the batch; the inputs that failed were copied.
                 records.clear();

@@ -17,9 +17,9 @@ mod lookup;
 mod packed;
 mod stdio;
 
-pub use abi::{CallOutput, FailedPackedCall, PackedCall, RecordOutcome};
+pub use abi::{CallOutput, RecordOutcome};
 pub use error::{FailureKind, LoadError};
 pub use host::{Module, WasmHost};
 pub use instance::{CallFailure, Grants, StageCall, TransformInstance, instance_grants};
 pub use limits::Limits;
-pub use packed::PackedBatch;
+pub use packed::{FailedPackedCall, PackedBatch, PackedCall};
