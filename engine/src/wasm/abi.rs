@@ -62,12 +62,60 @@ use layout::*;
 
 /// Lays `records` out in `batch`, reusing its buffers.
 pub(crate) fn pack(records: &[Record], batch: &mut Batch) {
+    lay_out::<true>(records, batch);
+}
+
+/// Lays out the word tables of `records` in `batch` as [`pack`] does, but
+/// leaves its `data` empty, for [`write_data`] to write where it is needed
+/// (`lowering.rs`: straight into the guest). Returns the length of the
+/// data.
+pub(crate) fn pack_words(records: &[Record], batch: &mut Batch) -> usize {
+    lay_out::<false>(records, batch)
+}
+
+/// Writes the data of a batch of `records` laid out by [`pack_words`]:
+/// each record's key, value, then its headers' names and values.
+/// `buffer` is exactly as long as [`pack_words`] said.
+pub(crate) fn write_data(records: &[Record], buffer: &mut [u8]) {
+    let mut rest = buffer;
+    let mut put = |bytes: &[u8]| {
+        let (here, after) = std::mem::take(&mut rest).split_at_mut(bytes.len());
+        here.copy_from_slice(bytes);
+        rest = after;
+    };
+    for record in records {
+        if let Some(key) = &record.key {
+            put(key);
+        }
+        put(&record.value);
+        for header in &record.headers {
+            put(header.name.as_bytes());
+            put(&header.value);
+        }
+    }
+}
+
+/// [`pack`] and [`pack_words`]: the words, and the bytes too when `COPY`.
+/// Returns the length of the data.
+fn lay_out<const COPY: bool>(records: &[Record], batch: &mut Batch) -> usize {
     batch.data.clear();
     batch.records.clear();
     batch.timestamps.clear();
     batch.headers.clear();
-    batch.data.reserve(records.iter().map(Record::size).sum());
+    let size = records.iter().map(Record::size).sum();
+    if COPY {
+        batch.data.reserve(size);
+    }
     batch.records.reserve(records.len() * RECORD_WORDS);
+    let mut end = 0u32;
+    let mut append = |data: &mut Vec<u8>, bytes: &[u8]| {
+        let (offset, len) = (end, bytes.len() as u32);
+        end = end.wrapping_add(len);
+        if COPY {
+            data.extend_from_slice(bytes);
+        }
+        (offset, len)
+    };
     for (index, record) in records.iter().enumerate() {
         let (key_offset, key_len) = match &record.key {
             Some(key) => append(&mut batch.data, key),
@@ -91,12 +139,7 @@ pub(crate) fn pack(records: &[Record], batch: &mut Batch) {
         ]);
         batch.timestamps.push(record.timestamp.unwrap_or(NO_TIMESTAMP));
     }
-}
-
-fn append(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
-    let offset = data.len() as u32;
-    data.extend_from_slice(bytes);
-    (offset, bytes.len() as u32)
+    size
 }
 
 /// The records a call's outputs refer back to. Borrowed, outputs share the
@@ -526,6 +569,30 @@ mod tests {
         let mut record = Record::new(value, Origin { source: "t".into(), partition: 0, offset: 0 });
         record.key = key.map(|k| Bytes::from_static(k.as_bytes()));
         record
+    }
+
+    #[test]
+    fn the_words_laid_out_without_the_bytes_point_where_the_bytes_are_written() {
+        let mut with_headers = input(Some("key"), "value");
+        with_headers.headers = vec![
+            Header { name: "first".into(), value: Bytes::from_static(b"1") },
+            Header { name: "".into(), value: Bytes::new() },
+        ];
+        with_headers.timestamp = Some(1_700_000_000_000);
+        let records = [input(None, "no key"), with_headers, input(Some(""), ""), input(Some("k"), "")];
+        let mut packed = crate::wasm::packed::empty_wire();
+        pack(&records, &mut packed);
+
+        let mut words = crate::wasm::packed::empty_wire();
+        let len = pack_words(&records, &mut words);
+        let mut data = vec![0xee; len];
+        write_data(&records, &mut data);
+
+        assert_eq!(data, packed.data);
+        assert!(words.data.is_empty());
+        assert_eq!(words.records, packed.records);
+        assert_eq!(words.timestamps, packed.timestamps);
+        assert_eq!(words.headers, packed.headers);
     }
 
     /// An output batch whose records have these (key, value) words.

@@ -8,3 +8,11 @@ wasmtime::component::bindgen!({
     // call (a sleep, a poll) can be cut off at its deadline; see deadline.rs.
     exports: { default: async },
 });
+
+impl Transform {
+    /// The `process` export, for calls that lower their batch themselves
+    /// (`lowering.rs`).
+    pub(super) fn process_func(&self) -> wasmtime::component::Func {
+        self.process
+    }
+}

@@ -17,6 +17,7 @@ use super::error::{FailureKind, LoadError};
 use super::host::Module;
 use super::limits::{Limits, MemoryLimiter};
 use super::lookup::LookupState;
+use super::lowering::{self, RecordsBatch};
 use super::packed::{self, FailedPackedCall, PackedBatch, PackedCall};
 use super::stdio::CapturedStderr;
 use crate::lookup::Lookups;
@@ -228,11 +229,19 @@ impl TransformInstance {
     }
 
     fn run<I: Inputs>(&mut self, records: I) -> Result<CallOutput, CallFailure> {
-        let mut scratch = std::mem::replace(&mut self.scratch, packed::empty_wire());
-        abi::pack(records.records(), &mut scratch);
-        let output = self.process(&scratch);
-        self.scratch = scratch;
-        abi::unpack(output?, records, self.limits.max_output_bytes)
+        let mut tables = std::mem::replace(&mut self.scratch, packed::empty_wire());
+        let data_len = abi::pack_words(records.records(), &mut tables);
+        let batch = RecordsBatch::new(records.records(), &tables, data_len);
+        let process = self.bindings.process_func();
+        let (deadline, ticking) = arm(&mut self.store, &self.limits, &self.module);
+        let store = &mut self.store;
+        let result = run_until(deadline, async move {
+            let (output,) = lowering::process(process, &*store)?.call_async(store, (batch,)).await?;
+            Ok(output)
+        });
+        drop(ticking);
+        self.scratch = tables;
+        abi::unpack(self.settle(result)?, records, self.limits.max_output_bytes)
     }
 
     /// Calls the guest's `process` on `batch` under the instance's limits.
@@ -240,6 +249,14 @@ impl TransformInstance {
         let (deadline, ticking) = arm(&mut self.store, &self.limits, &self.module);
         let result = run_until(deadline, self.bindings.call_process(&mut self.store, batch));
         drop(ticking);
+        self.settle(result)
+    }
+
+    /// What a call under the instance's limits came to.
+    fn settle(
+        &mut self,
+        result: Result<wasmtime::Result<BatchOutput>, Blocked>,
+    ) -> Result<BatchOutput, CallFailure> {
         match result {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, e)),

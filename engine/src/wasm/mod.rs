@@ -14,6 +14,7 @@ mod host;
 mod instance;
 mod limits;
 mod lookup;
+mod lowering;
 mod packed;
 mod stdio;
 
