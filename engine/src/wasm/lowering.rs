@@ -7,6 +7,10 @@
 //! host as before (`abi::pack_words`), and its bytes are written into the
 //! buffer the guest allocates for them, from the records themselves. For a
 //! stage of images that is one copy of every image fewer.
+//!
+//! `ComponentType` and `Lower` are traits Wasmtime marks as its own detail
+//! (their items are hidden from its docs): `RecordBytes` lowers exactly as
+//! Wasmtime 48 lowers a list of bytes, and an upgrade must re-check that.
 
 use std::mem::MaybeUninit;
 
