@@ -100,6 +100,9 @@ unsafe impl Lower for RecordBytes<'_> {
         Ok(())
     }
 
+    // Not reached by `process`, whose batch is passed flat (8 core values,
+    // under the canonical ABI's 16); the trait requires it, and it stores
+    // the pointer pair as Wasmtime stores a list's.
     fn linear_lower_to_memory<T>(
         &self,
         cx: &mut LowerContext<'_, T>,
