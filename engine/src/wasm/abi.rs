@@ -102,19 +102,19 @@ fn lay_out<const COPY: bool>(records: &[Record], batch: &mut Batch) -> usize {
     batch.records.clear();
     batch.timestamps.clear();
     batch.headers.clear();
-    let size = records.iter().map(Record::size).sum();
     if COPY {
-        batch.data.reserve(size);
+        batch.data.reserve(records.iter().map(Record::size).sum());
     }
     batch.records.reserve(records.len() * RECORD_WORDS);
-    let mut end = 0u32;
+    // Where the next bytes go, whether or not they are copied here.
+    let mut end = 0usize;
     let mut append = |data: &mut Vec<u8>, bytes: &[u8]| {
-        let (offset, len) = (end, bytes.len() as u32);
-        end = end.wrapping_add(len);
+        let offset = end as u32;
+        end += bytes.len();
         if COPY {
             data.extend_from_slice(bytes);
         }
-        (offset, len)
+        (offset, bytes.len() as u32)
     };
     for (index, record) in records.iter().enumerate() {
         let (key_offset, key_len) = match &record.key {
@@ -139,7 +139,7 @@ fn lay_out<const COPY: bool>(records: &[Record], batch: &mut Batch) -> usize {
         ]);
         batch.timestamps.push(record.timestamp.unwrap_or(NO_TIMESTAMP));
     }
-    size
+    end
 }
 
 /// The records a call's outputs refer back to. Borrowed, outputs share the
