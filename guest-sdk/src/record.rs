@@ -30,6 +30,7 @@ impl<'a> Record<'a> {
     }
 
     /// Position of this record in its batch.
+    #[inline]
     pub fn index(&self) -> u32 {
         self.words[INPUT]
     }
@@ -56,6 +57,12 @@ impl<'a> Record<'a> {
     #[inline]
     pub fn timestamp(&self) -> Option<i64> {
         self.batch.timestamps.get(self.position).copied().filter(|&t| t != NO_TIMESTAMP)
+    }
+
+    /// Whether the record has any headers.
+    #[inline]
+    pub fn has_headers(&self) -> bool {
+        self.words[HEADER_COUNT] != 0
     }
 
     /// Headers in the order the source delivered them.
