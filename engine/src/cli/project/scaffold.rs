@@ -36,6 +36,7 @@ const COMMON: &[Template] = &[
 const RUST: &[Template] = &[
     ("Cargo.toml", include_str!("../../../templates/rust/Cargo.toml")),
     ("src/lib.rs", include_str!("../../../templates/rust/src/lib.rs")),
+    (".cargo/config.toml", include_str!("../../../templates/rust/cargo-config.toml")),
     ("setup.sh", include_str!("../../../templates/rust/setup.sh")),
     ("sdk/sluice-guest/wit/transform.wit", include_str!("../../../../guest-sdk/wit/transform.wit")),
     ("sdk/sluice-guest/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs")),
@@ -134,4 +135,26 @@ fn make_executable(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wasm_rustflags(config: &str) -> Vec<String> {
+        let config: toml::Table = toml::from_str(config).expect("a cargo config");
+        let flags = &config["target"]["wasm32-wasip2"]["rustflags"];
+        flags.as_array().expect("a list").iter().map(|f| f.as_str().expect("a flag").to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_rust_project_is_compiled_with_the_flags_the_example_transforms_are_measured_with() {
+        let (_, scaffolded) =
+            RUST.iter().find(|(path, _)| *path == ".cargo/config.toml").expect("scaffolded");
+        let examples = include_str!("../../../../pipelines/transforms/.cargo/config.toml");
+        let test_guests = include_str!("../../../../tests/guests/.cargo/config.toml");
+        assert_eq!(wasm_rustflags(scaffolded), wasm_rustflags(examples));
+        assert_eq!(wasm_rustflags(test_guests), wasm_rustflags(examples));
+        assert!(wasm_rustflags(scaffolded).contains(&"target-feature=+simd128".to_string()));
+    }
 }
