@@ -5,7 +5,8 @@
 //! them records. `PROFILE_CONFIG` is the stage's config as JSON (default
 //! `{}`); the host's hash is granted, as the shipped pipelines do.
 //!
-//! `PROFILE_PACKED=1` calls the batch packed, as a stage between two wasm
+//! `PROFILE_CONSUMING=1` hands each call a new batch to take over, as a
+//! pipeline's stage does. `PROFILE_PACKED=1` calls the batch packed, as a stage between two wasm
 //! stages gets it. `PROFILE_CHAIN=records|stages` runs two instances in a
 //! row (the second of `PROFILE_SECOND`, default the same guest), with
 //! records between them or as a pipeline's stages hand batches on.
@@ -87,11 +88,17 @@ fn main() {
     let mut instance = TransformInstance::new(&module, &limits, &grants, &config).unwrap();
     let packed =
         std::env::var("PROFILE_PACKED").is_ok().then(|| PackedBatch::from_records(&records).unwrap());
+    // As a pipeline's stage calls it: each call takes over a new batch.
+    let consuming = std::env::var("PROFILE_CONSUMING").is_ok();
     let started = std::time::Instant::now();
     let mut calls = 0u64;
     while started.elapsed().as_secs() < seconds {
         match &packed {
             Some(packed) => drop(std::hint::black_box(instance.call_packed(packed.clone()).unwrap())),
+            None if consuming => {
+                let mut batch = records.clone();
+                drop(std::hint::black_box(instance.call_consuming(&mut batch).unwrap()))
+            }
             None => drop(std::hint::black_box(instance.call(&records).unwrap())),
         }
         calls += 1;
