@@ -43,12 +43,14 @@ impl Output {
         }
     }
 
+    #[inline]
     pub(crate) fn begin(&mut self, record: &Record<'_>) -> Mark {
         self.input = record.index();
         self.input_timestamp = record.timestamp();
         self.mark()
     }
 
+    #[inline]
     fn mark(&self) -> Mark {
         Mark {
             data: self.batch.data.len(),
