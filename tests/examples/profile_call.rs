@@ -30,7 +30,12 @@ fn main() {
         text_records(size, lines_file.as_deref())
     };
     let size = records.len();
-    let host = WasmHost::new();
+    // `PROFILE_UNSANDBOXED=1`: without the epoch deadline and memory cap,
+    // to see where the sandbox's checks cost.
+    let host = match std::env::var("PROFILE_UNSANDBOXED") {
+        Ok(_) => WasmHost::without_sandbox_for_benchmarks(),
+        Err(_) => WasmHost::new(),
+    };
     let module = host.load_file(&sluice_tests::guest(&guest), false).unwrap();
     // Decoding images needs more than the default memory cap.
     let limits =
