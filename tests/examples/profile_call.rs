@@ -6,10 +6,12 @@
 //! `{}`); the host's hash is granted, as the shipped pipelines do.
 //!
 //! `PROFILE_CONSUMING=1` hands each call a new batch to take over, as a
-//! pipeline's stage does. `PROFILE_PACKED=1` calls the batch packed, as a stage between two wasm
-//! stages gets it. `PROFILE_CHAIN=records|stages` runs two instances in a
-//! row (the second of `PROFILE_SECOND`, default the same guest), with
-//! records between them or as a pipeline's stages hand batches on.
+//! pipeline's stage does. `PROFILE_PACKED=1` calls the batch packed, as a
+//! stage between two wasm stages gets it. `PROFILE_CHAIN=records|stages`
+//! runs two instances in a row (the second of `PROFILE_SECOND`, default the
+//! same guest), with records between them or as a pipeline's stages hand
+//! batches on. `PROFILE_UNSANDBOXED=1` runs without the epoch deadline and
+//! memory cap, to compare per function where the sandbox's checks cost.
 
 use bytes::Bytes;
 use sluice::record::{Origin, Record};
